@@ -1,0 +1,37 @@
+"""nanobpe: fast byte-level BPE tokenizers and data pipeline for small GPT training runs.
+
+    import nanobpe
+    tok = nanobpe.train(["data/"], vocab_size=32768, out="tok/")   # parquet / txt / jsonl
+    tok = nanobpe.load("tok/")
+    ids = tok.encode("hello world")                                 # same ids as tiktoken
+    enc = tok.to_tiktoken()                                         # a tiktoken.Encoding
+"""
+
+from nanobpe._nanobpe import (
+    DataError,
+    GPT4_PATTERN,
+    NANOCHAT_PATTERN,
+    NANOCHAT_SPECIALS,
+    NanobpeError,
+    __version__,
+)
+from nanobpe._nanobpe import split as _split
+from nanobpe.tokenizer import Tokenizer, load, train
+
+__all__ = [
+    "DataError",
+    "GPT4_PATTERN",
+    "NANOCHAT_PATTERN",
+    "NANOCHAT_SPECIALS",
+    "NanobpeError",
+    "Tokenizer",
+    "__version__",
+    "load",
+    "split",
+    "train",
+]
+
+
+def split(text: str, pattern: str = "nanochat") -> list[str]:
+    """The pieces a split pattern (a preset name or a regex) cuts ``text`` into."""
+    return _split(text, pattern)

@@ -1,0 +1,564 @@
+//! Documents from files: parquet (row group by row group), `.txt` and `.jsonl`, with nanochat's budget rules.
+//!
+//! * Folders are expanded to their data files sorted by name; the last one is the validation shard and is skipped
+//!   unless `include_val` (nanochat's split). Files named one by one are all used, in the order given.
+//! * Each document is cut to `doc_cap` characters (Unicode code points, like Python's `len`).
+//! * Reading stops after the document that takes the total past `max_chars`.
+//! * With `world > 1`, rank `r` takes the row groups `r, r + world, ...` of each parquet file (nanochat's DDP rule).
+//!
+//! Units (row groups, whole text files) are read in parallel a window at a time; the budget is applied in order
+//! between windows, so the documents seen never depend on the thread count.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::{arg_err, cancel, data_err};
+
+/// Where documents come from and how much of them to take.
+#[derive(Clone, Debug)]
+pub struct InputSpec {
+    pub paths: Vec<PathBuf>,
+    pub include_val: bool,
+    pub text_column: String,
+    pub jsonl_field: String,
+    /// `.txt`: one document per line instead of one per file.
+    pub lines: bool,
+    pub doc_cap: usize,
+    pub max_chars: u64,
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Default for InputSpec {
+    fn default() -> Self {
+        InputSpec {
+            paths: Vec::new(),
+            include_val: false,
+            text_column: "text".into(),
+            jsonl_field: "text".into(),
+            lines: false,
+            doc_cap: 10_000,
+            max_chars: 2_000_000_000,
+            rank: 0,
+            world: 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Parquet,
+    Txt,
+    Jsonl,
+}
+
+fn kind_of(path: &Path) -> Option<Kind> {
+    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "parquet" => Some(Kind::Parquet),
+        "txt" | "text" | "md" => Some(Kind::Txt),
+        "jsonl" | "ndjson" => Some(Kind::Jsonl),
+        _ => None,
+    }
+}
+
+/// Expand folders and check that every file exists and has a known type.
+pub fn resolve_files(paths: &[PathBuf], include_val: bool) -> Result<Vec<(PathBuf, Kind)>> {
+    if paths.is_empty() {
+        return Err(arg_err!("no input: give --data with at least one file or folder"));
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && kind_of(f).is_some())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(data_err!("{}: folder has no .parquet, .txt or .jsonl files", p.display()));
+            }
+            if !include_val {
+                if files.len() == 1 {
+                    return Err(data_err!(
+                        "{}: folder has a single file, which is the validation shard by nanochat's convention; \
+                         pass --include-val to train on it, or name the file itself",
+                        p.display()
+                    ));
+                }
+                files.pop();
+            }
+            out.extend(files.into_iter().map(|f| {
+                let k = kind_of(&f).unwrap_or(Kind::Txt);
+                (f, k)
+            }));
+        } else {
+            let k = kind_of(p).ok_or_else(|| {
+                data_err!("{}: unknown file type (expected .parquet, .txt or .jsonl)", p.display())
+            })?;
+            out.push((p.clone(), k));
+        }
+    }
+    Ok(out)
+}
+
+/// The validation file of a folder: its last data file by name.
+pub fn validation_file(folder: &Path) -> Result<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| Error::io(folder, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.is_file() && kind_of(f).is_some())
+        .collect();
+    files.sort();
+    files.pop().ok_or_else(|| data_err!("{}: folder has no data files", folder.display()))
+}
+
+/// A parquet file opened once: its metadata and the index of the text column.
+struct ParquetFile {
+    meta: ArrowReaderMetadata,
+    column: usize,
+}
+
+fn open_parquet(path: &Path, column: &str) -> Result<ParquetFile> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(data_err!("{}: empty file (0 bytes), not parquet", path.display()));
+    }
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| data_err!("{}: not a readable parquet file: {e}", path.display()))?;
+    let schema = meta.schema();
+    let column_idx = schema.index_of(column).map_err(|_| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        data_err!("{}: no column {column:?}; the columns are {names:?} (use --text-column)", path.display())
+    })?;
+    let dt = schema.field(column_idx).data_type();
+    use arrow_schema::DataType::*;
+    if !matches!(dt, Utf8 | LargeUtf8 | Utf8View) {
+        return Err(data_err!("{}: column {column:?} has type {dt}, expected a string column", path.display()));
+    }
+    Ok(ParquetFile { meta, column: column_idx })
+}
+
+/// One unit of reading: a row group of a parquet file, or a whole text file.
+#[derive(Clone, Copy, Debug)]
+struct Unit {
+    file: usize,
+    row_group: usize,
+}
+
+/// The documents of one unit.
+pub enum Docs {
+    Arrow(ArrayRef),
+    Owned(Vec<String>),
+}
+
+impl Docs {
+    fn len(&self) -> usize {
+        match self {
+            Docs::Arrow(a) => a.len(),
+            Docs::Owned(v) => v.len(),
+        }
+    }
+
+    /// The i-th document; nulls read as empty strings.
+    fn get(&self, i: usize) -> &str {
+        match self {
+            Docs::Arrow(a) => {
+                if a.is_null(i) {
+                    return "";
+                }
+                if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+                    s.value(i)
+                } else if let Some(s) = a.as_any().downcast_ref::<LargeStringArray>() {
+                    s.value(i)
+                } else if let Some(s) = a.as_any().downcast_ref::<StringViewArray>() {
+                    s.value(i)
+                } else {
+                    ""
+                }
+            }
+            Docs::Owned(v) => &v[i],
+        }
+    }
+}
+
+/// Documents of one unit after the doc cap, with their character counts.
+pub struct Batch {
+    docs: Docs,
+    /// Byte length of each document after the cap.
+    ends: Vec<usize>,
+    /// Characters of each document after the cap.
+    chars: Vec<u64>,
+    /// How many documents the budget lets through.
+    take: usize,
+    pub file: usize,
+    pub row_group: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.take
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.take == 0
+    }
+
+    pub fn doc(&self, i: usize) -> &str {
+        &self.docs.get(i)[..self.ends[i]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.take).map(move |i| self.doc(i))
+    }
+
+    pub fn chars(&self) -> u64 {
+        self.chars[..self.take].iter().sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.ends[..self.take].iter().map(|&e| e as u64).sum()
+    }
+}
+
+/// Count the characters of `s`, stopping at `cap`: (byte length kept, characters kept).
+fn cap_doc(s: &str, cap: usize) -> (usize, u64) {
+    if s.len() <= cap {
+        // Fewer bytes than the cap means fewer chars too; count the chars (non-continuation bytes).
+        let n = s.as_bytes().iter().filter(|&&b| (b as i8) >= -0x40).count();
+        return (s.len(), n as u64);
+    }
+    match s.char_indices().nth(cap) {
+        Some((byte, _)) => (byte, cap as u64),
+        None => (s.len(), s.chars().count() as u64),
+    }
+}
+
+/// Totals of one read.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ReadStats {
+    pub documents: u64,
+    pub chars: u64,
+    pub bytes: u64,
+    pub files: Vec<String>,
+}
+
+/// Reads documents and hands them to `sink` a window of units at a time, in order.
+pub struct Reader {
+    spec: InputSpec,
+    files: Vec<(PathBuf, Kind)>,
+    parquet: Vec<Option<Arc<ParquetFile>>>,
+    units: Vec<Unit>,
+}
+
+impl Reader {
+    /// Resolve the inputs and open every parquet footer now, so bad files fail before any work starts.
+    pub fn open(spec: &InputSpec) -> Result<Self> {
+        if spec.doc_cap == 0 {
+            return Err(arg_err!("--doc-cap must be at least 1 character"));
+        }
+        if spec.world == 0 || spec.rank >= spec.world {
+            return Err(arg_err!("rank {} is out of range for world size {}", spec.rank, spec.world));
+        }
+        let files = resolve_files(&spec.paths, spec.include_val)?;
+        let parquet: Vec<Option<Arc<ParquetFile>>> = files
+            .par_iter()
+            .map(|(p, k)| match k {
+                Kind::Parquet => open_parquet(p, &spec.text_column).map(|f| Some(Arc::new(f))),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        let mut units = Vec::new();
+        for (i, pq) in parquet.iter().enumerate() {
+            match pq {
+                Some(pf) => {
+                    let n = pf.meta.metadata().num_row_groups();
+                    units.extend((spec.rank..n).step_by(spec.world).map(|rg| Unit { file: i, row_group: rg }));
+                }
+                None => {
+                    // Whole text files are split across ranks by file index.
+                    if i % spec.world == spec.rank {
+                        units.push(Unit { file: i, row_group: 0 });
+                    }
+                }
+            }
+        }
+        Ok(Reader { spec: spec.clone(), files, parquet, units })
+    }
+
+    pub fn files(&self) -> Vec<String> {
+        self.files.iter().map(|(p, _)| p.display().to_string()).collect()
+    }
+
+    /// Total size in bytes of the input files (for progress).
+    pub fn total_file_bytes(&self) -> u64 {
+        self.files.iter().filter_map(|(p, _)| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+
+    pub fn num_units(&self) -> usize {
+        self.units.len()
+    }
+
+    fn read_unit(&self, u: Unit) -> Result<Docs> {
+        let (path, kind) = &self.files[u.file];
+        match kind {
+            Kind::Parquet => {
+                let pf = self.parquet[u.file].as_ref().expect("parquet metadata opened");
+                read_row_group(path, pf, u.row_group)
+            }
+            Kind::Txt => read_txt(path, self.spec.lines),
+            Kind::Jsonl => read_jsonl(path, &self.spec.jsonl_field),
+        }
+    }
+
+    /// Read everything, calling `sink` with each window of batches (in file and row-group order).
+    pub fn run(&self, mut sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
+        let window = (rayon::current_num_threads() * 2).max(4);
+        let mut stats = ReadStats { files: self.files(), ..Default::default() };
+        let cap = self.spec.doc_cap;
+        for units in self.units.chunks(window) {
+            cancel::check()?;
+            let mut batches: Vec<Batch> = units
+                .par_iter()
+                .map(|&u| {
+                    let docs = self.read_unit(u)?;
+                    let (ends, chars): (Vec<usize>, Vec<u64>) =
+                        (0..docs.len()).map(|i| cap_doc(docs.get(i), cap)).unzip();
+                    let take = docs.len();
+                    Ok(Batch { docs, ends, chars, take, file: u.file, row_group: u.row_group })
+                })
+                .collect::<Result<_>>()?;
+            // The budget, in order: stop after the document that takes the total past max_chars.
+            let mut done = false;
+            for b in batches.iter_mut() {
+                if done {
+                    b.take = 0;
+                    continue;
+                }
+                for i in 0..b.chars.len() {
+                    stats.chars += b.chars[i];
+                    stats.bytes += b.ends[i] as u64;
+                    stats.documents += 1;
+                    if stats.chars > self.spec.max_chars {
+                        b.take = i + 1;
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            sink(&batches)?;
+            if done {
+                break;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn read_row_group(path: &Path, pf: &ParquetFile, rg: usize) -> Result<Docs> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let rows = pf.meta.metadata().row_group(rg).num_rows().max(1) as usize;
+    let mask = ProjectionMask::roots(pf.meta.metadata().file_metadata().schema_descr(), [pf.column]);
+    let where_ = |e: &dyn std::fmt::Display| data_err!("{}: row group {rg}: {e}", path.display());
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, pf.meta.clone())
+        .with_row_groups(vec![rg])
+        .with_projection(mask)
+        .with_batch_size(rows)
+        .build()
+        .map_err(|e| where_(&e))?;
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| where_(&e))?;
+        arrays.push(batch.column(0).clone());
+    }
+    match arrays.len() {
+        0 => Ok(Docs::Owned(Vec::new())),
+        1 => Ok(Docs::Arrow(arrays.pop().expect("one array"))),
+        _ => {
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            let one = arrow_select_concat(&refs).map_err(|e| where_(&e))?;
+            Ok(Docs::Arrow(one))
+        }
+    }
+}
+
+/// Concatenate string arrays (only needed when a row group comes back in several batches).
+fn arrow_select_concat(arrays: &[&dyn Array]) -> std::result::Result<ArrayRef, String> {
+    let mut out: Vec<Option<String>> = Vec::new();
+    for a in arrays {
+        let d = Docs::Arrow(arrow_array::make_array(a.to_data()));
+        for i in 0..a.len() {
+            out.push(if a.is_null(i) { None } else { Some(d.get(i).to_string()) });
+        }
+    }
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+fn utf8_or_error(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let off = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..off].iter().filter(|&&b| b == b'\n').count() + 1;
+        data_err!("{}: invalid UTF-8 at byte offset {off} (line {line})", path.display())
+    })
+}
+
+fn read_txt(path: &Path, lines: bool) -> Result<Docs> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = utf8_or_error(path, bytes)?;
+    if !lines {
+        return Ok(Docs::Owned(vec![text]));
+    }
+    Ok(Docs::Owned(
+        text.lines().filter(|l| !l.is_empty()).map(|l| l.to_string()).collect(),
+    ))
+}
+
+fn read_jsonl(path: &Path, field: &str) -> Result<Docs> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = utf8_or_error(path, bytes)?;
+    let mut docs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| data_err!("{}: line {}: invalid JSON: {e}", path.display(), n + 1))?;
+        match v.get(field) {
+            Some(serde_json::Value::String(s)) => docs.push(s.clone()),
+            Some(serde_json::Value::Null) => docs.push(String::new()),
+            Some(other) => {
+                return Err(data_err!(
+                    "{}: line {}: field {field:?} is not a string ({})",
+                    path.display(),
+                    n + 1,
+                    json_type(other)
+                ))
+            }
+            None => {
+                return Err(data_err!(
+                    "{}: line {}: no field {field:?} (use --jsonl-field)",
+                    path.display(),
+                    n + 1
+                ))
+            }
+        }
+    }
+    Ok(Docs::Owned(docs))
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_counts_code_points() {
+        assert_eq!(cap_doc("héllo", 10), (6, 5));
+        assert_eq!(cap_doc("héllo", 2), (3, 2));
+        assert_eq!(cap_doc("中文字", 1), (3, 1));
+        assert_eq!(cap_doc("", 5), (0, 0));
+    }
+
+    fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn collect(spec: &InputSpec) -> Result<(Vec<String>, ReadStats)> {
+        let r = Reader::open(spec)?;
+        let mut docs = Vec::new();
+        let stats = r.run(|bs| {
+            for b in bs {
+                docs.extend(b.iter().map(String::from));
+            }
+            Ok(())
+        })?;
+        Ok((docs, stats))
+    }
+
+    #[test]
+    fn budget_stops_after_the_document_that_passes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "a.txt", b"aaaa\nbbbb\ncccc\ndddd\n");
+        let spec = InputSpec { paths: vec![p], lines: true, max_chars: 5, doc_cap: 3, ..Default::default() };
+        let (docs, stats) = collect(&spec).unwrap();
+        assert_eq!(docs, vec!["aaa", "bbb"]);
+        assert_eq!(stats.chars, 6);
+    }
+
+    #[test]
+    fn folder_skips_the_validation_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.txt", b"two");
+        write(dir.path(), "a.txt", b"one");
+        write(dir.path(), "c.txt", b"val");
+        let spec = InputSpec { paths: vec![dir.path().to_path_buf()], ..Default::default() };
+        assert_eq!(collect(&spec).unwrap().0, vec!["one", "two"]);
+        let spec = InputSpec { include_val: true, ..spec };
+        assert_eq!(collect(&spec).unwrap().0, vec!["one", "two", "val"]);
+    }
+
+    #[test]
+    fn bad_utf8_names_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "bad.txt", b"ok\nfine \xff here");
+        let e = collect(&InputSpec { paths: vec![p], ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("bad.txt") && e.contains("byte offset 8") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn jsonl_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "d.jsonl", b"{\"text\": \"a\"}\n{\"body\": \"b\"}\n");
+        let e = collect(&InputSpec { paths: vec![p], ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("\"text\""), "{e}");
+    }
+
+    #[test]
+    fn non_parquet_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "x.parquet", b"this is not parquet at all, just text");
+        let e = collect(&InputSpec { paths: vec![p], ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("x.parquet") && e.contains("not a readable parquet"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        let e = collect(&InputSpec { paths: vec!["/no/such/file.parquet".into()], ..Default::default() });
+        assert!(matches!(e, Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn reads_the_shared_corpus_when_present() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/mix/shard_00009.parquet");
+        if !p.exists() {
+            return;
+        }
+        let spec = InputSpec { paths: vec![p], max_chars: 1_000_000, ..Default::default() };
+        let (docs, stats) = collect(&spec).unwrap();
+        assert!(!docs.is_empty());
+        assert!(stats.chars > 1_000_000);
+        assert!(docs.iter().all(|d| d.chars().count() <= 10_000));
+    }
+}

@@ -1,0 +1,364 @@
+//! Splitting text into pieces ("words") before BPE.
+//!
+//! The two patterns almost everyone uses (nanochat's and GPT-4's cl100k) are run by a hand-written scanner: it
+//! follows the regex alternative by alternative (comments below quote each one) but never backtracks, which makes
+//! it several times faster than fancy-regex. Any other pattern goes to fancy-regex, the engine tiktoken and rustbpe
+//! use. Tests check the scanner against the regex on tricky strings and generated text.
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::unicode::{class, case_variants, Cls};
+
+/// nanochat's split pattern: GPT-4's with `\p{N}{1,2}` instead of `\p{N}{1,3}`.
+pub const NANOCHAT_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
+
+/// GPT-4's (cl100k_base) split pattern.
+pub const GPT4_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
+
+/// Resolve a preset name (`nanochat`, `gpt4`) or return the pattern itself.
+pub fn resolve_pattern(name_or_pattern: &str) -> &str {
+    match name_or_pattern {
+        "nanochat" => NANOCHAT_PATTERN,
+        "gpt4" | "cl100k" | "cl100k_base" => GPT4_PATTERN,
+        p => p,
+    }
+}
+
+/// The preset name of a pattern, if it is one.
+pub fn preset_name(pattern: &str) -> Option<&'static str> {
+    match pattern {
+        NANOCHAT_PATTERN => Some("nanochat"),
+        GPT4_PATTERN => Some("gpt4"),
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+enum Engine {
+    /// Hand-written scanner for the GPT-4 family; `max_digits` is the `n` of `\p{N}{1,n}`.
+    Scan { max_digits: usize },
+    Regex(Box<fancy_regex::Regex>),
+}
+
+#[derive(Debug)]
+pub struct Pretokenizer {
+    pattern: String,
+    engine: Engine,
+}
+
+impl Pretokenizer {
+    /// A pretokenizer for a preset name or a regex. Known patterns get the scanner.
+    pub fn new(name_or_pattern: &str) -> Result<Self> {
+        let pattern = resolve_pattern(name_or_pattern);
+        let engine = match pattern {
+            NANOCHAT_PATTERN => Engine::Scan { max_digits: 2 },
+            GPT4_PATTERN => Engine::Scan { max_digits: 3 },
+            _ => Engine::Regex(Box::new(compile(pattern)?)),
+        };
+        Ok(Pretokenizer { pattern: pattern.to_string(), engine })
+    }
+
+    /// Always use the regex engine (for tests and for checking the scanner).
+    pub fn regex_only(name_or_pattern: &str) -> Result<Self> {
+        let pattern = resolve_pattern(name_or_pattern);
+        Ok(Pretokenizer { pattern: pattern.to_string(), engine: Engine::Regex(Box::new(compile(pattern)?)) })
+    }
+
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn uses_scanner(&self) -> bool {
+        matches!(self.engine, Engine::Scan { .. })
+    }
+
+    /// Call `f` on each piece of `text`, in order. The pieces cover `text` exactly.
+    #[inline]
+    pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
+        match &self.engine {
+            Engine::Scan { max_digits } => {
+                let mut i = 0;
+                while i < text.len() {
+                    let end = piece_end(text, i, *max_digits);
+                    f(&text[i..end]);
+                    i = end;
+                }
+                Ok(())
+            }
+            Engine::Regex(re) => {
+                for m in re.find_iter(text) {
+                    let m = m.map_err(|e| {
+                        Error::Data(format!("split pattern failed on a document ({e}); simplify the --pattern"))
+                    })?;
+                    f(m.as_str());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The pieces of `text` as a vector (convenience for tests and small inputs).
+    pub fn split<'t>(&self, text: &'t str) -> Result<Vec<&'t str>> {
+        let mut out = Vec::new();
+        self.for_each(text, |p| out.push(p))?;
+        Ok(out)
+    }
+}
+
+fn compile(pattern: &str) -> Result<fancy_regex::Regex> {
+    fancy_regex::Regex::new(pattern).map_err(|e| {
+        let pos = match &e {
+            fancy_regex::Error::ParseError(pos, _) => Some(*pos),
+            _ => None,
+        };
+        let mut msg = format!("invalid --pattern: {e}");
+        if let Some(pos) = pos {
+            let col = pattern[..pos.min(pattern.len())].chars().count();
+            msg.push_str(&format!(" (at character {col})\n  {pattern}\n  {}^", " ".repeat(col)));
+        }
+        Error::Arg(msg)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The scanner.
+
+#[inline]
+fn char_at(s: &str, i: usize) -> (char, usize) {
+    let b = s.as_bytes()[i];
+    if b < 0x80 {
+        return (b as char, 1);
+    }
+    // `i` is always on a char boundary: the scanner only advances by whole chars.
+    let c = s[i..].chars().next().unwrap_or('\u{FFFD}');
+    (c, c.len_utf8())
+}
+
+#[inline]
+fn cls_at(s: &str, i: usize) -> Option<(Cls, usize)> {
+    if i >= s.len() {
+        return None;
+    }
+    let (c, n) = char_at(s, i);
+    Some((class(c), n))
+}
+
+/// End of the run of characters of class `want` starting at `i`.
+#[inline]
+fn run_end(s: &str, mut i: usize, want: Cls) -> usize {
+    while let Some((k, n)) = cls_at(s, i) {
+        if k != want {
+            break;
+        }
+        i += n;
+    }
+    i
+}
+
+struct Contractions {
+    /// For each suffix letter s, d, m, t, l, v, e, r: the characters `(?i:x)` accepts.
+    sets: [(char, Vec<char>); 8],
+}
+
+fn contractions() -> &'static Contractions {
+    static C: OnceLock<Contractions> = OnceLock::new();
+    C.get_or_init(|| Contractions {
+        sets: ['s', 'd', 'm', 't', 'l', 'v', 'e', 'r'].map(|x| (x, case_variants(x))),
+    })
+}
+
+#[inline]
+fn is_ci(c: char, x: char) -> bool {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase() == x;
+    }
+    contractions().sets.iter().any(|(k, v)| *k == x && v.contains(&c))
+}
+
+/// `'(?i:[sdmt]|ll|ve|re)` at `i` (which holds the apostrophe): the end of the match, if any.
+#[inline]
+fn contraction_end(s: &str, i: usize) -> Option<usize> {
+    let j = i + 1;
+    if j >= s.len() {
+        return None;
+    }
+    let (c1, n1) = char_at(s, j);
+    if ['s', 'd', 'm', 't'].iter().any(|&x| is_ci(c1, x)) {
+        return Some(j + n1);
+    }
+    let k = j + n1;
+    if k >= s.len() {
+        return None;
+    }
+    let (c2, n2) = char_at(s, k);
+    let two = [('l', 'l'), ('v', 'e'), ('r', 'e')].iter().any(|&(a, b)| is_ci(c1, a) && is_ci(c2, b));
+    two.then_some(k + n2)
+}
+
+/// End (byte offset) of the piece that starts at byte `i` of `s`, for the GPT-4 pattern family.
+fn piece_end(s: &str, i: usize, max_digits: usize) -> usize {
+    let (c0, n0) = char_at(s, i);
+    let k0 = class(c0);
+    let after0 = i + n0;
+
+    // '(?i:[sdmt]|ll|ve|re)
+    if c0 == '\'' {
+        if let Some(e) = contraction_end(s, i) {
+            return e;
+        }
+    }
+
+    // [^\r\n\p{L}\p{N}]?+\p{L}+
+    if k0 == Cls::Letter {
+        return run_end(s, after0, Cls::Letter);
+    }
+    if k0 == Cls::Other || k0 == Cls::Space {
+        if let Some((Cls::Letter, n1)) = cls_at(s, after0) {
+            return run_end(s, after0 + n1, Cls::Letter);
+        }
+    }
+
+    // \p{N}{1,n}
+    if k0 == Cls::Number {
+        let mut j = after0;
+        for _ in 1..max_digits {
+            match cls_at(s, j) {
+                Some((Cls::Number, n)) => j += n,
+                _ => break,
+            }
+        }
+        return j;
+    }
+
+    //  ?[^\s\p{L}\p{N}]++[\r\n]*
+    let other_start = if c0 == ' ' && matches!(cls_at(s, after0), Some((Cls::Other, _))) {
+        Some(after0)
+    } else if k0 == Cls::Other {
+        Some(i)
+    } else {
+        None
+    };
+    if let Some(j) = other_start {
+        let mut j = run_end(s, j, Cls::Other);
+        while j < s.len() && matches!(s.as_bytes()[j], b'\r' | b'\n') {
+            j += 1;
+        }
+        return j;
+    }
+
+    // Only whitespace is left. Find the maximal whitespace run and the last newline in it.
+    let mut j = i;
+    let mut last_nl = None;
+    let mut last_char_start = i;
+    let mut n_chars = 0usize;
+    while let Some((k, n)) = cls_at(s, j) {
+        match k {
+            Cls::Newline => last_nl = Some(j),
+            Cls::Space => {}
+            _ => break,
+        }
+        last_char_start = j;
+        n_chars += 1;
+        j += n;
+    }
+    // \s*[\r\n]
+    if let Some(p) = last_nl {
+        return p + 1;
+    }
+    // \s+(?!\S)
+    if j == s.len() {
+        return j;
+    }
+    if n_chars >= 2 {
+        return last_char_start;
+    }
+    // \s+
+    j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(pattern: &str, text: &str) {
+        let scan = Pretokenizer::new(pattern).unwrap();
+        assert!(scan.uses_scanner());
+        let re = Pretokenizer::regex_only(pattern).unwrap();
+        assert_eq!(scan.split(text).unwrap(), re.split(text).unwrap(), "pattern {pattern:?} text {text:?}");
+    }
+
+    const TRICKY: &[&str] = &[
+        "",
+        "Hello world",
+        "  leading spaces and trailing   ",
+        "I'm you'RE he'll they've she'd it's 'S 'Ll 'lL x'ſ 'ſt",
+        "numbers 1 12 123 1234 12345 ²³ ½ Ⅻ 𝟎𝟏𝟐",
+        "\n\n\nline\r\n\r\nbreaks \n  \n\t\tx",
+        "punct!!! ... (paren) [x] {y} <z> --- ***\n\n",
+        " !!\n\n x ?? \r\n",
+        "中文，标点。混合English和数字123",
+        "emoji 😀😀 👍🏽 family 👨‍👩‍👧 flags 🇩🇪",
+        "tabs\tand\u{3000}ideographic\u{a0}nbsp\u{85}nel",
+        "combining e\u{301} a\u{308}\u{304} ",
+        "   ",
+        "\n",
+        " ",
+        "x",
+        "'",
+        "''s",
+        "a'",
+        "$$$ 100 %% 've'",
+        "Straße ÄÖÜ äöü § 12 Abs. 3 Satz 1",
+        "    def f(x):\n        return x ** 2  # comment\n",
+    ];
+
+    #[test]
+    fn scanner_equals_regex_on_tricky_strings() {
+        for p in [NANOCHAT_PATTERN, GPT4_PATTERN] {
+            for t in TRICKY {
+                both(p, t);
+            }
+        }
+    }
+
+    #[test]
+    fn scanner_equals_regex_on_random_text() {
+        // A small deterministic generator over characters that exercise every alternative.
+        let alphabet: Vec<char> = "aZé中ſ'sStTlLvVeErRdDmM0129²½ \t\n\r\u{a0}\u{3000}\u{85}!?.,-_()😀\u{301}𝐀𝟎#".chars().collect();
+        let mut state: u64 = 0x9E3779B97F4A7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            both(NANOCHAT_PATTERN, &text);
+            both(GPT4_PATTERN, &text);
+        }
+    }
+
+    #[test]
+    fn pieces_cover_the_text() {
+        let p = Pretokenizer::new("nanochat").unwrap();
+        for t in TRICKY {
+            assert_eq!(p.split(t).unwrap().concat(), *t);
+        }
+    }
+
+    #[test]
+    fn custom_pattern_uses_regex() {
+        let p = Pretokenizer::new(r"\w+|\s+|[^\w\s]+").unwrap();
+        assert!(!p.uses_scanner());
+        assert_eq!(p.split("ab, cd").unwrap(), vec!["ab", ",", " ", "cd"]);
+    }
+
+    #[test]
+    fn invalid_pattern_says_where() {
+        let e = Pretokenizer::new(r"abc(def").unwrap_err().to_string();
+        assert!(e.contains("invalid --pattern"), "{e}");
+    }
+}

@@ -1,0 +1,429 @@
+//! The Python binding (`nanobpe._nanobpe`): the only module that knows about Python.
+//!
+//! Every entry point converts its arguments to owned Rust values, releases the GIL for the work (`detached` for
+//! quick calls, `long_running` for calls that may take minutes and must stop on Ctrl-C), and maps errors in one
+//! place (`to_pyerr`).
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::count::WordCounts;
+use crate::encode::Encoder;
+use crate::error::Error;
+use crate::input::InputSpec;
+use crate::pretokenize::{Pretokenizer, GPT4_PATTERN, NANOCHAT_PATTERN};
+use crate::trainer::{self, TrainOptions};
+use crate::vocab::{Vocab, NANOCHAT_SPECIALS};
+use crate::{arg_err, cancel};
+
+create_exception!(nanobpe, NanobpeError, PyValueError, "Base class of nanobpe's errors about bad input data.");
+create_exception!(nanobpe, DataError, NanobpeError, "Input data that cannot be used (corrupt file, missing column, bad UTF-8, tampered tokenizer).");
+
+/// The one place where Rust errors become Python exceptions.
+fn to_pyerr(e: Error) -> PyErr {
+    match e {
+        Error::Arg(m) => PyValueError::new_err(m),
+        Error::Data(m) => DataError::new_err(m),
+        Error::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
+        Error::Io { path, source } => {
+            let msg = format!("{}: {source}", path.display());
+            match source.kind() {
+                std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+                std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+                _ => PyOSError::new_err(msg),
+            }
+        }
+    }
+}
+
+fn panic_err() -> PyErr {
+    PyRuntimeError::new_err("internal error in nanobpe (a Rust panic); please report it with the command you ran")
+}
+
+/// Run `f` on a rayon pool of `threads` threads (the global pool when `None`).
+fn with_threads<T: Send>(threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> crate::Result<T> {
+    match threads {
+        Some(0) => Err(arg_err!("threads must be at least 1")),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| arg_err!("cannot start {n} threads: {e}"))?
+            .install(f),
+        None => f(),
+    }
+}
+
+/// Quick work: release the GIL, run, map errors and panics.
+fn detached<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| with_threads(threads, f))))
+        .map_err(|_| panic_err())?
+        .map_err(to_pyerr)
+}
+
+/// Long work: run on a worker thread while this thread waits without the GIL and checks for Ctrl-C, which asks the
+/// work to stop at its next check and raises `KeyboardInterrupt`.
+fn long_running<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    cancel::reset();
+    std::thread::scope(|s| {
+        let handle = s.spawn(move || std::panic::catch_unwind(AssertUnwindSafe(|| with_threads(threads, f))));
+        loop {
+            py.detach(|| {
+                let t = Instant::now();
+                while !handle.is_finished() && t.elapsed() < Duration::from_millis(100) {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            if handle.is_finished() {
+                break;
+            }
+            if let Err(e) = py.check_signals() {
+                cancel::request();
+                let _ = handle.join();
+                return Err(e);
+            }
+        }
+        match handle.join() {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(to_pyerr(e)),
+            _ => Err(panic_err()),
+        }
+    })
+}
+
+/// A tokenizer: the vocab plus its encoder.
+#[pyclass(name = "CoreTokenizer", module = "nanobpe._nanobpe", frozen)]
+struct PyTokenizer {
+    vocab: Arc<Vocab>,
+    enc: Arc<Encoder>,
+}
+
+impl PyTokenizer {
+    fn from_vocab(vocab: Vocab) -> crate::Result<Self> {
+        let enc = Encoder::new(&vocab)?;
+        Ok(PyTokenizer { vocab: Arc::new(vocab), enc: Arc::new(enc) })
+    }
+}
+
+/// A numpy array of the tokenizer's width.
+fn ids_to_numpy<'py>(py: Python<'py>, width: u32, ids: Vec<u32>) -> Bound<'py, PyAny> {
+    if width == 16 {
+        ids.into_iter().map(|x| x as u16).collect::<Vec<u16>>().into_pyarray(py).into_any()
+    } else {
+        ids.into_pyarray(py).into_any()
+    }
+}
+
+#[pymethods]
+impl PyTokenizer {
+    #[staticmethod]
+    #[pyo3(signature = (path, vocab_size=None))]
+    fn load(py: Python<'_>, path: PathBuf, vocab_size: Option<usize>) -> PyResult<Self> {
+        detached(py, None, move || {
+            let mut v = Vocab::load(&path)?;
+            if let Some(n) = vocab_size {
+                if n != v.vocab_size() {
+                    v = v.truncated(n)?;
+                }
+            }
+            PyTokenizer::from_vocab(v)
+        })
+    }
+
+    /// Build from ranks (token bytes in rank order), e.g. a `.tiktoken` file read by Python.
+    #[staticmethod]
+    #[pyo3(signature = (ranks, pattern, specials, token_width=None))]
+    fn from_ranks(py: Python<'_>, ranks: Vec<Vec<u8>>, pattern: String, specials: Vec<String>, token_width: Option<u32>) -> PyResult<Self> {
+        detached(py, None, move || {
+            let v = Vocab::new(&pattern, ranks, &specials, 0, token_width, serde_json::json!({}))?;
+            PyTokenizer::from_vocab(v)
+        })
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let v = self.vocab.clone();
+        detached(py, None, move || v.save(&path))
+    }
+
+    fn truncated(&self, py: Python<'_>, vocab_size: usize) -> PyResult<Self> {
+        let v = self.vocab.clone();
+        detached(py, None, move || PyTokenizer::from_vocab(v.truncated(vocab_size)?))
+    }
+
+    #[getter]
+    fn pattern(&self) -> String {
+        self.vocab.pattern.clone()
+    }
+
+    #[getter]
+    fn n_vocab(&self) -> usize {
+        self.vocab.vocab_size()
+    }
+
+    #[getter]
+    fn num_ranks(&self) -> usize {
+        self.vocab.ranks.len()
+    }
+
+    #[getter]
+    fn token_width(&self) -> u32 {
+        self.vocab.width
+    }
+
+    /// Named special tokens as (name, id), in id order.
+    #[getter]
+    fn special_tokens(&self) -> Vec<(String, u32)> {
+        self.vocab.specials.clone()
+    }
+
+    #[getter]
+    fn reserved_tokens(&self) -> Vec<(String, u32)> {
+        self.vocab.reserved.clone()
+    }
+
+    fn meta_json(&self) -> String {
+        serde_json::to_string(&self.vocab.meta_json()).expect("json")
+    }
+
+    /// Token bytes in rank order.
+    fn ranks<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        self.vocab.ranks.iter().map(|b| PyBytes::new(py, b)).collect()
+    }
+
+    /// The pieces the split pattern cuts `text` into.
+    fn split(&self, py: Python<'_>, text: String) -> PyResult<Vec<String>> {
+        let enc = self.enc.clone();
+        detached(py, None, move || Ok(enc.pretokenizer().split(&text)?.into_iter().map(String::from).collect()))
+    }
+
+    fn encode_ordinary(&self, py: Python<'_>, text: String) -> PyResult<Vec<u32>> {
+        let enc = self.enc.clone();
+        detached(py, None, move || enc.encode_ordinary::<u32>(&text))
+    }
+
+    fn encode_ordinary_numpy<'py>(&self, py: Python<'py>, text: String) -> PyResult<Bound<'py, PyAny>> {
+        let enc = self.enc.clone();
+        let ids = detached(py, None, move || enc.encode_ordinary::<u32>(&text))?;
+        Ok(ids_to_numpy(py, self.vocab.width, ids))
+    }
+
+    fn encode_with_specials(&self, py: Python<'_>, text: String, allowed: Vec<String>) -> PyResult<Vec<u32>> {
+        let enc = self.enc.clone();
+        detached(py, None, move || enc.encode_with_specials::<u32>(&text, &allowed))
+    }
+
+    /// One numpy array per text, in parallel.
+    #[pyo3(signature = (texts, bos=None, threads=None))]
+    fn encode_batch<'py>(&self, py: Python<'py>, texts: Vec<String>, bos: Option<u32>, threads: Option<usize>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let enc = self.enc.clone();
+        if self.vocab.width == 16 {
+            let out = detached(py, threads, move || enc.encode_batch::<u16>(&texts, bos))?;
+            Ok(out.into_iter().map(|v| v.into_pyarray(py).into_any()).collect())
+        } else {
+            let out = detached(py, threads, move || enc.encode_batch::<u32>(&texts, bos))?;
+            Ok(out.into_iter().map(|v| v.into_pyarray(py).into_any()).collect())
+        }
+    }
+
+    /// All texts' ids in one array plus int64 offsets (`len(texts) + 1` of them).
+    #[pyo3(signature = (texts, bos=None, threads=None))]
+    fn encode_batch_flat<'py>(&self, py: Python<'py>, texts: Vec<String>, bos: Option<u32>, threads: Option<usize>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<i64>>)> {
+        fn flat<T: crate::train::TokenId>(parts: Vec<Vec<T>>) -> (Vec<T>, Vec<i64>) {
+            let mut offsets = Vec::with_capacity(parts.len() + 1);
+            offsets.push(0i64);
+            let total: usize = parts.iter().map(|p| p.len()).sum();
+            let mut ids = Vec::with_capacity(total);
+            for p in parts {
+                ids.extend_from_slice(&p);
+                offsets.push(ids.len() as i64);
+            }
+            (ids, offsets)
+        }
+        let enc = self.enc.clone();
+        if self.vocab.width == 16 {
+            let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<u16>(&texts, bos)?)))?;
+            Ok((ids.into_pyarray(py).into_any(), off.into_pyarray(py)))
+        } else {
+            let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<u32>(&texts, bos)?)))?;
+            Ok((ids.into_pyarray(py).into_any(), off.into_pyarray(py)))
+        }
+    }
+
+    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
+        let enc = self.enc.clone();
+        let bytes = detached(py, None, move || enc.decode_bytes(&ids))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    fn token_bytes<'py>(&self, py: Python<'py>, id: u32) -> PyResult<Bound<'py, PyBytes>> {
+        let b = self.enc.token_bytes(id).map_err(to_pyerr)?;
+        Ok(PyBytes::new(py, b))
+    }
+}
+
+/// Word counts gathered from Python iterables (`Tokenizer.train_from_iterator`).
+#[pyclass(name = "WordCounter", module = "nanobpe._nanobpe")]
+struct PyWordCounter {
+    pattern: String,
+    counts: Option<WordCounts>,
+    documents: u64,
+    chars: u64,
+}
+
+#[pymethods]
+impl PyWordCounter {
+    #[new]
+    fn new(pattern: String) -> PyResult<Self> {
+        Pretokenizer::new(&pattern).map_err(to_pyerr)?;
+        Ok(PyWordCounter { pattern, counts: Some(WordCounts::new()), documents: 0, chars: 0 })
+    }
+
+    /// Split and count a batch of texts in parallel.
+    #[pyo3(signature = (texts, threads=None))]
+    fn add(&mut self, py: Python<'_>, texts: Vec<String>, threads: Option<usize>) -> PyResult<()> {
+        let mut counts = self.counts.take().ok_or_else(|| PyValueError::new_err("this counter was already trained"))?;
+        let pattern = self.pattern.clone();
+        self.documents += texts.len() as u64;
+        self.chars += texts.iter().map(|t| t.chars().count() as u64).sum::<u64>();
+        let r = detached(py, threads, move || {
+            let p = Pretokenizer::new(&pattern)?;
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            counts.count_docs(&refs, &p)?;
+            Ok(counts)
+        });
+        match r {
+            Ok(c) => {
+                self.counts = Some(c);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    #[getter]
+    fn unique_words(&self) -> usize {
+        self.counts.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Learn the merges; returns (tokenizer, summary JSON).
+    #[pyo3(signature = (vocab_size, specials, reserve=0, token_width=None, progress=false, threads=None))]
+    fn train(&mut self, py: Python<'_>, vocab_size: u64, specials: Vec<String>, reserve: usize, token_width: Option<u32>, progress: bool, threads: Option<usize>) -> PyResult<(PyTokenizer, String)> {
+        let opts = TrainOptions {
+            input: InputSpec::default(),
+            pattern: self.pattern.clone(),
+            vocab_size,
+            specials,
+            reserve,
+            width: token_width,
+            progress,
+        };
+        trainer::validate(&opts).map_err(to_pyerr)?;
+        if self.documents == 0 || self.unique_words() == 0 {
+            return Err(DataError::new_err("empty input: the iterator gave no text"));
+        }
+        let counts = self.counts.take().ok_or_else(|| PyValueError::new_err("this counter was already trained"))?;
+        let facts = serde_json::json!({"documents": self.documents, "chars": self.chars, "files": []});
+        let (vocab, summary) = long_running(py, threads, move || trainer::train_counts(&opts, counts, facts))?;
+        Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
+    }
+}
+
+/// Train from files (`nanobpe train`). Returns (tokenizer, summary JSON); writes `out` if given.
+#[pyfunction]
+#[pyo3(signature = (paths, vocab_size, *, pattern="nanochat".to_string(), specials=None, reserve=0, token_width=None,
+    doc_cap=10_000, max_chars=2_000_000_000, text_column="text".to_string(), jsonl_field="text".to_string(),
+    lines=false, include_val=false, progress=false, threads=None, out=None))]
+#[allow(clippy::too_many_arguments)]
+fn train_files(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    vocab_size: u64,
+    pattern: String,
+    specials: Option<Vec<String>>,
+    reserve: usize,
+    token_width: Option<u32>,
+    doc_cap: i64,
+    max_chars: i64,
+    text_column: String,
+    jsonl_field: String,
+    lines: bool,
+    include_val: bool,
+    progress: bool,
+    threads: Option<usize>,
+    out: Option<PathBuf>,
+) -> PyResult<(PyTokenizer, String)> {
+    if doc_cap < 1 {
+        return Err(PyValueError::new_err(format!("--doc-cap must be a positive number of characters, not {doc_cap}")));
+    }
+    if max_chars < 1 {
+        return Err(PyValueError::new_err(format!("--max-chars must be positive, not {max_chars}")));
+    }
+    let opts = TrainOptions {
+        input: InputSpec {
+            paths,
+            include_val,
+            text_column,
+            jsonl_field,
+            lines,
+            doc_cap: doc_cap as usize,
+            max_chars: max_chars as u64,
+            rank: 0,
+            world: 1,
+        },
+        pattern,
+        vocab_size,
+        specials: specials.unwrap_or_else(|| NANOCHAT_SPECIALS.iter().map(|s| s.to_string()).collect()),
+        reserve,
+        width: token_width,
+        progress,
+    };
+    let (vocab, summary) = long_running(py, threads, move || {
+        let (vocab, mut summary) = trainer::train_files(&opts)?;
+        if let Some(dir) = &out {
+            vocab.save(dir)?;
+            if let serde_json::Value::Object(m) = &mut summary {
+                m.insert("out".into(), serde_json::json!(dir.display().to_string()));
+            }
+        }
+        Ok((vocab, summary))
+    })?;
+    Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
+}
+
+/// Split `text` with a pattern (preset name or regex). `regex_only` bypasses the hand-written scanner.
+#[pyfunction]
+#[pyo3(signature = (text, pattern="nanochat".to_string(), regex_only=false))]
+fn split(py: Python<'_>, text: String, pattern: String, regex_only: bool) -> PyResult<Vec<String>> {
+    detached(py, None, move || {
+        let p = if regex_only { Pretokenizer::regex_only(&pattern)? } else { Pretokenizer::new(&pattern)? };
+        Ok(p.split(&text)?.into_iter().map(String::from).collect())
+    })
+}
+
+#[pyfunction]
+fn peak_rss_mb() -> Option<f64> {
+    trainer::peak_rss_mb()
+}
+
+#[pymodule]
+fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("NANOCHAT_PATTERN", NANOCHAT_PATTERN)?;
+    m.add("GPT4_PATTERN", GPT4_PATTERN)?;
+    m.add("NANOCHAT_SPECIALS", NANOCHAT_SPECIALS.to_vec())?;
+    m.add("NanobpeError", m.py().get_type::<NanobpeError>())?;
+    m.add("DataError", m.py().get_type::<DataError>())?;
+    m.add_class::<PyTokenizer>()?;
+    m.add_class::<PyWordCounter>()?;
+    m.add_function(wrap_pyfunction!(train_files, m)?)?;
+    m.add_function(wrap_pyfunction!(split, m)?)?;
+    m.add_function(wrap_pyfunction!(peak_rss_mb, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! `nanobpe train` end to end: options → read and count → merges → a `Vocab` and a summary.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::count::{ThreadCounts, WordCounts};
+use crate::error::Result;
+use crate::input::{InputSpec, Reader};
+use crate::pretokenize::Pretokenizer;
+use crate::progress::{human_bytes, Progress};
+use crate::train::{learn_merges, token_bytes, MergeStats, TokenId};
+use crate::vocab::{choose_width, Vocab};
+use crate::{arg_err, cancel, data_err};
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub input: InputSpec,
+    /// A preset name (`nanochat`, `gpt4`) or a regex.
+    pub pattern: String,
+    /// Total vocab size, special tokens and reserved slots included.
+    pub vocab_size: u64,
+    pub specials: Vec<String>,
+    pub reserve: usize,
+    /// Force 16 or 32; `None` picks the narrowest that fits.
+    pub width: Option<u32>,
+    pub progress: bool,
+}
+
+/// The number of merges a vocab size leaves after bytes, specials and reserved slots.
+pub fn merges_for(vocab_size: u64, n_specials: usize, reserve: usize) -> Result<usize> {
+    let fixed = 256 + n_specials as u64 + reserve as u64;
+    if vocab_size < fixed {
+        return Err(arg_err!(
+            "--vocab-size {vocab_size} is below 256 byte tokens + {n_specials} special tokens{} = {fixed}",
+            if reserve > 0 { format!(" + {reserve} reserved") } else { String::new() }
+        ));
+    }
+    Ok((vocab_size - fixed) as usize)
+}
+
+/// Check options that need no data, so mistakes fail before any reading.
+pub fn validate(opts: &TrainOptions) -> Result<(Pretokenizer, usize, u32)> {
+    let pretok = Pretokenizer::new(&opts.pattern)?;
+    let merges = merges_for(opts.vocab_size, opts.specials.len(), opts.reserve)?;
+    let width = choose_width(opts.vocab_size, opts.width)?;
+    Ok((pretok, merges, width))
+}
+
+/// Read the inputs and count their words.
+pub fn count_files(input: &InputSpec, pretok: &Pretokenizer, progress: &Progress) -> Result<(WordCounts, Value)> {
+    let t0 = Instant::now();
+    let reader = Reader::open(input)?;
+    let total = reader.total_file_bytes() as f64;
+    let n_units = reader.num_units();
+    let counts = ThreadCounts::new();
+    let mut units_done = 0usize;
+    let mut chars_done = 0u64;
+    let mut bytes_done = 0u64;
+    let stats = reader.run(|batches| {
+        let docs: Vec<&str> = batches.iter().flat_map(|b| b.iter()).collect();
+        counts.count_docs(&docs, pretok)?;
+        units_done += batches.len();
+        chars_done += batches.iter().map(|b| b.chars()).sum::<u64>();
+        bytes_done += batches.iter().map(|b| b.bytes()).sum::<u64>();
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        progress.update(|| {
+            format!(
+                "reading+counting: {units_done}/{n_units} row groups, {:.1}M chars, {}/s text, {} unique words",
+                chars_done as f64 / 1e6,
+                human_bytes(bytes_done as f64 / secs),
+                counts.approx_len()
+            )
+        });
+        Ok(())
+    })?;
+    let counts = counts.finish();
+    let secs = t0.elapsed().as_secs_f64();
+    progress.finish(|| {
+        format!(
+            "read+counted {:.1}M chars in {} docs ({} text, {} files) in {secs:.1}s: {} unique words",
+            stats.chars as f64 / 1e6,
+            stats.documents,
+            human_bytes(stats.bytes as f64),
+            human_bytes(total),
+            counts.len()
+        )
+    });
+    if stats.documents == 0 || counts.is_empty() {
+        return Err(data_err!("empty input: no text in {}", stats.files.join(", ")));
+    }
+    let facts = json!({
+        "documents": stats.documents,
+        "chars": stats.chars,
+        "bytes": stats.bytes,
+        "files": stats.files,
+        "doc_cap": input.doc_cap,
+        "max_chars": input.max_chars,
+        "seconds_count": secs,
+    });
+    Ok((counts, facts))
+}
+
+/// Merges from counted words, at the width `width`.
+fn merge_at_width(words: &[(Box<str>, u64)], merges: usize, width: u32, progress: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
+    fn go<T: TokenId>(w: &[(Box<str>, u64)], m: usize, p: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
+        let (merges, stats) = learn_merges::<T>(w, m, p)?;
+        Ok((token_bytes(&merges), stats))
+    }
+    if width == 16 {
+        go::<u16>(words, merges, progress)
+    } else {
+        go::<u32>(words, merges, progress)
+    }
+}
+
+/// From counted words to a `Vocab`. `facts` (documents, chars, files...) go into the training record.
+pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: Value) -> Result<(Vocab, Value)> {
+    let (pretok, merges, width) = validate(opts)?;
+    let progress = Progress::new(opts.progress);
+    let unique_words = counts.len();
+    let t_sort = std::time::Instant::now();
+    let words = counts.into_vec();
+    let seconds_sort = t_sort.elapsed().as_secs_f64();
+    cancel::check()?;
+    let (ranks, mstats) = merge_at_width(&words, merges, width, &progress)?;
+    drop(words);
+    if mstats.merges_done < merges {
+        let max_vocab = 256 + mstats.merges_done + opts.specials.len() + opts.reserve;
+        return Err(data_err!(
+            "the corpus ran out of pairs after {} of {merges} merges: it supports at most --vocab-size {max_vocab}; \
+             give more text or a smaller vocab size",
+            mstats.merges_done
+        ));
+    }
+    let mut training = facts;
+    if let Value::Object(m) = &mut training {
+        m.insert("unique_words".into(), json!(unique_words));
+        m.insert("merges".into(), json!(mstats.merges_done));
+        m.insert("seconds_sort".into(), json!(seconds_sort));
+        m.insert("seconds_merge_setup".into(), json!(mstats.seconds_setup));
+        m.insert("seconds_merge".into(), json!(mstats.seconds));
+        m.insert("threads".into(), json!(rayon::current_num_threads()));
+        m.insert("nanobpe_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    }
+    let vocab = Vocab::new(pretok.pattern(), ranks, &opts.specials, opts.reserve, Some(width), training.clone())?;
+    Ok((vocab, training))
+}
+
+/// Train from files: the whole `nanobpe train`.
+pub fn train_files(opts: &TrainOptions) -> Result<(Vocab, Value)> {
+    let t0 = Instant::now();
+    let (pretok, _, _) = validate(opts)?;
+    let progress = Progress::new(opts.progress);
+    let (counts, facts) = count_files(&opts.input, &pretok, &progress)?;
+    let (vocab, mut summary) = train_counts(opts, counts, facts)?;
+    if let Value::Object(m) = &mut summary {
+        m.insert("seconds_total".into(), json!(t0.elapsed().as_secs_f64()));
+        m.insert("peak_rss_mb".into(), json!(peak_rss_mb()));
+        m.insert("vocab_size".into(), json!(vocab.vocab_size()));
+        m.insert("token_width".into(), json!(vocab.width));
+    }
+    Ok((vocab, summary))
+}
+
+/// Peak resident memory of this process in MB (Linux; `None` elsewhere).
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(paths: Vec<std::path::PathBuf>, vocab: u64) -> TrainOptions {
+        TrainOptions {
+            input: InputSpec { paths, include_val: true, ..Default::default() },
+            pattern: "nanochat".into(),
+            vocab_size: vocab,
+            specials: vec!["<|bos|>".into()],
+            reserve: 0,
+            width: None,
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn trains_a_small_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "the cat sat on the mat. the cat ate the rat.".repeat(20)).unwrap();
+        let (v, facts) = train_files(&opts(vec![p], 270)).unwrap();
+        assert_eq!(v.vocab_size(), 270);
+        assert_eq!(v.specials, vec![("<|bos|>".to_string(), 269)]);
+        assert_eq!(v.width, 16);
+        assert_eq!(facts["documents"], 1);
+    }
+
+    #[test]
+    fn runs_out_of_pairs_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "ab ab").unwrap();
+        let e = train_files(&opts(vec![p], 5000)).unwrap_err().to_string();
+        assert!(e.contains("ran out of pairs"), "{e}");
+    }
+
+    #[test]
+    fn vocab_below_the_fixed_tokens_is_an_error() {
+        let e = merges_for(260, 9, 0).unwrap_err().to_string();
+        assert!(e.contains("below 256 byte tokens + 9 special tokens"), "{e}");
+    }
+}
