@@ -269,7 +269,7 @@ mod tests {
         let p = Pretokenizer::new("nanochat").unwrap();
         let mut wc = crate::count::WordCounts::new();
         wc.count_docs(&[text, text, "aaaa aaaa aaaa"], &p).unwrap();
-        let (m, _) = learn_merges::<u32>(&wc.into_sorted(), 40, &Progress::hidden()).unwrap();
+        let (m, _) = learn_merges::<u32, _>(&wc.into_sorted(), 40, &Progress::hidden()).unwrap();
         Vocab::new(crate::pretokenize::NANOCHAT_PATTERN, token_bytes(&m), &["<|bos|>".into()], 0, None, serde_json::json!({}))
             .unwrap()
     }

@@ -397,6 +397,54 @@ fn train_files(
     Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
 }
 
+/// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
+#[pyfunction]
+#[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
+    jsonl_field="text".to_string(), lines=false, rank=0, world=1, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn read_texts(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    doc_cap: Option<usize>,
+    max_chars: Option<u64>,
+    include_val: bool,
+    text_column: String,
+    jsonl_field: String,
+    lines: bool,
+    rank: usize,
+    world: usize,
+    threads: Option<usize>,
+) -> PyResult<Vec<String>> {
+    let spec = InputSpec {
+        paths,
+        include_val,
+        text_column,
+        jsonl_field,
+        lines,
+        doc_cap: doc_cap.unwrap_or(usize::MAX),
+        max_chars: max_chars.unwrap_or(u64::MAX),
+        rank,
+        world,
+    };
+    long_running(py, threads, move || {
+        let reader = crate::input::Reader::open(&spec)?;
+        let mut docs = Vec::new();
+        reader.run(|batches| {
+            for b in batches {
+                docs.extend(b.iter().map(String::from));
+            }
+            Ok(())
+        })?;
+        Ok(docs)
+    })
+}
+
+/// The validation file of a folder (its last data file by name).
+#[pyfunction]
+fn validation_file(folder: PathBuf) -> PyResult<String> {
+    crate::input::validation_file(&folder).map(|p| p.display().to_string()).map_err(to_pyerr)
+}
+
 /// Split `text` with a pattern (preset name or regex). `regex_only` bypasses the hand-written scanner.
 #[pyfunction]
 #[pyo3(signature = (text, pattern="nanochat".to_string(), regex_only=false))]
@@ -424,6 +472,8 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyWordCounter>()?;
     m.add_function(wrap_pyfunction!(train_files, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
+    m.add_function(wrap_pyfunction!(read_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(validation_file, m)?)?;
     m.add_function(wrap_pyfunction!(peak_rss_mb, m)?)?;
     Ok(())
 }

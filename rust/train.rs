@@ -120,12 +120,13 @@ impl<T: TokenId> Arena<T> {
     /// Words of one byte hold no pair and are left out. Words are laid out roughly sorted (by their first 8
     /// bytes) so that the words holding a pair sit close together in memory: the merge loop then walks the arena
     /// almost in order instead of missing the cache on every word.
-    fn new(words: &[(Box<str>, u64)]) -> Self {
+    fn new<W: AsRef<str> + Sync>(words: &[(W, u64)]) -> Self {
         let mut kept: Vec<(u64, u32)> = words
             .par_iter()
             .enumerate()
-            .filter(|(_, (w, _))| w.len() >= 2)
+            .filter(|(_, (w, _))| w.as_ref().len() >= 2)
             .map(|(i, (w, _))| {
+                let w = w.as_ref();
                 let mut key = [0u8; 8];
                 let n = w.len().min(8);
                 key[..n].copy_from_slice(&w.as_bytes()[..n]);
@@ -133,10 +134,11 @@ impl<T: TokenId> Arena<T> {
             })
             .collect();
         kept.par_sort_unstable();
-        let total: usize = kept.iter().map(|&(_, i)| words[i as usize].0.len()).sum();
+        let total: usize = kept.iter().map(|&(_, i)| words[i as usize].0.as_ref().len()).sum();
         let mut a = Arena { ids: Vec::with_capacity(total), meta: Vec::with_capacity(kept.len()) };
         for &(_, i) in &kept {
             let (w, c) = &words[i as usize];
+            let w = w.as_ref();
             a.meta.push(WordMeta { start: a.ids.len() as u64, count: *c, len: w.len() as u32 });
             a.ids.extend(w.bytes().map(|b| T::from_u32(b as u32)));
         }
@@ -190,6 +192,27 @@ impl<T: TokenId> Fresh<T> {
         e.1 += delta;
         if delta > 0 && e.2.last() != Some(&wi) {
             e.2.push(wi);
+        }
+    }
+
+    /// Add a pair gathered elsewhere (by a worker thread), keeping word lists in order.
+    fn absorb(&mut self, pair: Pair<T>, z: T, delta: i64, words: Vec<u32>) {
+        let (side, other) = if pair.1 == z && pair.0 != z { (Side::Left, pair.0) } else if pair.0 == z && pair.1 != z { (Side::Right, pair.1) } else { (Side::Left, z) };
+        let slots = match side {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        };
+        let slot = &mut slots[other.to_u32() as usize];
+        if *slot == 0 {
+            self.entries.push((pair, 0, Vec::new()));
+            *slot = self.entries.len() as u32;
+        }
+        let e = &mut self.entries[*slot as usize - 1];
+        e.1 += delta;
+        if e.2.is_empty() {
+            e.2 = words;
+        } else {
+            e.2.extend(words);
         }
     }
 
@@ -251,10 +274,131 @@ fn count_pairs<T: TokenId>(arena: &Arena<T>) -> Map<Pair<T>, (u64, Vec<u32>)> {
     total
 }
 
+/// Merges that touch at least this many words are split across threads.
+const PARALLEL_MIN_WORDS: usize = 20_000;
+
+#[derive(Clone, Copy)]
+struct Merge<T> {
+    a: T,
+    b: T,
+    z: T,
+}
+
+/// Apply `a b → z` to the words `pos`, left to right without overlap. Count changes of pairs without `z` go to
+/// `dec` (always decreases); pairs with `z` go to `fresh`. Returns how many occurrences of (a, b) were merged
+/// (weighted by word counts).
+///
+/// # Safety
+/// `ids` and `meta` must point to the arena's buffers, valid for every word in `pos`; no other thread may touch
+/// those words during the call (`pos` holds each word once; parallel callers pass disjoint slices of it).
+unsafe fn merge_words<T: TokenId>(
+    ids: *mut T,
+    meta: *mut WordMeta,
+    pos: &[u32],
+    Merge { a, b, z }: Merge<T>,
+    fresh: &mut Fresh<T>,
+    mut dec: impl FnMut(Pair<T>, u64),
+) -> u64 {
+    let mut lost_ab = 0u64;
+    for (k, &wi) in pos.iter().enumerate() {
+        // The loop is bound by memory latency (each word is a cache miss): fetch ahead.
+        if let Some(&far) = pos.get(k + 16) {
+            prefetch(&*meta.add(far as usize));
+        }
+        if let Some(&near) = pos.get(k + 4) {
+            prefetch(&*ids.add((*meta.add(near as usize)).start as usize));
+        }
+        let m = &mut *meta.add(wi as usize);
+        let (len, cnt) = (m.len as usize, m.count);
+        let word = std::slice::from_raw_parts_mut(ids.add(m.start as usize), len);
+        let (mut r, mut w) = (0usize, 0usize);
+        while r < len {
+            if r + 1 < len && word[r] == a && word[r + 1] == b {
+                if w > 0 {
+                    let x = word[w - 1];
+                    if x == z {
+                        // (z, a) was created by the previous occurrence in this word.
+                        fresh.add(Side::Right, a, z, -(cnt as i64), wi);
+                    } else {
+                        dec((x, a), cnt);
+                    }
+                    fresh.add(Side::Left, x, z, cnt as i64, wi);
+                }
+                lost_ab += cnt;
+                if r + 2 < len {
+                    let y = word[r + 2];
+                    dec((b, y), cnt);
+                    fresh.add(Side::Right, y, z, cnt as i64, wi);
+                }
+                word[w] = z;
+                w += 1;
+                r += 2;
+            } else {
+                word[w] = word[r];
+                w += 1;
+                r += 1;
+            }
+        }
+        m.len = w as u32;
+    }
+    lost_ab
+}
+
+/// Raw pointers that may cross threads; see the safety note of `merge_words`.
+#[derive(Clone, Copy)]
+struct SharedArena<T> {
+    ids: *mut T,
+    meta: *mut WordMeta,
+}
+// SAFETY: only used to hand disjoint sets of words to worker threads.
+unsafe impl<T: Send> Send for SharedArena<T> {}
+unsafe impl<T: Send> Sync for SharedArena<T> {}
+
+/// `merge_words` on chunks of `pos` in parallel; per-chunk results are combined in chunk order, so the outcome is
+/// the same as the serial loop's.
+fn merge_words_parallel<T: TokenId>(
+    arena: &mut Arena<T>,
+    pos: &[u32],
+    merge: Merge<T>,
+    pair_counts: &mut Map<Pair<T>, u64>,
+    fresh: &mut Fresh<T>,
+) -> u64 {
+    let shared = SharedArena { ids: arena.ids.as_mut_ptr(), meta: arena.meta.as_mut_ptr() };
+    let n_ids = fresh.left.len();
+    let chunk = pos.len().div_ceil(rayon::current_num_threads() * 2);
+    let parts: Vec<(u64, Map<Pair<T>, u64>, Fresh<T>)> = pos
+        .par_chunks(chunk)
+        .map(|part| {
+            let shared = shared;
+            let mut local_fresh = Fresh::new(n_ids);
+            let mut dec: Map<Pair<T>, u64> = new_map();
+            // SAFETY: the chunks of `pos` are disjoint sets of words, and `arena` is borrowed mutably for the
+            // whole call, so no one else touches it.
+            let lost = unsafe {
+                merge_words(shared.ids, shared.meta, part, merge, &mut local_fresh, |p, c| *dec.entry(p).or_insert(0) += c)
+            };
+            (lost, dec, local_fresh)
+        })
+        .collect();
+    let mut lost_ab = 0;
+    for (lost, dec, mut part_fresh) in parts {
+        lost_ab += lost;
+        for (p, c) in dec {
+            if let Some(x) = pair_counts.get_mut(&p) {
+                *x -= c;
+            }
+        }
+        for (pair, delta, words) in part_fresh.drain() {
+            fresh.absorb(pair, merge.z, delta, words);
+        }
+    }
+    lost_ab
+}
+
 /// Learn up to `num_merges` merges from `words` (unique words with their counts). Returns fewer merges only when
 /// no pair is left.
-pub fn learn_merges<T: TokenId>(
-    words: &[(Box<str>, u64)],
+pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
+    words: &[(W, u64)],
     num_merges: usize,
     progress: &Progress,
 ) -> Result<(Vec<Pair<T>>, MergeStats)> {
@@ -294,52 +438,21 @@ pub fn learn_merges<T: TokenId>(
         let z = T::from_u32(256 + merges.len() as u32);
         merges.push(job.pair);
         let (a, b) = job.pair;
-        let mut lost_ab: u64 = 0;
-        let pos = &job.pos;
-        for (k, &wi) in pos.iter().enumerate() {
-            // The loop is bound by memory latency (each word is a cache miss): fetch ahead.
-            if let Some(&far) = pos.get(k + 16) {
-                prefetch(&arena.meta[far as usize]);
-            }
-            if let Some(&near) = pos.get(k + 4) {
-                prefetch(&arena.ids[arena.meta[near as usize].start as usize]);
-            }
-            let wi_us = wi as usize;
-            let m = arena.meta[wi_us];
-            let (start, len, cnt) = (m.start as usize, m.len as usize, m.count);
-            let ids = &mut arena.ids[start..start + len];
-            let (mut r, mut w) = (0usize, 0usize);
-            while r < len {
-                if r + 1 < len && ids[r] == a && ids[r + 1] == b {
-                    if w > 0 {
-                        let x = ids[w - 1];
-                        if x == z {
-                            // (z, a) was created by the previous occurrence in this word.
-                            fresh.add(Side::Right, a, z, -(cnt as i64), wi);
-                        } else if let Some(c) = pair_counts.get_mut(&(x, a)) {
-                            *c -= cnt;
-                        }
-                        fresh.add(Side::Left, x, z, cnt as i64, wi);
+        let merge = Merge { a, b, z };
+        let lost_ab = if job.pos.len() >= PARALLEL_MIN_WORDS && rayon::current_num_threads() > 1 {
+            merge_words_parallel(&mut arena, &job.pos, merge, &mut pair_counts, &mut fresh)
+        } else {
+            let (ids, meta) = (arena.ids.as_mut_ptr(), arena.meta.as_mut_ptr());
+            // SAFETY: `ids` and `meta` point into `arena`, which nothing else touches during this call, and
+            // `job.pos` holds each word once (position lists are strictly ascending).
+            unsafe {
+                merge_words(ids, meta, &job.pos, merge, &mut fresh, |p, c| {
+                    if let Some(x) = pair_counts.get_mut(&p) {
+                        *x -= c;
                     }
-                    lost_ab += cnt;
-                    if r + 2 < len {
-                        let y = ids[r + 2];
-                        if let Some(c) = pair_counts.get_mut(&(b, y)) {
-                            *c -= cnt;
-                        }
-                        fresh.add(Side::Right, y, z, cnt as i64, wi);
-                    }
-                    ids[w] = z;
-                    w += 1;
-                    r += 2;
-                } else {
-                    ids[w] = ids[r];
-                    w += 1;
-                    r += 1;
-                }
+                })
             }
-            arena.meta[wi_us].len = w as u32;
-        }
+        };
         if let Some(c) = pair_counts.get_mut(&(a, b)) {
             *c = c.saturating_sub(lost_ab);
         }
@@ -422,8 +535,8 @@ mod tests {
 
     fn check_against_reference(list: &[(&str, u64)], n: usize) {
         let ws = words(list);
-        let (m16, _) = learn_merges::<u16>(&ws, n, &Progress::hidden()).unwrap();
-        let (m32, _) = learn_merges::<u32>(&ws, n, &Progress::hidden()).unwrap();
+        let (m16, _) = learn_merges::<u16, _>(&ws, n, &Progress::hidden()).unwrap();
+        let (m32, _) = learn_merges::<u32, _>(&ws, n, &Progress::hidden()).unwrap();
         let refw: Vec<(Vec<u8>, u64)> = list.iter().map(|(w, c)| (w.as_bytes().to_vec(), *c)).collect();
         let want = reference_merges(&refw, n);
         let got16: Vec<(u32, u32)> = m16.iter().map(|&(a, b)| (a as u32, b as u32)).collect();
@@ -436,7 +549,7 @@ mod tests {
         // "aaa" holds (a, a) twice; "ab" x2 holds (a, b) twice: tie, and (a, a) < (a, b) wins.
         check_against_reference(&[("aaa", 1), ("ab", 2)], 3);
         let ws = words(&[("aaa", 1), ("ab", 2)]);
-        let (m, _) = learn_merges::<u32>(&ws, 1, &Progress::hidden()).unwrap();
+        let (m, _) = learn_merges::<u32, _>(&ws, 1, &Progress::hidden()).unwrap();
         assert_eq!(m, vec![(b'a' as u32, b'a' as u32)]);
     }
 
@@ -468,9 +581,29 @@ mod tests {
     }
 
     #[test]
+    fn parallel_merges_match_the_reference() {
+        // Enough words that the first merges take the parallel path.
+        let mut s: u64 = 99;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as usize
+        };
+        let owned: Vec<(String, u64)> = (0..3 * PARALLEL_MIN_WORDS)
+            .map(|_| {
+                let len = 2 + next() % 10;
+                let w: String = (0..len).map(|_| ['a', 'b', 'c', 'd', 'e'][next() % 5]).collect();
+                (w, 1 + (next() % 3) as u64)
+            })
+            .collect();
+        let list: Vec<(&str, u64)> = owned.iter().map(|(w, c)| (w.as_str(), *c)).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| check_against_reference(&list, 30));
+    }
+
+    #[test]
     fn stops_when_no_pair_is_left() {
         let ws = words(&[("ab", 1)]);
-        let (m, stats) = learn_merges::<u16>(&ws, 10, &Progress::hidden()).unwrap();
+        let (m, stats) = learn_merges::<u16, _>(&ws, 10, &Progress::hidden()).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!(stats.merges_done, 1);
     }

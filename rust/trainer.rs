@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::count::{ThreadCounts, WordCounts};
+use crate::count::{ThreadCounts, Word, WordCounts};
 use crate::error::Result;
 use crate::input::{InputSpec, Reader};
 use crate::pretokenize::Pretokenizer;
@@ -102,9 +102,9 @@ pub fn count_files(input: &InputSpec, pretok: &Pretokenizer, progress: &Progress
 }
 
 /// Merges from counted words, at the width `width`.
-fn merge_at_width(words: &[(Box<str>, u64)], merges: usize, width: u32, progress: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
-    fn go<T: TokenId>(w: &[(Box<str>, u64)], m: usize, p: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
-        let (merges, stats) = learn_merges::<T>(w, m, p)?;
+fn merge_at_width(words: &[(Word, u64)], merges: usize, width: u32, progress: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
+    fn go<T: TokenId>(w: &[(Word, u64)], m: usize, p: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
+        let (merges, stats) = learn_merges::<T, Word>(w, m, p)?;
         Ok((token_bytes(&merges), stats))
     }
     if width == 16 {
@@ -124,7 +124,8 @@ pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: Value) -> Re
     let seconds_sort = t_sort.elapsed().as_secs_f64();
     cancel::check()?;
     let (ranks, mstats) = merge_at_width(&words, merges, width, &progress)?;
-    drop(words);
+    // Freeing a million small strings takes a while; nobody needs to wait for it.
+    std::thread::spawn(move || drop(words));
     if mstats.merges_done < merges {
         let max_vocab = 256 + mstats.merges_done + opts.specials.len() + opts.reserve;
         return Err(data_err!(

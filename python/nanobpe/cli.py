@@ -1,8 +1,10 @@
 """The `nanobpe` command.
 
     nanobpe train --vocab-size 32768 --data ~/.cache/nanochat/base_data --out tok/
-    nanobpe encode tok/ file.txt --format npy > ids.npy
-    nanobpe decode tok/ ids.txt
+    nanobpe encode tok/ file.txt --format npy --out ids.npy
+    nanobpe decode tok/ ids.npy
+    nanobpe export tok/ --format hf
+    nanobpe eval tok32k/ tok64k/ --data ~/.cache/nanochat/base_data
 
 Every subcommand has `--help`. Errors print one line naming the culprit and exit with status 1 (2 for usage
 errors, 130 on Ctrl-C). Progress goes to stderr when it is a terminal; `--json` prints a machine-readable summary.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -131,6 +134,136 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- encode / decode
+
+
+def _read_input_text(path: str) -> str:
+    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = "stdin" if path == "-" else path
+        line = data[: e.start].count(b"\n") + 1
+        raise nanobpe.DataError(f"{where}: invalid UTF-8 at byte offset {e.start} (line {line})") from None
+
+
+def add_encode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode a UTF-8 file to token ids",
+                       description="Encode text (a file, or - for stdin) with a tokenizer directory.")
+    p.add_argument("tokenizer", help="tokenizer directory")
+    p.add_argument("input", nargs="?", default="-", help="UTF-8 text file, or - for stdin (default)")
+    p.add_argument("--bos", action="store_true", help="put <|bos|> in front")
+    p.add_argument("--format", choices=("ids", "npy"), default="ids",
+                   help="ids: space-separated integers (default); npy: a .npy array of the tokenizer's dtype")
+    p.add_argument("--out", default="-", help="output file (default stdout)")
+    p.add_argument("--allowed-special", nargs="*", default=(), metavar="NAME",
+                   help="special tokens to recognise in the text ('all' for all); others are an error")
+    p.add_argument("--vocab-size", type=positive_size, default=None, help="use the tokenizer cut to this size")
+    p.set_defaults(func=cmd_encode)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    tok = nanobpe.load(args.tokenizer, args.vocab_size)
+    text = _read_input_text(args.input)
+    allowed = "all" if list(args.allowed_special) == ["all"] else set(args.allowed_special)
+    ids = tok.encode(text, allowed_special=allowed)
+    if args.bos:
+        ids = [tok._bos(True)] + ids
+    arr = np.asarray(ids, dtype=tok.dtype)
+    out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
+    try:
+        if args.format == "npy":
+            np.save(out, arr)
+        else:
+            out.write((" ".join(map(str, ids)) + "\n").encode())
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return 0
+
+
+def add_decode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="decode token ids to text",
+                       description="Decode ids (whitespace-separated integers, or a .npy file) to UTF-8 text.")
+    p.add_argument("tokenizer", help="tokenizer directory")
+    p.add_argument("input", nargs="?", default="-", help="ids file (.npy or text), or - for stdin (default)")
+    p.set_defaults(func=cmd_decode)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    tok = nanobpe.load(args.tokenizer)
+    if args.input != "-" and args.input.endswith(".npy"):
+        ids = np.load(args.input, allow_pickle=False).astype(np.int64).tolist()
+    else:
+        raw = sys.stdin.read() if args.input == "-" else open(args.input, encoding="utf-8").read()
+        try:
+            ids = [int(x) for x in raw.split()]
+        except ValueError as e:
+            raise ValueError(f"{args.input}: not a list of integer ids ({e})") from None
+    if any(i < 0 for i in ids):
+        raise ValueError(f"negative token id {min(ids)}")
+    sys.stdout.buffer.write(tok.decode_bytes(ids))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- export / eval
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a tokenizer for other libraries",
+                       description="Write tokenizer.json for HF tokenizers / transformers (PreTrainedTokenizerFast).")
+    p.add_argument("tokenizer", help="tokenizer directory")
+    p.add_argument("--format", choices=("hf",), default="hf", help="hf: Hugging Face tokenizer.json")
+    p.add_argument("--out", default=None, help="output file or directory (default: DIR/tokenizer.json)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nanobpe.export import export_hf
+
+    tok = nanobpe.load(args.tokenizer)
+    path = export_hf(tok, args.out or args.tokenizer)
+    print(path)
+    return 0
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="compare tokenizers' compression on held-out text",
+                       description="Bytes per token on the validation shard (a folder's last file), per language "
+                       "(en/de/zh) and on source code, for each tokenizer, relative to the first.")
+    p.add_argument("tokenizers", nargs="+", metavar="DIR",
+                   help="tokenizer directories, or FILE.tiktoken[:PATTERN] (pattern: nanochat, gpt4 or a regex)")
+    p.add_argument("--data", nargs="+", required=True, help="a shard folder (its validation file is used) or files")
+    p.add_argument("--code", nargs="*", default=None, help="source files for the code slice (default: nanobpe's own)")
+    p.add_argument("--doc-cap", type=parse_size, default=None, help="cut documents to this many characters")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def _load_any(spec: str) -> tuple[str, "nanobpe.Tokenizer"]:
+    path, _, pattern = spec.partition(":") if spec.split(":", 1)[0].endswith(".tiktoken") else (spec, "", "")
+    if path.endswith(".tiktoken"):
+        return os.path.basename(path), nanobpe.Tokenizer.from_tiktoken_file(path, pattern or "nanochat")
+    return os.path.basename(os.path.normpath(path)), nanobpe.load(path)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nanobpe.evaluate import evaluate, evaluation_texts, format_table
+
+    toks = [_load_any(t) for t in args.tokenizers]
+    slices = evaluation_texts(args.data, args.code, args.doc_cap)
+    report = evaluate(toks, slices)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -143,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nanobpe {nanobpe.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     add_train(sub)
+    add_encode(sub)
+    add_decode(sub)
+    add_export(sub)
+    add_eval(sub)
     return p
 
 

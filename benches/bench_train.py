@@ -1,0 +1,133 @@
+"""Training benchmark: nanobpe vs rustbpe (nanochat's way) vs HF tokenizers, same shards, doc cap and vocab size.
+
+Run (from the repository root, after `pip install ".[bench]"`):
+
+    python benches/bench_train.py                                  # V = 32768 and 65536 on ../shared/corpus/mix
+    python benches/bench_train.py --vocab-sizes 32768 --skip hf    # quicker
+
+Each tool runs in its own fresh process; we report wall seconds (reading included), chars/s, peak RSS, and the ratio
+to nanobpe, and check that nanobpe's merges equal rustbpe's. Training data: the folder's shards minus the last
+(validation), documents cut to --doc-cap characters, as nanochat's tok_train does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json  # noqa: E402
+
+NANOBPE = """
+import time, nanobpe
+t = time.perf_counter()
+tok = nanobpe.train({data!r}, {vocab}, out={out!r}, doc_cap={cap}, max_chars={max_chars}, progress=False)
+secs = time.perf_counter() - t
+RESULT = {{"seconds": secs, "chars": tok.summary["chars"], "ranks": [r.hex() for r, _ in tok.get_mergeable_ranks()]}}
+"""
+
+# nanochat's scripts/tok_train.py: pyarrow row groups → capped docs → rustbpe, vocab without the 9 specials.
+RUSTBPE = """
+import time, pyarrow.parquet as pq, rustbpe, nanobpe
+from pathlib import Path
+t = time.perf_counter()
+files = sorted(Path({data!r}).glob("*.parquet"))[:-1]
+nchars = 0
+def text_iterator():
+    global nchars
+    for f in files:
+        pf = pq.ParquetFile(f)
+        for rg in range(pf.num_row_groups):
+            for doc in pf.read_row_group(rg).column("text").to_pylist():
+                doc = doc[:{cap}]
+                nchars += len(doc)
+                yield doc
+                if nchars > {max_chars}:
+                    return
+tok = rustbpe.Tokenizer()
+tok.train_from_iterator(text_iterator(), {vocab} - 9, pattern=nanobpe.NANOCHAT_PATTERN)
+secs = time.perf_counter() - t
+RESULT = {{"seconds": secs, "chars": nchars, "ranks": [bytes(b).hex() for b, _ in tok.get_mergeable_ranks()]}}
+"""
+
+# nanochat's HuggingFaceTokenizer.train_from_iterator with the same split regex.
+HF = """
+import time, pyarrow.parquet as pq, nanobpe
+from pathlib import Path
+from tokenizers import Tokenizer, Regex, pre_tokenizers, decoders
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+t = time.perf_counter()
+files = sorted(Path({data!r}).glob("*.parquet"))[:-1]
+nchars = 0
+def text_iterator():
+    global nchars
+    for f in files:
+        pf = pq.ParquetFile(f)
+        for rg in range(pf.num_row_groups):
+            for doc in pf.read_row_group(rg).column("text").to_pylist():
+                doc = doc[:{cap}]
+                nchars += len(doc)
+                yield doc
+                if nchars > {max_chars}:
+                    return
+tok = Tokenizer(BPE(byte_fallback=True, unk_token=None, fuse_unk=False))
+tok.normalizer = None
+tok.pre_tokenizer = pre_tokenizers.Sequence([
+    pre_tokenizers.Split(pattern=Regex(nanobpe.NANOCHAT_PATTERN), behavior="isolated", invert=False),
+    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+])
+tok.decoder = decoders.ByteLevel()
+trainer = BpeTrainer(vocab_size={vocab}, show_progress=False, min_frequency=0,
+                     initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=list(nanobpe.NANOCHAT_SPECIALS))
+tok.train_from_iterator(text_iterator(), trainer)
+secs = time.perf_counter() - t
+RESULT = {{"seconds": secs, "chars": nchars}}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_CORPUS))
+    ap.add_argument("--vocab-sizes", default="32768,65536")
+    ap.add_argument("--doc-cap", type=int, default=10_000)
+    ap.add_argument("--max-chars", type=int, default=2_000_000_000)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["rustbpe", "hf"])
+    ap.add_argument("--out", default="/tmp/nanobpe-bench-tok")
+    args = ap.parse_args()
+
+    rows = []
+    for vocab in [int(v) for v in args.vocab_sizes.split(",")]:
+        fmt = dict(data=args.data, vocab=vocab, cap=args.doc_cap, max_chars=args.max_chars, out=f"{args.out}-{vocab}")
+        print(f"# V = {vocab}: nanobpe ...", file=sys.stderr, flush=True)
+        ours = run_snippet(NANOBPE.format(**fmt))
+        results = {"nanobpe": ours}
+        if "rustbpe" not in args.skip:
+            print(f"# V = {vocab}: rustbpe ...", file=sys.stderr, flush=True)
+            results["rustbpe"] = run_snippet(RUSTBPE.format(**fmt))
+        if "hf" not in args.skip:
+            print(f"# V = {vocab}: HF tokenizers ...", file=sys.stderr, flush=True)
+            results["HF tokenizers"] = run_snippet(HF.format(**fmt))
+        same = "ranks" in results.get("rustbpe", {}) and results["rustbpe"]["ranks"] == ours["ranks"]
+        for name, r in results.items():
+            rows.append({
+                "vocab": vocab,
+                "tool": name,
+                "seconds": r["seconds"],
+                "mchars_s": r["chars"] / r["seconds"] / 1e6,
+                "rss": r["peak_rss_mb"],
+                "ratio": r["seconds"] / ours["seconds"],
+                "same": ("yes" if same else "NO") if name == "rustbpe" else "",
+                "chars": r["chars"],
+            })
+    print(f"\nTraining on {args.data} (train shards), doc cap {args.doc_cap}:\n")
+    print_table(rows, [("vocab", "V", ""), ("tool", "tool", ""), ("seconds", "seconds", ".1f"),
+                       ("mchars_s", "M chars/s", ".2f"), ("rss", "peak RSS MB", ".0f"),
+                       ("ratio", "time / nanobpe", ".2f"), ("same", "merges = nanobpe", "")])
+    path = save_json("train", rows)
+    print(f"\n(saved {path})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Encoding: the same ids as tiktoken for the same tokenizer, numpy output, HF export, encode/decode/eval CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nanobpe
+from conftest import corpus_shards, read_docs, run_cli
+
+
+@pytest.fixture(scope="module")
+def tokdir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("enc") / "tok"
+    nanobpe.train([corpus_shards()[0], corpus_shards()[6]], 8192, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tok(tokdir):
+    return nanobpe.load(tokdir)
+
+
+@pytest.fixture(scope="module")
+def enc(tok) -> tiktoken.Encoding:
+    return tok.to_tiktoken()
+
+
+@pytest.fixture(scope="module")
+def whole_val(corpus) -> list[str]:
+    return read_docs(corpus_shards()[-1], 10**9, doc_cap=10**9)
+
+
+def test_identical_to_tiktoken_on_the_whole_validation_shard(tok, enc, whole_val):
+    ours = tok.encode_batch(whole_val)
+    theirs = enc.encode_ordinary_batch(whole_val, num_threads=2)
+    assert len(ours) == len(theirs) == len(whole_val)
+    for doc, a, b in zip(whole_val, ours, theirs):
+        assert a.dtype == np.uint16
+        if a.tolist() != b:
+            pytest.fail(f"ids differ on a document starting {doc[:80]!r}")
+
+
+def test_flat_batch_and_bos(tok, enc, val_docs):
+    ids, offsets = tok.encode_batch_flat(val_docs[:50], prepend_bos=True)
+    assert offsets.dtype == np.int64 and len(offsets) == 51 and offsets[-1] == len(ids)
+    for i, doc in enumerate(val_docs[:50]):
+        part = ids[offsets[i] : offsets[i + 1]]
+        assert part[0] == tok.bos_id
+        assert part[1:].tolist() == enc.encode_ordinary(doc)
+    assert tok.encode_batch(val_docs[:4], num_threads=1)[2].tolist() == enc.encode_ordinary(val_docs[2])
+
+
+unicode_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from(list("😀👍🏽👨‍👩‍👧🇩🇪 \t\n\r\u3000\u00a0\u0301\u0308中文字0123456789'sSſ")),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),  # lone surrogates
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=unicode_text)
+def test_identical_to_tiktoken_on_generated_unicode(tok, enc, text):
+    assert tok.encode_ordinary(text) == enc.encode_ordinary(text)
+    assert tok.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
+    fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert tok.decode(tok.encode_ordinary(text)) == fixed
+
+
+def test_specials_follow_tiktoken_rules(tok, enc):
+    text = "hi <|bos|> there <|user_start|>x"
+    with pytest.raises(ValueError, match="disallowed special token"):
+        tok.encode(text)
+    assert tok.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
+    assert tok.encode(text, allowed_special={"<|bos|>"}, disallowed_special=()) == enc.encode(
+        text, allowed_special={"<|bos|>"}, disallowed_special=()
+    )
+    assert tok.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
+    with pytest.raises(ValueError, match="unknown special"):
+        tok.encode("x", allowed_special={"<|nope|>"})
+
+
+def test_long_pieces_without_split_points(tok, enc):
+    import random
+
+    rng = random.Random(1)
+    b64 = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") for _ in range(20_000))
+    assert tok.encode_ordinary(b64) == enc.encode_ordinary(b64)
+    assert tok.encode_ordinary("a" * 5000) == enc.encode_ordinary("a" * 5000)
+    big = "x" * 1_000_000
+    ids = tok.encode_ordinary(big)
+    assert tok.decode(ids) == big
+
+
+def test_decode_errors_name_the_id(tok):
+    with pytest.raises(nanobpe.DataError, match=f"token id {tok.n_vocab + 5}"):
+        tok.decode([1, 2, tok.n_vocab + 5])
+    assert tok.token_bytes(tok.bos_id) == b"<|bos|>"
+    assert tok.decode([tok.bos_id]) == "<|bos|>"
+
+
+def test_hf_export_matches_tiktoken(tokdir, tok, enc, val_docs, tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    run_cli("export", tokdir, "--format", "hf", "--out", tmp_path / "tokenizer.json", check=True)
+    hf = HFTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert hf.get_vocab_size() == tok.n_vocab
+    assert hf.token_to_id("<|bos|>") == tok.bos_id
+    outs = hf.encode_batch(val_docs, add_special_tokens=False)
+    for doc, o in zip(val_docs, outs):
+        assert o.ids == enc.encode_ordinary(doc)
+    assert hf.decode(enc.encode_ordinary(val_docs[0])) == val_docs[0]
+    # Specials are registered: the text of <|bos|> becomes its id.
+    assert hf.encode("<|bos|>hello", add_special_tokens=False).ids[0] == tok.bos_id
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:
+        return
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
+    assert fast.encode(val_docs[1], add_special_tokens=False) == enc.encode_ordinary(val_docs[1])
+
+
+def test_export_defaults_into_the_tokenizer_dir(tokdir):
+    proc = run_cli("export", tokdir, check=True)
+    assert (tokdir / "tokenizer.json").is_file() and "tokenizer.json" in proc.stdout
+    (tokdir / "tokenizer.json").unlink()
+
+
+def test_encode_decode_cli_round_trip(tokdir, tok, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("Grüße aus Berlin! 你好，世界。 The end.\n", encoding="utf-8")
+    ids = run_cli("encode", tokdir, src, check=True).stdout.split()
+    assert [int(i) for i in ids] == tok.encode_ordinary(src.read_text(encoding="utf-8"))
+    run_cli("encode", tokdir, src, "--bos", "--format", "npy", "--out", tmp_path / "ids.npy", check=True)
+    arr = np.load(tmp_path / "ids.npy")
+    assert arr.dtype == np.uint16 and arr[0] == tok.bos_id
+    (tmp_path / "ids.txt").write_text(" ".join(ids))
+    assert run_cli("decode", tokdir, tmp_path / "ids.txt", check=True).stdout == src.read_text(encoding="utf-8")
+
+
+def test_encode_cli_errors(tokdir, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"abc\n\xff\xfe")
+    proc = run_cli("encode", tokdir, bad)
+    assert proc.returncode == 1 and "invalid UTF-8 at byte offset 4 (line 2)" in proc.stderr
+    (tmp_path / "ids.txt").write_text("1 2 999999")
+    proc = run_cli("decode", tokdir, tmp_path / "ids.txt")
+    assert proc.returncode == 1 and "999999" in proc.stderr
+    special = tmp_path / "s.txt"
+    special.write_text("a <|bos|> b")
+    proc = run_cli("encode", tokdir, special)
+    assert proc.returncode == 1 and "disallowed special token" in proc.stderr
+    assert run_cli("encode", tokdir, special, "--allowed-special", "all").returncode == 0
+    proc = run_cli("encode", tmp_path / "nope", special)
+    assert proc.returncode == 1 and "nope" in proc.stderr
+
+
+def test_eval_cli_compares_tokenizers(corpus, tokdir, tmp_path):
+    small = tmp_path / "small"
+    nanobpe.load(tokdir, vocab_size=2048).save(small)
+    proc = run_cli("eval", tokdir, small, "--data", corpus, "--json", check=True)
+    rep = json.loads(proc.stdout)
+    assert set(rep["slices"]) >= {"all", "en", "de", "zh", "code"}
+    big, sm = rep["tokenizers"]
+    assert big["vocab_size"] == 8192 and sm["vocab_size"] == 2048
+    for s in rep["slices"]:
+        assert big["slices"][s]["vs_first_pct"] == 0
+        # Fewer merges never compress better.
+        assert sm["slices"][s]["bytes_per_token"] <= big["slices"][s]["bytes_per_token"]
+    assert sm["unused_tokens"] <= big["unused_tokens"]
+    table = run_cli("eval", tokdir, f"{small}/tokenizer.tiktoken:nanochat", "--data", corpus, check=True).stdout
+    assert "bytes per token" in table and "| zh |" in table
