@@ -76,6 +76,15 @@ impl WordCounts {
         WordCounts { shards: (0..SHARDS).map(|_| HashTable::new()).collect(), hasher: FixedState::with_seed(0x6e616e6f) }
     }
 
+    /// Room for about `words` distinct words without regrowing (regrowth of big tables costs a lot of copying).
+    pub fn with_capacity(words: usize) -> Self {
+        let per = words / SHARDS;
+        WordCounts {
+            shards: (0..SHARDS).map(|_| HashTable::with_capacity(per)).collect(),
+            hasher: FixedState::with_seed(0x6e616e6f),
+        }
+    }
+
     /// Middle bits pick the shard: hashbrown uses the low bits for buckets and the top 7 for tags.
     #[inline]
     fn shard_of(h: u64) -> usize {
@@ -186,7 +195,7 @@ impl Default for ThreadCounts {
 impl ThreadCounts {
     pub fn new() -> Self {
         let n = rayon::current_num_threads() + 1;
-        ThreadCounts { slots: (0..n).map(|_| std::sync::Mutex::new(WordCounts::new())).collect() }
+        ThreadCounts { slots: (0..n).map(|_| std::sync::Mutex::new(WordCounts::with_capacity(1 << 18))).collect() }
     }
 
     /// Split and count documents in parallel.

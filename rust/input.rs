@@ -321,11 +321,16 @@ impl Reader {
     }
 
     /// Read everything, calling `sink` with each window of batches (in file and row-group order).
-    pub fn run(&self, mut sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
+    pub fn run(&self, sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
+        self.run_from(0, sink)
+    }
+
+    /// `run`, skipping the first `start` units (to resume work that stopped at a unit boundary).
+    pub fn run_from(&self, start: usize, mut sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
         let window = (rayon::current_num_threads() * 2).max(4);
         let mut stats = ReadStats { files: self.files(), ..Default::default() };
         let cap = self.spec.doc_cap;
-        for units in self.units.chunks(window) {
+        for units in self.units[start.min(self.units.len())..].chunks(window) {
             cancel::check()?;
             let mut batches: Vec<Batch> = units
                 .par_iter()

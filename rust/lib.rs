@@ -13,6 +13,7 @@ pub mod error;
 pub mod input;
 pub mod pretokenize;
 pub mod progress;
+pub mod shards;
 pub mod train;
 pub mod trainer;
 pub mod unicode;

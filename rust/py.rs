@@ -188,6 +188,11 @@ impl PyTokenizer {
         self.vocab.reserved.clone()
     }
 
+    /// The checksum token shards record (FNV-1a 64 of ranks and specials).
+    fn checksum(&self) -> u64 {
+        crate::shards::checksum(&self.vocab)
+    }
+
     fn meta_json(&self) -> String {
         serde_json::to_string(&self.vocab.meta_json()).expect("json")
     }
@@ -439,6 +444,53 @@ fn read_texts(
     })
 }
 
+/// Tokenize files into token shards (`nanobpe tokenize`); returns the manifest as JSON.
+#[pyfunction]
+#[pyo3(signature = (tokenizer, paths, out, *, bos=false, shard_tokens=100_000_000, rank=0, world=1, include_val=false,
+    text_column="text".to_string(), jsonl_field="text".to_string(), lines=false, progress=false, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn tokenize_files(
+    py: Python<'_>,
+    tokenizer: &PyTokenizer,
+    paths: Vec<PathBuf>,
+    out: PathBuf,
+    bos: bool,
+    shard_tokens: u64,
+    rank: usize,
+    world: usize,
+    include_val: bool,
+    text_column: String,
+    jsonl_field: String,
+    lines: bool,
+    progress: bool,
+    threads: Option<usize>,
+) -> PyResult<String> {
+    let vocab = tokenizer.vocab.clone();
+    let opts = crate::shards::TokenizeOptions {
+        input: InputSpec { paths, include_val, text_column, jsonl_field, lines, doc_cap: usize::MAX, max_chars: u64::MAX, rank, world },
+        out,
+        bos,
+        shard_tokens,
+        progress,
+    };
+    let m = long_running(py, threads, move || crate::shards::tokenize(&vocab, &opts))?;
+    Ok(serde_json::to_string(&m).expect("json"))
+}
+
+/// The checked header of a token shard as a dict-like list of (field, value).
+#[pyfunction]
+fn read_shard_header(path: PathBuf) -> PyResult<Vec<(String, u64)>> {
+    let h = crate::shards::read_header(&path).map_err(to_pyerr)?;
+    Ok(vec![
+        ("width".into(), h.width as u64),
+        ("vocab_size".into(), h.vocab_size),
+        ("n_tokens".into(), h.n_tokens),
+        ("n_docs".into(), h.n_docs),
+        ("checksum".into(), h.checksum),
+        ("bos".into(), h.bos),
+    ])
+}
+
 /// The validation file of a folder (its last data file by name).
 #[pyfunction]
 fn validation_file(folder: PathBuf) -> PyResult<String> {
@@ -474,6 +526,8 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(read_texts, m)?)?;
     m.add_function(wrap_pyfunction!(validation_file, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
+    m.add_function(wrap_pyfunction!(read_shard_header, m)?)?;
     m.add_function(wrap_pyfunction!(peak_rss_mb, m)?)?;
     Ok(())
 }

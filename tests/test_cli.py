@@ -157,3 +157,24 @@ def test_existing_unrelated_directory_is_not_replaced(corpus, tmp_path):
     proc = run_cli("train", "--vocab-size", "300", "--data", corpus_shards()[0], "--max-chars", "1e5", "--out", out)
     assert proc.returncode == 1 and "refusing" in proc.stderr
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_ctrl_c_stops_cleanly_and_writes_nothing(corpus, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "tok"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nanobpe", "train", "--vocab-size", "65536", "--data", str(corpus), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tok")]

@@ -16,6 +16,7 @@ from nanobpe._nanobpe import (
     __version__,
 )
 from nanobpe._nanobpe import split as _split
+from nanobpe.shards import TokenShards
 from nanobpe.tokenizer import Tokenizer, load, train
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "NANOCHAT_PATTERN",
     "NANOCHAT_SPECIALS",
     "NanobpeError",
+    "TokenShards",
     "Tokenizer",
     "__version__",
     "load",

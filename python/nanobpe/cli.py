@@ -264,6 +264,116 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- sweep
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        return [parse_size(t) for t in text.split(",") if t.strip()]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"--vocab-sizes: {e}") from None
+
+
+def add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train once, measure every vocab size",
+        description="One training run to the largest size gives every smaller tokenizer (BPE merges are a prefix "
+        "sequence). Writes DIR/vocab_V/ for each size, report.json, report.md and sweep.png.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--vocab-sizes", type=parse_sizes, required=True,
+                   help="comma-separated sizes, e.g. 4096,8192,16384,32768,65536,131072 (sorted, deduplicated)")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="shard folders or files (see train)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--depth", type=int, default=20, help="model depth for the parameter columns (nanochat's d20)")
+    p.add_argument("--special", nargs="*", default=None, metavar="NAME", help="special tokens (default nanochat's)")
+    p.add_argument("--pattern", default="nanochat")
+    p.add_argument("--token-width", type=int, choices=(16, 32), default=None)
+    p.add_argument("--doc-cap", type=parse_size, default=10_000)
+    p.add_argument("--max-chars", type=parse_size, default=2_000_000_000)
+    p.add_argument("--no-train-tokens", action="store_true",
+                   help="skip encoding the whole training set (the train-tokens and disk columns)")
+    p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from nanobpe.sweep import sweep
+
+    quiet = args.quiet or args.json
+    report = sweep(
+        args.vocab_sizes, args.data, args.out, depth=args.depth, special_tokens=args.special,
+        doc_cap=args.doc_cap, max_chars=args.max_chars, pattern=args.pattern, token_width=args.token_width,
+        count_train_tokens=not args.no_train_tokens,
+        log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not args.quiet:
+        print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- tokenize
+
+
+def _env_int(*names: str) -> int | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v is not None and v.strip().isdigit():
+            return int(v)
+    return None
+
+
+def add_tokenize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tokenize",
+        help="pre-tokenize text into u16/u32 token shards",
+        description="Encode parquet/txt/jsonl into .bin token shards at the tokenizer's width, in parallel and "
+        "deterministically. Restarting after an interruption skips finished shards. With --rank/--world-size "
+        "(default: torchrun's RANK/WORLD_SIZE or SLURM's SLURM_PROCID/SLURM_NTASKS) each process takes a disjoint "
+        "part (row groups r, r+W, ...).",
+        epilog=EPILOG,
+    )
+    p.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="files or folders (a folder's last file "
+                   "is validation and skipped unless --include-val)")
+    p.add_argument("--out", required=True, help="output directory for shard_*.bin and manifest.json")
+    p.add_argument("--bos", action="store_true", help="put <|bos|> in front of every document")
+    p.add_argument("--shard-tokens", type=positive_size, default=100_000_000, help="tokens per shard (default 100M)")
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--world-size", type=int, default=None)
+    p.add_argument("--include-val", action="store_true")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--jsonl-field", default="text")
+    p.add_argument("--lines", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_tokenize)
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    rank = args.rank if args.rank is not None else _env_int("RANK", "SLURM_PROCID") or 0
+    world = args.world_size if args.world_size is not None else _env_int("WORLD_SIZE", "SLURM_NTASKS") or 1
+    tok = nanobpe.load(args.tokenizer)
+    manifest = json.loads(_nanobpe.tokenize_files(
+        tok._core, args.data, args.out, bos=args.bos, shard_tokens=args.shard_tokens, rank=rank, world=world,
+        include_val=args.include_val, text_column=args.text_column, jsonl_field=args.jsonl_field, lines=args.lines,
+        progress=show_progress(args), threads=args.threads,
+    ))
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    elif not args.quiet:
+        n = sum(s["tokens"] for s in manifest["shards"])
+        d = sum(s["docs"] for s in manifest["shards"])
+        print(f"{len(manifest['shards'])} shards, {n:,} tokens (u{tok.token_width}), {d:,} documents → {args.out}"
+              + (f" [rank {rank}/{world}]" if world > 1 else ""))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -280,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_decode(sub)
     add_export(sub)
     add_eval(sub)
+    add_sweep(sub)
+    add_tokenize(sub)
     return p
 
 

@@ -1,0 +1,80 @@
+"""Token-shard benchmark: `nanobpe tokenize` vs the Python way, and reading shards back.
+
+Run (from the repository root, after `pip install ".[bench]"`):
+
+    python benches/bench_tokenize.py --tokenizer tok32k            # a trained tokenizer dir
+
+Writes: nanobpe's shards vs tiktoken `encode_ordinary_batch` + `np.array(..., dtype=np.uint16).tofile` (nanoGPT's
+prepare step) on the same train shards, MB of text per second; then reading every token back: `TokenShards`
+(memmap, copied into one array) vs `np.fromfile` of the same payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_CORPUS, print_table, save_json  # noqa: E402
+
+
+def main() -> None:
+    import numpy as np
+
+    import nanobpe
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_CORPUS))
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--files", type=int, default=3, help="how many train shards to use")
+    args = ap.parse_args()
+    tok = nanobpe.load(args.tokenizer)
+    files = sorted(Path(args.data).glob("*.parquet"))[:-1][: args.files]
+    threads = os.cpu_count() or 1
+    out = Path(tempfile.mkdtemp(prefix="nanobpe-tok-"))
+
+    t = time.perf_counter()
+    nanobpe._nanobpe.tokenize_files(tok._core, [str(f) for f in files], str(out / "nanobpe"), bos=True)
+    ours = time.perf_counter() - t
+
+    enc = tok.to_tiktoken()
+    t = time.perf_counter()
+    docs = nanobpe._nanobpe.read_texts([str(f) for f in files])
+    ids = enc.encode_ordinary_batch(docs, num_threads=threads)
+    flat = []
+    for d in ids:
+        flat.append(tok.bos_id)
+        flat.extend(d)
+    np.array(flat, dtype=tok.dtype).tofile(out / "python.bin")
+    theirs = time.perf_counter() - t
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    rows = [
+        {"what": f"tokenize: tiktoken batch ({threads} threads) + np.array().tofile", "seconds": theirs, "rate": mb / theirs},
+        {"what": "tokenize: nanobpe tokenize", "seconds": ours, "rate": mb / ours},
+    ]
+
+    shards = nanobpe.TokenShards(out / "nanobpe")
+    n = shards.n_tokens
+    t = time.perf_counter()
+    a = np.concatenate([np.array(s.tokens) for s in shards.shards])
+    ours_read = time.perf_counter() - t
+    t = time.perf_counter()
+    b = np.fromfile(out / "python.bin", dtype=tok.dtype)
+    plain = time.perf_counter() - t
+    assert np.array_equal(a, b), "shards differ from the Python way"
+    rows += [
+        {"what": "read: np.fromfile", "seconds": plain, "rate": n / plain / 1e6},
+        {"what": "read: TokenShards (memmap → array)", "seconds": ours_read, "rate": n / ours_read / 1e6},
+    ]
+    print(f"\n{mb:.1f} MB of text from {len(files)} shards → {n:,} tokens (u{tok.token_width}); same tokens: yes\n")
+    print_table(rows, [("what", "what", ""), ("seconds", "seconds", ".2f"), ("rate", "MB/s (tokenize) or M tokens/s (read)", ".1f")])
+    print(f"\ntokenize speed-up: {theirs / ours:.2f}×; reading: {plain / ours_read:.2f}× np.fromfile's speed")
+    save_json("tokenize", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Type stubs for the private Rust extension `nanobpe._nanobpe` (checked against the binary by tests/test_stub.py)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+NANOCHAT_PATTERN: str
+GPT4_PATTERN: str
+NANOCHAT_SPECIALS: list[str]
+
+class NanobpeError(ValueError): ...
+class DataError(NanobpeError): ...
+
+class CoreTokenizer:
+    @staticmethod
+    def load(path: str, vocab_size: int | None = None) -> CoreTokenizer: ...
+    @staticmethod
+    def from_ranks(ranks: Sequence[bytes], pattern: str, specials: Sequence[str], token_width: int | None = None) -> CoreTokenizer: ...
+    def save(self, path: str) -> None: ...
+    def truncated(self, vocab_size: int) -> CoreTokenizer: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def n_vocab(self) -> int: ...
+    @property
+    def num_ranks(self) -> int: ...
+    @property
+    def token_width(self) -> int: ...
+    @property
+    def special_tokens(self) -> list[tuple[str, int]]: ...
+    @property
+    def reserved_tokens(self) -> list[tuple[str, int]]: ...
+    def checksum(self) -> int: ...
+    def meta_json(self) -> str: ...
+    def ranks(self) -> list[bytes]: ...
+    def split(self, text: str) -> list[str]: ...
+    def encode_ordinary(self, text: str) -> list[int]: ...
+    def encode_ordinary_numpy(self, text: str) -> npt.NDArray[np.uint16] | npt.NDArray[np.uint32]: ...
+    def encode_with_specials(self, text: str, allowed: Sequence[str]) -> list[int]: ...
+    def encode_batch(
+        self, texts: Sequence[str], bos: int | None = None, threads: int | None = None
+    ) -> list[npt.NDArray[np.uint16] | npt.NDArray[np.uint32]]: ...
+    def encode_batch_flat(
+        self, texts: Sequence[str], bos: int | None = None, threads: int | None = None
+    ) -> tuple[npt.NDArray[np.uint16] | npt.NDArray[np.uint32], npt.NDArray[np.int64]]: ...
+    def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
+    def token_bytes(self, id: int) -> bytes: ...
+
+class WordCounter:
+    def __init__(self, pattern: str) -> None: ...
+    def add(self, texts: Sequence[str], threads: int | None = None) -> None: ...
+    @property
+    def unique_words(self) -> int: ...
+    def train(
+        self,
+        vocab_size: int,
+        specials: Sequence[str],
+        reserve: int = 0,
+        token_width: int | None = None,
+        progress: bool = False,
+        threads: int | None = None,
+    ) -> tuple[CoreTokenizer, str]: ...
+
+def train_files(
+    paths: Sequence[str],
+    vocab_size: int,
+    *,
+    pattern: str = "nanochat",
+    specials: Sequence[str] | None = None,
+    reserve: int = 0,
+    token_width: int | None = None,
+    doc_cap: int = 10000,
+    max_chars: int = 2000000000,
+    text_column: str = "text",
+    jsonl_field: str = "text",
+    lines: bool = False,
+    include_val: bool = False,
+    progress: bool = False,
+    threads: int | None = None,
+    out: str | None = None,
+) -> tuple[CoreTokenizer, str]: ...
+def read_texts(
+    paths: Sequence[str],
+    *,
+    doc_cap: int | None = None,
+    max_chars: int | None = None,
+    include_val: bool = True,
+    text_column: str = "text",
+    jsonl_field: str = "text",
+    lines: bool = False,
+    rank: int = 0,
+    world: int = 1,
+    threads: int | None = None,
+) -> list[str]: ...
+def validation_file(folder: str) -> str: ...
+def tokenize_files(
+    tokenizer: CoreTokenizer,
+    paths: Sequence[str],
+    out: str,
+    *,
+    bos: bool = False,
+    shard_tokens: int = 100000000,
+    rank: int = 0,
+    world: int = 1,
+    include_val: bool = False,
+    text_column: str = "text",
+    jsonl_field: str = "text",
+    lines: bool = False,
+    progress: bool = False,
+    threads: int | None = None,
+) -> str: ...
+def read_shard_header(path: str) -> list[tuple[str, int]]: ...
+def split(text: str, pattern: str = "nanochat", regex_only: bool = False) -> list[str]: ...
+def peak_rss_mb() -> float | None: ...

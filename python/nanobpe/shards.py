@@ -1,0 +1,85 @@
+"""Reading token shards written by `nanobpe tokenize`: memory-mapped, zero-copy numpy views.
+
+The format is documented in README.md ("Token shards"); this reader is the ~20 lines of numpy it promises, plus
+checks (magic, version, width, truncation, and the tokenizer checksum).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nanobpe import _nanobpe
+from nanobpe.tokenizer import Tokenizer
+
+HEADER_BYTES = 64
+
+
+class Shard:
+    """One `.bin` file: `tokens` (all ids) and `offsets` (document starts, plus the end), both memory-mapped."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        h = dict(_nanobpe.read_shard_header(self.path))  # checks magic, version, width, length
+        self.width, self.vocab_size, self.checksum = h["width"], h["vocab_size"], h["checksum"]
+        self.n_tokens, self.n_docs = h["n_tokens"], h["n_docs"]
+        self.bos_id = None if h["bos"] == 2**64 - 1 else h["bos"]
+        self.dtype = np.uint16 if self.width == 16 else np.uint32
+        self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=HEADER_BYTES, shape=(self.n_tokens,))
+        off = HEADER_BYTES + self.n_tokens * (self.width // 8)
+        self.offsets = np.memmap(self.path, dtype="<u8", mode="r", offset=off, shape=(self.n_docs + 1,))
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.tokens[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+
+class TokenShards:
+    """Token shards as one sequence of documents: `len()`, `shards[i]` (a zero-copy array), iteration.
+
+    Pass `tokenizer=` to refuse shards written with another tokenizer.
+    """
+
+    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tokenizer: Tokenizer | None = None):
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        files: list[Path] = []
+        for p in map(Path, paths):
+            files += sorted(p.glob("*.bin")) if p.is_dir() else [p]
+        if not files:
+            raise FileNotFoundError(f"no token shards (.bin) in {', '.join(map(str, paths))}")
+        self.shards = [Shard(f) for f in files]
+        first = self.shards[0]
+        for s in self.shards:
+            if s.width != first.width or s.checksum != first.checksum:
+                raise _nanobpe.DataError(f"{s.path}: written with another tokenizer than {first.path}")
+            if tokenizer is not None:
+                if s.width != tokenizer.token_width:
+                    raise _nanobpe.DataError(
+                        f"{s.path}: token width {s.width} but the tokenizer stores u{tokenizer.token_width}")
+                if s.checksum != tokenizer._core.checksum():
+                    raise _nanobpe.DataError(f"{s.path}: written with another tokenizer (checksum mismatch)")
+        self.dtype = first.dtype
+        self._starts = np.cumsum([0] + [s.n_docs for s in self.shards])
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s.n_tokens for s in self.shards)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"document {i} out of range ({len(self)} documents)")
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return self.shards[k].doc(i - int(self._starts[k]))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for s in self.shards:
+            for j in range(s.n_docs):
+                yield s.doc(j)

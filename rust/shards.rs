@@ -1,0 +1,329 @@
+//! Token shards: pre-tokenized training data at the tokenizer's width (`nanobpe tokenize`).
+//!
+//! File layout (all little-endian), `NAME.bin`:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `b"NBPETOK\0"` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 4 | token width in bits (16 or 32) |
+//! | 16 | 8 | vocab size |
+//! | 24 | 8 | number of tokens `n` |
+//! | 32 | 8 | number of documents `d` |
+//! | 40 | 8 | tokenizer checksum (FNV-1a 64 of the ranks and special tokens) |
+//! | 48 | 8 | BOS id prepended to each document, or `u64::MAX` for none |
+//! | 56 | 8 | reserved (0) |
+//! | 64 | n·width/8 | the tokens |
+//! | then | (d+1)·8 | document start offsets (in tokens) as u64; the last one is `n` |
+//!
+//! Shards always end at a row-group boundary, so a run that stops can restart after its last finished shard and
+//! produce the same files. A `manifest.json` in the output directory records the finished shards.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::encode::Encoder;
+use crate::error::{Error, Result};
+use crate::input::{InputSpec, Reader};
+use crate::progress::{human_bytes, Progress};
+use crate::train::TokenId;
+use crate::vocab::Vocab;
+use crate::{arg_err, cancel, data_err};
+
+pub const MAGIC: &[u8; 8] = b"NBPETOK\0";
+pub const VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 64;
+pub const NO_BOS: u64 = u64::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub width: u32,
+    pub vocab_size: u64,
+    pub n_tokens: u64,
+    pub n_docs: u64,
+    pub checksum: u64,
+    pub bos: u64,
+}
+
+impl Header {
+    pub fn to_bytes(&self) -> [u8; HEADER_BYTES] {
+        let mut b = [0u8; HEADER_BYTES];
+        b[..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.width.to_le_bytes());
+        b[16..24].copy_from_slice(&self.vocab_size.to_le_bytes());
+        b[24..32].copy_from_slice(&self.n_tokens.to_le_bytes());
+        b[32..40].copy_from_slice(&self.n_docs.to_le_bytes());
+        b[40..48].copy_from_slice(&self.checksum.to_le_bytes());
+        b[48..56].copy_from_slice(&self.bos.to_le_bytes());
+        b
+    }
+
+    /// Parse and check a header; `file_len` lets us detect truncation.
+    pub fn parse(path: &Path, b: &[u8], file_len: u64) -> Result<Header> {
+        let bad = |what: String| data_err!("{}: {what}", path.display());
+        if b.len() < HEADER_BYTES {
+            return Err(bad(format!("too short for a token shard ({} bytes)", b.len())));
+        }
+        if &b[..8] != MAGIC {
+            return Err(bad("not a nanobpe token shard (wrong magic)".into()));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let version = u32_at(8);
+        if version != VERSION {
+            return Err(bad(format!("format version {version}, this nanobpe reads version {VERSION}")));
+        }
+        let h = Header {
+            width: u32_at(12),
+            vocab_size: u64_at(16),
+            n_tokens: u64_at(24),
+            n_docs: u64_at(32),
+            checksum: u64_at(40),
+            bos: u64_at(48),
+        };
+        if h.width != 16 && h.width != 32 {
+            return Err(bad(format!("unknown token width {}", h.width)));
+        }
+        let want = HEADER_BYTES as u64 + h.n_tokens * (h.width as u64 / 8) + (h.n_docs + 1) * 8;
+        if file_len != want {
+            return Err(bad(format!(
+                "truncated or damaged: {file_len} bytes, but the header promises {want} ({} tokens, {} documents)",
+                h.n_tokens, h.n_docs
+            )));
+        }
+        Ok(h)
+    }
+}
+
+/// FNV-1a 64 over the ranks and the special tokens: a shard records it so that it cannot be read with another
+/// tokenizer by mistake.
+pub fn checksum(vocab: &Vocab) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut eat = |bytes: &[u8]| {
+        for &x in bytes {
+            h ^= x as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    for r in &vocab.ranks {
+        eat(&(r.len() as u32).to_le_bytes());
+        eat(r);
+    }
+    for (name, id) in vocab.all_specials() {
+        eat(name.as_bytes());
+        eat(&id.to_le_bytes());
+    }
+    h
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub file: String,
+    /// Input units (row groups, text files) this shard covers: `first_unit..end_unit` of this rank's list.
+    pub first_unit: usize,
+    pub end_unit: usize,
+    pub tokens: u64,
+    pub docs: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub checksum: u64,
+    pub rank: usize,
+    pub world: usize,
+    pub bos: bool,
+    pub shard_tokens: u64,
+    pub inputs: Vec<String>,
+    pub shards: Vec<ManifestEntry>,
+    pub complete: bool,
+}
+
+pub struct TokenizeOptions {
+    pub input: InputSpec,
+    pub out: PathBuf,
+    pub bos: bool,
+    pub shard_tokens: u64,
+    pub progress: bool,
+}
+
+fn manifest_path(out: &Path, rank: usize, world: usize) -> PathBuf {
+    if world == 1 {
+        out.join("manifest.json")
+    } else {
+        out.join(format!("manifest_rank{rank:03}.json"))
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Write one shard file (temp name, then rename).
+fn write_shard<T: TokenId>(path: &Path, header: Header, tokens: &[T], offsets: &[u64]) -> Result<()> {
+    let tmp = path.with_extension("bin.tmp");
+    let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let io = |e| Error::io(&tmp, e);
+    w.write_all(&header.to_bytes()).map_err(io)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(tokens.len() * (T::BITS as usize / 8));
+    for &t in tokens {
+        if T::BITS == 16 {
+            buf.extend_from_slice(&(t.to_u32() as u16).to_le_bytes());
+        } else {
+            buf.extend_from_slice(&t.to_u32().to_le_bytes());
+        }
+    }
+    w.write_all(&buf).map_err(io)?;
+    for &o in offsets {
+        w.write_all(&o.to_le_bytes()).map_err(io)?;
+    }
+    w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Tokenize the inputs into shards. Returns the manifest (finished shards, old and new).
+pub fn tokenize(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
+    if vocab.width == 16 {
+        tokenize_as::<u16>(vocab, opts)
+    } else {
+        tokenize_as::<u32>(vocab, opts)
+    }
+}
+
+fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
+    if opts.shard_tokens == 0 {
+        return Err(arg_err!("--shard-tokens must be positive"));
+    }
+    let bos = if opts.bos {
+        Some(vocab.specials.iter().find(|(n, _)| n == "<|bos|>").map(|s| s.1).ok_or_else(|| {
+            arg_err!("--bos: this tokenizer has no <|bos|> token")
+        })?)
+    } else {
+        None
+    };
+    let (rank, world) = (opts.input.rank, opts.input.world);
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let reader = Reader::open(&opts.input)?;
+    let enc = Encoder::new(vocab)?;
+    let sum = checksum(vocab);
+    let mpath = manifest_path(&opts.out, rank, world);
+    let fresh = Manifest {
+        checksum: sum,
+        rank,
+        world,
+        bos: opts.bos,
+        shard_tokens: opts.shard_tokens,
+        inputs: reader.files(),
+        shards: Vec::new(),
+        complete: false,
+    };
+    // Resume: keep the shards a previous run with the same settings finished.
+    let mut manifest = match std::fs::read(&mpath) {
+        Ok(bytes) => {
+            let old: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| data_err!("{}: unreadable manifest ({e}); delete it to start over", mpath.display()))?;
+            if old.checksum != sum || old.bos != opts.bos || old.shard_tokens != opts.shard_tokens || old.inputs != fresh.inputs {
+                return Err(data_err!(
+                    "{}: a previous run used other settings (tokenizer, --bos, --shard-tokens or inputs); use another --out or delete it",
+                    mpath.display()
+                ));
+            }
+            old
+        }
+        Err(_) => fresh,
+    };
+    manifest.shards.retain(|s| opts.out.join(&s.file).is_file());
+    let start_unit = manifest.shards.last().map_or(0, |s| s.end_unit);
+    let progress = Progress::new(opts.progress);
+    let t0 = std::time::Instant::now();
+
+    let mut tokens: Vec<T> = Vec::new();
+    let mut offsets: Vec<u64> = vec![0];
+    let mut first_unit = start_unit;
+    let mut unit = 0usize;
+    let mut bytes_done = 0u64;
+    let header_for = |n_tokens: usize, n_docs: usize| Header {
+        width: T::BITS,
+        vocab_size: vocab.vocab_size() as u64,
+        n_tokens: n_tokens as u64,
+        n_docs: n_docs as u64,
+        checksum: sum,
+        bos: bos.map_or(NO_BOS, |b| b as u64),
+    };
+    let mut flush = |tokens: &mut Vec<T>, offsets: &mut Vec<u64>, first: usize, end: usize, manifest: &mut Manifest| -> Result<()> {
+        let idx = manifest.shards.len();
+        let name = if world == 1 { format!("shard_{idx:05}.bin") } else { format!("shard_r{rank:03}_{idx:05}.bin") };
+        let n_docs = offsets.len() - 1;
+        write_shard(&opts.out.join(&name), header_for(tokens.len(), n_docs), tokens, offsets)?;
+        manifest.shards.push(ManifestEntry { file: name, first_unit: first, end_unit: end, tokens: tokens.len() as u64, docs: n_docs as u64 });
+        write_atomic(&mpath, serde_json::to_string_pretty(manifest).expect("json").as_bytes())?;
+        tokens.clear();
+        offsets.clear();
+        offsets.push(0);
+        Ok(())
+    };
+    reader.run_from(start_unit, |batches| {
+        cancel::check()?;
+        let docs: Vec<String> = batches.iter().flat_map(|b| b.iter().map(String::from)).collect();
+        bytes_done += docs.iter().map(|d| d.len() as u64).sum::<u64>();
+        let encoded = enc.encode_batch::<T>(&docs, bos)?;
+        let mut k = 0;
+        for b in batches {
+            for _ in 0..b.len() {
+                tokens.extend_from_slice(&encoded[k]);
+                offsets.push(tokens.len() as u64);
+                k += 1;
+            }
+            unit += 1;
+            if tokens.len() as u64 >= opts.shard_tokens {
+                flush(&mut tokens, &mut offsets, first_unit, start_unit + unit, &mut manifest)?;
+                first_unit = start_unit + unit;
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        progress.update(|| format!("tokenizing: {} shards, {}/s of text", manifest.shards.len(), human_bytes(bytes_done as f64 / secs)));
+        Ok(())
+    })?;
+    if offsets.len() > 1 {
+        flush(&mut tokens, &mut offsets, first_unit, start_unit + unit, &mut manifest)?;
+    }
+    manifest.complete = true;
+    write_atomic(&mpath, serde_json::to_string_pretty(&manifest).expect("json").as_bytes())?;
+    progress.finish(|| format!("tokenized into {} shards", manifest.shards.len()));
+    Ok(manifest)
+}
+
+/// Read and check the header of a shard file.
+pub fn read_header(path: &Path) -> Result<Header> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut b = vec![0u8; HEADER_BYTES.min(len as usize)];
+    f.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
+    Header::parse(path, &b, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_errors() {
+        let h = Header { width: 16, vocab_size: 32768, n_tokens: 10, n_docs: 2, checksum: 7, bos: 5 };
+        let p = Path::new("x.bin");
+        let len = HEADER_BYTES as u64 + 20 + 24;
+        assert_eq!(Header::parse(p, &h.to_bytes(), len).unwrap(), h);
+        assert!(Header::parse(p, &h.to_bytes(), len - 1).unwrap_err().to_string().contains("truncated"));
+        let mut b = h.to_bytes();
+        b[0] = b'X';
+        assert!(Header::parse(p, &b, len).unwrap_err().to_string().contains("magic"));
+        let mut b = h.to_bytes();
+        b[8] = 9;
+        assert!(Header::parse(p, &b, len).unwrap_err().to_string().contains("version 9"));
+    }
+}
