@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json  # noqa: E402
-from bench_train import RUSTBPE  # noqa: E402
+from bench_train import ITERATOR, RUSTBPE  # noqa: E402
 
 SWEEP = """
 import time
@@ -49,7 +49,8 @@ def main() -> None:
     total, agree = 0.0, True
     for v in sizes:
         print(f"# rustbpe V={v} ...", file=sys.stderr, flush=True)
-        r = run_snippet(RUSTBPE.format(data=args.data, vocab=v, cap=args.doc_cap, max_chars=args.max_chars, out=""))
+        fmt = dict(data=args.data, vocab=v, cap=args.doc_cap, max_chars=args.max_chars, out="")
+        r = run_snippet(RUSTBPE.format(iterator=ITERATOR % fmt, **fmt))
         total += r["seconds"]
         mine = nanobpe.load(f"{args.out}/vocab_{v}")
         same = [bytes.fromhex(h) for h in r["ranks"]] == [b for b, _ in mine.get_mergeable_ranks()]

@@ -27,12 +27,12 @@ secs = time.perf_counter() - t
 RESULT = {{"seconds": secs, "chars": tok.summary["chars"], "ranks": [r.hex() for r, _ in tok.get_mergeable_ranks()]}}
 """
 
-# nanochat's scripts/tok_train.py: pyarrow row groups → capped docs → rustbpe, vocab without the 9 specials.
-RUSTBPE = """
-import time, pyarrow.parquet as pq, rustbpe, nanobpe
+# nanochat's text iterator (scripts/tok_train.py): train shards' row groups via pyarrow, each doc capped, stop
+# after the document that takes the total past max_chars.
+ITERATOR = """
+import pyarrow.parquet as pq
 from pathlib import Path
-t = time.perf_counter()
-files = sorted(Path({data!r}).glob("*.parquet"))[:-1]
+files = sorted(Path(%(data)r).glob("*.parquet"))[:-1]
 nchars = 0
 def text_iterator():
     global nchars
@@ -40,12 +40,19 @@ def text_iterator():
         pf = pq.ParquetFile(f)
         for rg in range(pf.num_row_groups):
             for doc in pf.read_row_group(rg).column("text").to_pylist():
-                doc = doc[:{cap}]
+                doc = doc[:%(cap)d]
                 nchars += len(doc)
                 yield doc
-                if nchars > {max_chars}:
+                if nchars > %(max_chars)d:
                     return
-tok = rustbpe.Tokenizer()
+"""
+
+# nanochat's scripts/tok_train.py: pyarrow row groups → capped docs → rustbpe, vocab without the 9 specials.
+RUSTBPE = """
+import time, pyarrow.parquet as pq, rustbpe, nanobpe
+from pathlib import Path
+t = time.perf_counter()
+{iterator}tok = rustbpe.Tokenizer()
 tok.train_from_iterator(text_iterator(), {vocab} - 9, pattern=nanobpe.NANOCHAT_PATTERN)
 secs = time.perf_counter() - t
 RESULT = {{"seconds": secs, "chars": nchars, "ranks": [bytes(b).hex() for b, _ in tok.get_mergeable_ranks()]}}
@@ -59,20 +66,7 @@ from tokenizers import Tokenizer, Regex, pre_tokenizers, decoders
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 t = time.perf_counter()
-files = sorted(Path({data!r}).glob("*.parquet"))[:-1]
-nchars = 0
-def text_iterator():
-    global nchars
-    for f in files:
-        pf = pq.ParquetFile(f)
-        for rg in range(pf.num_row_groups):
-            for doc in pf.read_row_group(rg).column("text").to_pylist():
-                doc = doc[:{cap}]
-                nchars += len(doc)
-                yield doc
-                if nchars > {max_chars}:
-                    return
-tok = Tokenizer(BPE(byte_fallback=True, unk_token=None, fuse_unk=False))
+{iterator}tok = Tokenizer(BPE(byte_fallback=True, unk_token=None, fuse_unk=False))
 tok.normalizer = None
 tok.pre_tokenizer = pre_tokenizers.Sequence([
     pre_tokenizers.Split(pattern=Regex(nanobpe.NANOCHAT_PATTERN), behavior="isolated", invert=False),
@@ -100,6 +94,7 @@ def main() -> None:
     rows = []
     for vocab in [int(v) for v in args.vocab_sizes.split(",")]:
         fmt = dict(data=args.data, vocab=vocab, cap=args.doc_cap, max_chars=args.max_chars, out=f"{args.out}-{vocab}")
+        fmt["iterator"] = ITERATOR % fmt
         print(f"# V = {vocab}: nanobpe ...", file=sys.stderr, flush=True)
         ours = run_snippet(NANOBPE.format(**fmt))
         results = {"nanobpe": ours}

@@ -154,7 +154,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "| vocab | width | bytes/tok | " + " | ".join(f"{s} b/tok" for s in slices)
         + " | train tokens | on disk | emb+unemb params | share | logits/pos (bf16) | unused on val | not re-encoding |",
-        "|" + "---|" * (11 + len(slices)),
+        "|" + "---|" * (10 + len(slices)),
     ]
     for r in report["rows"]:
         bpt = r["bytes_per_token"]
