@@ -327,45 +327,67 @@ impl Reader {
 
     /// `run`, skipping the first `start` units (to resume work that stopped at a unit boundary).
     pub fn run_from(&self, start: usize, mut sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
-        let window = (rayon::current_num_threads() * 2).max(4);
-        let mut stats = ReadStats { files: self.files(), ..Default::default() };
-        let cap = self.spec.doc_cap;
-        for units in self.units[start.min(self.units.len())..].chunks(window) {
-            cancel::check()?;
-            let mut batches: Vec<Batch> = units
-                .par_iter()
-                .map(|&u| {
-                    let docs = self.read_unit(u)?;
-                    let (ends, chars): (Vec<usize>, Vec<u64>) =
-                        (0..docs.len()).map(|i| cap_doc(docs.get(i), cap)).unzip();
-                    let take = docs.len();
-                    Ok(Batch { docs, ends, chars, take, file: u.file, row_group: u.row_group })
-                })
-                .collect::<Result<_>>()?;
-            // The budget, in order: stop after the document that takes the total past max_chars.
-            let mut done = false;
-            for b in batches.iter_mut() {
-                if done {
-                    b.take = 0;
-                    continue;
-                }
-                for i in 0..b.chars.len() {
-                    stats.chars += b.chars[i];
-                    stats.bytes += b.ends[i] as u64;
-                    stats.documents += 1;
-                    if stats.chars > self.spec.max_chars {
-                        b.take = i + 1;
-                        done = true;
-                        break;
-                    }
-                }
-            }
+        let mut cursor = Cursor { next_unit: start, done: false, stats: ReadStats { files: self.files(), ..Default::default() } };
+        while let Some(batches) = self.next_window(&mut cursor)? {
             sink(&batches)?;
-            if done {
-                break;
+        }
+        Ok(cursor.stats)
+    }
+
+    /// The next window of batches after `cursor` (units read in parallel, budget applied in order), or `None` at
+    /// the end. Lets callers pull documents a window at a time (`nanobpe.read_texts` streams this way).
+    pub fn next_window(&self, cursor: &mut Cursor) -> Result<Option<Vec<Batch>>> {
+        if cursor.done || cursor.next_unit >= self.units.len() {
+            return Ok(None);
+        }
+        cancel::check()?;
+        let window = (rayon::current_num_threads() * 2).max(4);
+        let end = (cursor.next_unit + window).min(self.units.len());
+        let units = &self.units[cursor.next_unit..end];
+        cursor.next_unit = end;
+        let cap = self.spec.doc_cap;
+        let mut batches: Vec<Batch> = units
+            .par_iter()
+            .map(|&u| {
+                let docs = self.read_unit(u)?;
+                let (ends, chars): (Vec<usize>, Vec<u64>) = (0..docs.len()).map(|i| cap_doc(docs.get(i), cap)).unzip();
+                let take = docs.len();
+                Ok(Batch { docs, ends, chars, take, file: u.file, row_group: u.row_group })
+            })
+            .collect::<Result<_>>()?;
+        // The budget, in order: stop after the document that takes the total past max_chars.
+        let stats = &mut cursor.stats;
+        for b in batches.iter_mut() {
+            if cursor.done {
+                b.take = 0;
+                continue;
+            }
+            for i in 0..b.chars.len() {
+                stats.chars += b.chars[i];
+                stats.bytes += b.ends[i] as u64;
+                stats.documents += 1;
+                if stats.chars > self.spec.max_chars {
+                    b.take = i + 1;
+                    cursor.done = true;
+                    break;
+                }
             }
         }
-        Ok(stats)
+        Ok(Some(batches))
+    }
+}
+
+/// Where a pull-style read (`Reader::next_window`) stands.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    next_unit: usize,
+    done: bool,
+    pub stats: ReadStats,
+}
+
+impl Cursor {
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 

@@ -491,6 +491,69 @@ fn read_shard_header(path: PathBuf) -> PyResult<Vec<(String, u64)>> {
     ])
 }
 
+/// A streaming document reader: each `next_window()` reads the next few row groups in parallel (GIL released)
+/// and returns their documents; `None` at the end.
+#[pyclass(name = "TextReader", module = "nanobpe._nanobpe")]
+struct PyTextReader {
+    reader: Arc<crate::input::Reader>,
+    cursor: Option<crate::input::Cursor>,
+}
+
+#[pymethods]
+impl PyTextReader {
+    #[new]
+    #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
+        jsonl_field="text".to_string(), lines=false, rank=0, world=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+        doc_cap: Option<usize>,
+        max_chars: Option<u64>,
+        include_val: bool,
+        text_column: String,
+        jsonl_field: String,
+        lines: bool,
+        rank: usize,
+        world: usize,
+    ) -> PyResult<Self> {
+        let spec = InputSpec {
+            paths,
+            include_val,
+            text_column,
+            jsonl_field,
+            lines,
+            doc_cap: doc_cap.unwrap_or(usize::MAX),
+            max_chars: max_chars.unwrap_or(u64::MAX),
+            rank,
+            world,
+        };
+        let reader = detached(py, None, move || crate::input::Reader::open(&spec))?;
+        Ok(PyTextReader { reader: Arc::new(reader), cursor: Some(crate::input::Cursor::new()) })
+    }
+
+    /// The documents of the next window, or None when everything was read.
+    fn next_window(&mut self, py: Python<'_>) -> PyResult<Option<Vec<String>>> {
+        let Some(mut cursor) = self.cursor.take() else { return Ok(None) };
+        let reader = self.reader.clone();
+        let (cursor, docs) = detached(py, None, move || {
+            let docs = reader
+                .next_window(&mut cursor)?
+                .map(|bs| bs.iter().flat_map(|b| b.iter().map(String::from)).collect::<Vec<String>>());
+            Ok((cursor, docs))
+        })?;
+        if docs.is_some() {
+            self.cursor = Some(cursor);
+        }
+        Ok(docs)
+    }
+
+    /// The files being read, in order.
+    fn files(&self) -> Vec<String> {
+        self.reader.files()
+    }
+}
+
 /// The validation file of a folder (its last data file by name).
 #[pyfunction]
 fn validation_file(folder: PathBuf) -> PyResult<String> {
@@ -522,6 +585,7 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DataError", m.py().get_type::<DataError>())?;
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyWordCounter>()?;
+    m.add_class::<PyTextReader>()?;
     m.add_function(wrap_pyfunction!(train_files, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(read_texts, m)?)?;

@@ -256,7 +256,7 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
         checksum: sum,
         bos: bos.map_or(NO_BOS, |b| b as u64),
     };
-    let mut flush = |tokens: &mut Vec<T>, offsets: &mut Vec<u64>, first: usize, end: usize, manifest: &mut Manifest| -> Result<()> {
+    let flush = |tokens: &mut Vec<T>, offsets: &mut Vec<u64>, first: usize, end: usize, manifest: &mut Manifest| -> Result<()> {
         let idx = manifest.shards.len();
         let name = if world == 1 { format!("shard_{idx:05}.bin") } else { format!("shard_r{rank:03}_{idx:05}.bin") };
         let n_docs = offsets.len() - 1;

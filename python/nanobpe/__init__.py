@@ -16,6 +16,7 @@ from nanobpe._nanobpe import (
     __version__,
 )
 from nanobpe._nanobpe import split as _split
+from nanobpe.reader import read_texts
 from nanobpe.shards import TokenShards
 from nanobpe.tokenizer import Tokenizer, load, train
 
@@ -29,6 +30,7 @@ __all__ = [
     "Tokenizer",
     "__version__",
     "load",
+    "read_texts",
     "split",
     "train",
 ]

@@ -63,6 +63,23 @@ class WordCounter:
         threads: int | None = None,
     ) -> tuple[CoreTokenizer, str]: ...
 
+class TextReader:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        doc_cap: int | None = None,
+        max_chars: int | None = None,
+        include_val: bool = True,
+        text_column: str = "text",
+        jsonl_field: str = "text",
+        lines: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None: ...
+    def next_window(self) -> list[str] | None: ...
+    def files(self) -> list[str]: ...
+
 def train_files(
     paths: Sequence[str],
     vocab_size: int,
