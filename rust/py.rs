@@ -402,6 +402,32 @@ fn train_files(
     Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
 }
 
+/// The input of `read_texts` and `TextReader`: no cap and no budget unless given.
+#[allow(clippy::too_many_arguments)]
+fn reader_spec(
+    paths: Vec<PathBuf>,
+    doc_cap: Option<usize>,
+    max_chars: Option<u64>,
+    include_val: bool,
+    text_column: String,
+    jsonl_field: String,
+    lines: bool,
+    rank: usize,
+    world: usize,
+) -> InputSpec {
+    InputSpec {
+        paths,
+        include_val,
+        text_column,
+        jsonl_field,
+        lines,
+        doc_cap: doc_cap.unwrap_or(usize::MAX),
+        max_chars: max_chars.unwrap_or(u64::MAX),
+        rank,
+        world,
+    }
+}
+
 /// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
 #[pyfunction]
 #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
@@ -420,17 +446,7 @@ fn read_texts(
     world: usize,
     threads: Option<usize>,
 ) -> PyResult<Vec<String>> {
-    let spec = InputSpec {
-        paths,
-        include_val,
-        text_column,
-        jsonl_field,
-        lines,
-        doc_cap: doc_cap.unwrap_or(usize::MAX),
-        max_chars: max_chars.unwrap_or(u64::MAX),
-        rank,
-        world,
-    };
+    let spec = reader_spec(paths, doc_cap, max_chars, include_val, text_column, jsonl_field, lines, rank, world);
     long_running(py, threads, move || {
         let reader = crate::input::Reader::open(&spec)?;
         let mut docs = Vec::new();
@@ -517,17 +533,7 @@ impl PyTextReader {
         rank: usize,
         world: usize,
     ) -> PyResult<Self> {
-        let spec = InputSpec {
-            paths,
-            include_val,
-            text_column,
-            jsonl_field,
-            lines,
-            doc_cap: doc_cap.unwrap_or(usize::MAX),
-            max_chars: max_chars.unwrap_or(u64::MAX),
-            rank,
-            world,
-        };
+        let spec = reader_spec(paths, doc_cap, max_chars, include_val, text_column, jsonl_field, lines, rank, world);
         let reader = detached(py, None, move || crate::input::Reader::open(&spec))?;
         Ok(PyTextReader { reader: Arc::new(reader), cursor: Some(crate::input::Cursor::new()) })
     }
