@@ -178,3 +178,12 @@ def test_eval_cli_compares_tokenizers(corpus, tokdir, tmp_path):
     assert sm["unused_tokens"] <= big["unused_tokens"]
     table = run_cli("eval", tokdir, f"{small}/tokenizer.tiktoken:nanochat", "--data", corpus, check=True).stdout
     assert "bytes per token" in table and "| zh |" in table
+
+
+def test_export_and_eval_errors_name_the_culprit(corpus, tokdir, tmp_path):
+    proc = run_cli("export", tmp_path / "missing")
+    assert proc.returncode == 1 and "missing" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("eval", tmp_path / "missing", "--data", corpus)
+    assert proc.returncode == 1 and "missing" in proc.stderr
+    proc = run_cli("eval", tokdir, "--data", tmp_path / "nodata")
+    assert proc.returncode == 1 and "nodata" in proc.stderr
