@@ -320,6 +320,21 @@ impl Reader {
         }
     }
 
+    fn read_batch(&self, u: Unit) -> Result<Batch> {
+        let docs = self.read_unit(u)?;
+        let cap = self.spec.doc_cap;
+        let (ends, chars): (Vec<usize>, Vec<u64>) = (0..docs.len()).map(|i| cap_doc(docs.get(i), cap)).unzip();
+        let take = docs.len();
+        Ok(Batch { docs, ends, chars, take, file: u.file, row_group: u.row_group })
+    }
+
+    /// The documents of this rank's `index`-th unit (doc cap applied, no budget): random access for the
+    /// training loader, which resumes in the middle of the stream.
+    pub fn read_unit_at(&self, index: usize) -> Result<Batch> {
+        let u = *self.units.get(index).ok_or_else(|| arg_err!("unit {index} is out of range ({} units)", self.units.len()))?;
+        self.read_batch(u)
+    }
+
     /// Read everything, calling `sink` with each window of batches (in file and row-group order).
     pub fn run(&self, sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
         self.run_from(0, sink)
@@ -345,16 +360,7 @@ impl Reader {
         let end = (cursor.next_unit + window).min(self.units.len());
         let units = &self.units[cursor.next_unit..end];
         cursor.next_unit = end;
-        let cap = self.spec.doc_cap;
-        let mut batches: Vec<Batch> = units
-            .par_iter()
-            .map(|&u| {
-                let docs = self.read_unit(u)?;
-                let (ends, chars): (Vec<usize>, Vec<u64>) = (0..docs.len()).map(|i| cap_doc(docs.get(i), cap)).unzip();
-                let take = docs.len();
-                Ok(Batch { docs, ends, chars, take, file: u.file, row_group: u.row_group })
-            })
-            .collect::<Result<_>>()?;
+        let mut batches: Vec<Batch> = units.par_iter().map(|&u| self.read_batch(u)).collect::<Result<_>>()?;
         // The budget, in order: stop after the document that takes the total past max_chars.
         let stats = &mut cursor.stats;
         for b in batches.iter_mut() {

@@ -11,6 +11,7 @@ pub mod count;
 pub mod encode;
 pub mod error;
 pub mod input;
+pub mod loader;
 pub mod pretokenize;
 pub mod progress;
 pub mod shards;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use numpy::{IntoPyArray, PyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -428,6 +428,96 @@ fn reader_spec(
     }
 }
 
+/// The training loader (`train.base`): packed batches of `batch_size` rows of `seq_len + 1` tokens, prepared
+/// by a Rust thread; `next_into` copies the next one into a caller-owned array (e.g. a pinned torch buffer).
+#[pyclass(name = "Loader", module = "nanobpe._nanobpe")]
+struct PyLoader {
+    loader: Option<crate::loader::Loader>,
+    shape: (usize, usize),
+}
+
+#[pymethods]
+impl PyLoader {
+    #[new]
+    #[pyo3(signature = (tokenizer, paths, batch_size, seq_len, *, rank=0, world=1, buffer_docs=1000, prefetch=4,
+        threads=None, state=None, text_column="text".to_string()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        tokenizer: &PyTokenizer,
+        paths: Vec<PathBuf>,
+        batch_size: usize,
+        seq_len: usize,
+        rank: usize,
+        world: usize,
+        buffer_docs: usize,
+        prefetch: usize,
+        threads: Option<usize>,
+        state: Option<String>,
+        text_column: String,
+    ) -> PyResult<Self> {
+        let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let opts = crate::loader::LoaderOptions { paths, text_column, rank, world, batch_size, seq_len, buffer_docs, prefetch, threads };
+        let state = match state {
+            Some(s) => Some(serde_json::from_str(&s).map_err(|e| PyValueError::new_err(format!("loader state is not valid: {e}")))?),
+            None => None,
+        };
+        let (vocab, enc) = (tokenizer.vocab.clone(), tokenizer.enc.clone());
+        let loader = detached(py, None, move || crate::loader::Loader::new(&vocab, enc, &opts, state))?;
+        Ok(PyLoader { loader: Some(loader), shape: (batch_size, seq_len + 1) })
+    }
+
+    /// Copy the next batch into `out`, a C-contiguous uint16 or uint32 array of shape (batch_size, seq_len + 1).
+    fn next_into(&mut self, py: Python<'_>, out: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(mut loader) = self.loader.take() else {
+            return Err(PyRuntimeError::new_err("the loader stopped after an error"));
+        };
+        let got = py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| loader.next())));
+        let batch = match got {
+            Ok(Ok(b)) => {
+                self.loader = Some(loader);
+                b
+            }
+            Ok(Err(e)) => return Err(to_pyerr(e)),
+            Err(_) => return Err(panic_err()),
+        };
+        let (b, t) = self.shape;
+        let bad = || PyValueError::new_err(format!("out must be a C-contiguous uint16 or uint32 array of shape ({b}, {t})"));
+        if let Ok(a) = out.cast::<PyArray2<u16>>() {
+            let mut w = a.readwrite();
+            if w.shape() != [b, t] {
+                return Err(bad());
+            }
+            let dst = w.as_slice_mut().map_err(|_| bad())?;
+            for (d, &s) in dst.iter_mut().zip(&batch.tokens) {
+                *d = s as u16;
+            }
+            Ok(())
+        } else if let Ok(a) = out.cast::<PyArray2<u32>>() {
+            let mut w = a.readwrite();
+            if w.shape() != [b, t] {
+                return Err(bad());
+            }
+            w.as_slice_mut().map_err(|_| bad())?.copy_from_slice(&batch.tokens);
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// The state after the last batch handed out, as JSON (pass it back as `state=` to resume exactly).
+    fn state(&self) -> PyResult<String> {
+        let l = self.loader.as_ref().ok_or_else(|| PyRuntimeError::new_err("the loader stopped after an error"))?;
+        Ok(serde_json::to_string(l.state()).expect("json"))
+    }
+
+    /// Counters since the start: batches, documents, tokens_used, tokens_cropped, epoch (as JSON).
+    fn stats(&self) -> PyResult<String> {
+        let l = self.loader.as_ref().ok_or_else(|| PyRuntimeError::new_err("the loader stopped after an error"))?;
+        Ok(serde_json::to_string(&l.stats()).expect("json"))
+    }
+}
+
 /// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
 #[pyfunction]
 #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
@@ -592,6 +682,7 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyWordCounter>()?;
     m.add_class::<PyTextReader>()?;
+    m.add_class::<PyLoader>()?;
     m.add_function(wrap_pyfunction!(train_files, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(read_texts, m)?)?;

@@ -16,12 +16,14 @@ from nanobpe._nanobpe import (
     __version__,
 )
 from nanobpe._nanobpe import split as _split
+from nanobpe.loader import Loader
 from nanobpe.reader import read_texts
 from nanobpe.shards import TokenShards
 from nanobpe.tokenizer import Tokenizer, load, train
 
 __all__ = [
     "DataError",
+    "Loader",
     "GPT4_PATTERN",
     "NANOCHAT_PATTERN",
     "NANOCHAT_SPECIALS",

@@ -80,6 +80,26 @@ class TextReader:
     def next_window(self) -> list[str] | None: ...
     def files(self) -> list[str]: ...
 
+class Loader:
+    def __init__(
+        self,
+        tokenizer: CoreTokenizer,
+        paths: Sequence[str],
+        batch_size: int,
+        seq_len: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        buffer_docs: int = 1000,
+        prefetch: int = 4,
+        threads: int | None = None,
+        state: str | None = None,
+        text_column: str = "text",
+    ) -> None: ...
+    def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None: ...
+    def state(self) -> str: ...
+    def stats(self) -> str: ...
+
 def train_files(
     paths: Sequence[str],
     vocab_size: int,

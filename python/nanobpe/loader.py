@@ -1,0 +1,71 @@
+"""Packed training batches from parquet or token shards, prepared by a Rust thread (used by ``train.base``).
+
+    tok = nanobpe.load("tok/")
+    loader = nanobpe.Loader(tok, ["data/shard_00000.parquet"], batch_size=32, seq_len=2048, rank=0, world=1)
+    rows = loader.next()            # (32, 2049) uint16: every row starts with <|bos|>
+    inputs, targets = rows[:, :-1], rows[:, 1:]
+    saved = loader.state()          # a small dict; Loader(..., state=saved) continues exactly here
+
+Packing is nanochat's best fit: keep ``buffer_docs`` documents tokenized (BOS first); fill each row with the
+largest document that still fits, and when none fits, crop the shortest to fill the row exactly. Rank ``r`` of
+``world`` reads row groups ``r, r + world, ...`` of each file; after the last file a new epoch starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from nanobpe import _nanobpe
+from nanobpe.tokenizer import Tokenizer
+
+
+class Loader:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        paths: Sequence[str | os.PathLike[str]],
+        batch_size: int,
+        seq_len: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        buffer_docs: int = 1000,
+        prefetch: int = 4,
+        threads: int | None = None,
+        state: dict[str, Any] | None = None,
+        text_column: str = "text",
+    ) -> None:
+        """Start reading ``paths`` (parquet/txt/jsonl files, or ``.bin`` token shards) on a background thread."""
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.dtype = tokenizer.dtype
+        self._core = _nanobpe.Loader(
+            tokenizer._core, [os.fspath(p) for p in paths], batch_size, seq_len, rank=rank, world=world,
+            buffer_docs=buffer_docs, prefetch=prefetch, threads=threads,
+            state=None if state is None else json.dumps(state), text_column=text_column,
+        )
+
+    def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None:
+        """Copy the next batch into ``out`` (C-contiguous, shape ``(batch_size, seq_len + 1)``, uint16 or uint32)."""
+        self._core.next_into(out)
+
+    def next(self) -> npt.NDArray[np.uint16] | npt.NDArray[np.uint32]:
+        """The next batch as a new array of the tokenizer's width."""
+        out = np.empty((self.batch_size, self.seq_len + 1), dtype=self.dtype)
+        self._core.next_into(out)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """Where the stream stands after the last batch handed out (JSON-safe)."""
+        state: dict[str, Any] = json.loads(self._core.state())
+        return state
+
+    def stats(self) -> dict[str, int]:
+        """batches, documents, tokens_used, tokens_cropped (tokens of used documents dropped by cropping), epoch."""
+        stats: dict[str, int] = json.loads(self._core.stats())
+        return stats

@@ -1,0 +1,163 @@
+"""The Rust training loader: best-fit packing equal to a slow Python reference, exact resume, epochs, ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import nanobpe
+from conftest import corpus_shards, read_docs, run_cli
+
+
+@pytest.fixture(scope="module")
+def tok(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ld") / "tok"
+    return nanobpe.train([corpus_shards()[4]], 2048, out=out, max_chars=3_000_000)
+
+
+@pytest.fixture(scope="module")
+def small(corpus, tmp_path_factory) -> list[str]:
+    """Two small parquet files of real text (row groups of 8 documents), so epochs roll over within a test."""
+    d = tmp_path_factory.mktemp("ldata")
+    docs = read_docs(corpus_shards()[8], 50, doc_cap=800) + read_docs(corpus_shards()[2], 40, doc_cap=800)
+    paths = []
+    for i, part in enumerate([docs[:53], docs[53:]]):
+        p = d / f"shard_{i:05d}.parquet"
+        pq.write_table(pa.table({"text": part}), p, row_group_size=8, compression="zstd")
+        paths.append(str(p))
+    return paths
+
+
+def reference(tok, paths, B, T, rank=0, world=1, buffer_docs=1000) -> Iterator[np.ndarray]:
+    """nanochat's BOS-aligned best-fit packing, written plainly (refilling the buffer one document at a time)."""
+    bos = tok.bos_id
+
+    def docs():
+        while True:  # epochs
+            for p in paths:
+                pf = pq.ParquetFile(p)
+                for rg in range(rank, pf.num_row_groups, world):
+                    for text in pf.read_row_group(rg, columns=["text"]).column("text").to_pylist():
+                        yield [bos] + tok.encode_ordinary(text or "")
+
+    stream, buffer = docs(), []
+    while True:
+        rows = []
+        for _ in range(B):
+            row: list[int] = []
+            while len(row) < T + 1:
+                while len(buffer) < buffer_docs:
+                    buffer.append(next(stream))
+                room = T + 1 - len(row)
+                best, best_len = -1, 0
+                for i, d in enumerate(buffer):
+                    if best_len < len(d) <= room:
+                        best, best_len = i, len(d)
+                if best >= 0:
+                    row += buffer.pop(best)
+                else:
+                    shortest = min(range(len(buffer)), key=lambda i: len(buffer[i]))
+                    row += buffer.pop(shortest)[:room]
+            rows.append(row)
+        yield np.array(rows, dtype=np.int64)
+
+
+def take(loader: nanobpe.Loader, n: int) -> list[np.ndarray]:
+    return [loader.next().astype(np.int64) for _ in range(n)]
+
+
+@pytest.mark.parametrize("rank,world", [(0, 1), (1, 2)])
+def test_batches_equal_the_python_reference_through_epochs(tok, small, rank, world):
+    B, T, buf = 4, 64, 30
+    loader = nanobpe.Loader(tok, small, B, T, rank=rank, world=world, buffer_docs=buf, threads=2)
+    ref = reference(tok, small, B, T, rank, world, buf)
+    n = 80
+    got = take(loader, n)
+    for i in range(n):
+        np.testing.assert_array_equal(got[i], next(ref), err_msg=f"batch {i}")
+    assert all((g[:, 0] == tok.bos_id).all() for g in got)  # every row starts at a document
+    assert loader.stats()["epoch"] >= 2, "the test should cross an epoch boundary"
+
+
+def test_real_shards_equal_the_reference(tok, corpus):
+    paths = [str(p) for p in corpus_shards()[8:10]]
+    loader = nanobpe.Loader(tok, paths, 8, 512, rank=1, world=2, buffer_docs=200)
+    ref = reference(tok, paths, 8, 512, 1, 2, 200)
+    for i in range(5):
+        np.testing.assert_array_equal(loader.next(), next(ref), err_msg=f"batch {i}")
+
+
+def test_resume_from_state_sees_the_same_batches(tok, small):
+    B, T = 4, 128
+    whole = nanobpe.Loader(tok, small, B, T, buffer_docs=50)
+    for stop in [3, 17, 40]:  # 40 is past an epoch boundary
+        first = nanobpe.Loader(tok, small, B, T, buffer_docs=50)
+        take(first, stop)
+        state = first.state()
+        assert state["buffer"] and state["epoch"] >= 1
+        resumed = nanobpe.Loader(tok, small, B, T, buffer_docs=50, state=state)
+        expected = take(nanobpe.Loader(tok, small, B, T, buffer_docs=50), stop + 10)[stop:]
+        for a, b in zip(take(resumed, 10), expected):
+            np.testing.assert_array_equal(a, b)
+    del whole
+
+
+def test_ranks_see_disjoint_documents(tok, small):
+    def docs_of(rank):
+        seen = set()
+        for rows in take(nanobpe.Loader(tok, small, 4, 128, rank=rank, world=2, buffer_docs=20), 10):
+            for row in rows:
+                # split the row at BOS: whole documents (and cropped prefixes) of this rank
+                parts = np.split(row, np.flatnonzero(row == tok.bos_id))[1:]
+                seen.update(tuple(p[:8]) for p in parts if len(p) >= 8)
+        return seen
+
+    a, b = docs_of(0), docs_of(1)
+    assert a and b and not (a & b)
+
+
+def test_token_shards_feed_the_same_batches_as_parquet(tok, small, tmp_path):
+    out = tmp_path / "tokens"
+    run_cli("tokenize", "--tokenizer", tok_dir(tok, tmp_path), "--data", *small, "--out", out, "--quiet", check=True)
+    bins = sorted(str(p) for p in out.glob("*.bin"))
+    assert bins
+    a = nanobpe.Loader(tok, small, 4, 128, buffer_docs=50)
+    b = nanobpe.Loader(tok, bins, 4, 128, buffer_docs=50)
+    for i in range(30):  # through an epoch boundary
+        np.testing.assert_array_equal(a.next(), b.next(), err_msg=f"batch {i}")
+    # and exact resume works on token shards too
+    c = nanobpe.Loader(tok, bins, 4, 128, buffer_docs=50, state=b.state())
+    np.testing.assert_array_equal(c.next(), b.next())
+
+
+def tok_dir(tok, tmp_path):
+    d = tmp_path / "tokdir"
+    tok.save(d)
+    return d
+
+
+def test_cropping_is_counted(tok, small):
+    loader = nanobpe.Loader(tok, small, 4, 128, buffer_docs=50)
+    take(loader, 5)
+    s = loader.stats()
+    assert s["batches"] == 5 and s["tokens_used"] - s["tokens_cropped"] == 5 * 4 * 129
+
+
+def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
+    with pytest.raises(ValueError, match="no documents to read"):
+        nanobpe.Loader(tok, small[1:], 2, 16, rank=30, world=31).next()
+    with pytest.raises(ValueError, match="same data files and world size"):
+        nanobpe.Loader(tok, small, 2, 16, rank=0, world=2, state=nanobpe.Loader(tok, small, 2, 16).state())
+    with pytest.raises(ValueError, match="shape"):
+        nanobpe.Loader(tok, small, 2, 16).next_into(np.zeros((2, 16), dtype=tok.dtype))
+    nobos = nanobpe.train([corpus_shards()[4]], 300, out=tmp_path / "nobos", max_chars=200_000, special_tokens=[])
+    with pytest.raises(ValueError, match="no <\\|bos\\|>"):
+        nanobpe.Loader(nobos, small, 2, 16)
+    bad = tmp_path / "shard_00000.parquet"
+    bad.write_bytes(b"PAR1 not really parquet PAR1")
+    with pytest.raises(nanobpe.DataError, match="shard_00000.parquet"):
+        nanobpe.Loader(tok, [str(bad)], 2, 16)
