@@ -1,5 +1,12 @@
-"""Pretraining scripts fed by nanobpe (`python -m train.base` under torchrun).
+"""Pretraining a small GPT on data fed by nanobpe (nanochat-style, readable, single file per concern).
 
-Not written yet: tracked by the issue on `train.base` and the Rust streaming loader. Nothing here is importable
-as a trainer today.
+    base.py        python -m train.base / torchrun ... -m train.base: the training script
+    sample.py      python -m train.sample: text from a checkpoint
+    gpt.py         the model (rotary, RMSNorm, QK norm, ReLU², soft-capped logits)
+    muon.py        the Muon optimizer for the transformer matrices
+    dataloader.py  nanobpe's Rust loader → pinned buffers → device, int64
+    checkpoint.py  atomic checkpoints without pickle
+    common.py      torchrun environment, devices, peak FLOPs
+
+torch is needed here (`pip install "nanobpe[train]"`); the nanobpe package itself never imports this.
 """
