@@ -11,6 +11,7 @@ import pytest
 
 import nanobpe
 from conftest import corpus_shards, read_docs, run_cli
+from nanobpe.shards import Shard
 
 
 @pytest.fixture(scope="module")
@@ -32,26 +33,43 @@ def small(corpus, tmp_path_factory) -> list[str]:
     return paths
 
 
-def reference(tok, paths, B, T, rank=0, world=1, buffer_docs=1000) -> Iterator[np.ndarray]:
-    """nanochat's BOS-aligned best-fit packing, written plainly (refilling the buffer one document at a time)."""
-    bos = tok.bos_id
+def parquet_units(tok, paths, rank=0, world=1):
+    """Rank-strided row groups, each a list of documents encoded with BOS in front."""
+    for p in paths:
+        pf = pq.ParquetFile(p)
+        for rg in range(rank, pf.num_row_groups, world):
+            texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
+            yield [[tok.bos_id] + tok.encode_ordinary(t or "") for t in texts]
 
-    def docs():
+
+def shard_units(tok, paths, rank=0, world=1):
+    """Token shards in rank-strided blocks of 1024 documents."""
+    for p in paths:
+        shard = Shard(p)
+        n = len(shard.offsets) - 1
+        for first in range(rank * 1024, n, world * 1024):
+            docs = [shard.doc(i).tolist() for i in range(first, min(first + 1024, n))]
+            yield [d if shard.bos_id is not None else [tok.bos_id] + d for d in docs]
+
+
+def reference(units, B, T, buffer_docs=1000) -> Iterator[np.ndarray]:
+    """nanochat's BOS-aligned best-fit packing, written plainly: while the buffer holds fewer than `buffer_docs`
+    documents, add the next chunk of (up to) 128 documents of a unit; `units()` yields one epoch of units."""
+
+    def chunks():
         while True:  # epochs
-            for p in paths:
-                pf = pq.ParquetFile(p)
-                for rg in range(rank, pf.num_row_groups, world):
-                    for text in pf.read_row_group(rg, columns=["text"]).column("text").to_pylist():
-                        yield [bos] + tok.encode_ordinary(text or "")
+            for unit in units():
+                for i in range(0, len(unit), 128):
+                    yield unit[i:i + 128]
 
-    stream, buffer = docs(), []
+    stream, buffer = chunks(), []
     while True:
         rows = []
         for _ in range(B):
             row: list[int] = []
             while len(row) < T + 1:
                 while len(buffer) < buffer_docs:
-                    buffer.append(next(stream))
+                    buffer.extend(next(stream))
                 room = T + 1 - len(row)
                 best, best_len = -1, 0
                 for i, d in enumerate(buffer):
@@ -74,7 +92,7 @@ def take(loader: nanobpe.Loader, n: int) -> list[np.ndarray]:
 def test_batches_equal_the_python_reference_through_epochs(tok, small, rank, world):
     B, T, buf = 4, 64, 30
     loader = nanobpe.Loader(tok, small, B, T, rank=rank, world=world, buffer_docs=buf, threads=2)
-    ref = reference(tok, small, B, T, rank, world, buf)
+    ref = reference(lambda: parquet_units(tok, small, rank, world), B, T, buf)
     n = 80
     got = take(loader, n)
     for i in range(n):
@@ -86,7 +104,7 @@ def test_batches_equal_the_python_reference_through_epochs(tok, small, rank, wor
 def test_real_shards_equal_the_reference(tok, corpus):
     paths = [str(p) for p in corpus_shards()[8:10]]
     loader = nanobpe.Loader(tok, paths, 8, 512, rank=1, world=2, buffer_docs=200)
-    ref = reference(tok, paths, 8, 512, 1, 2, 200)
+    ref = reference(lambda: parquet_units(tok, paths, 1, 2), 8, 512, 200)
     for i in range(5):
         np.testing.assert_array_equal(loader.next(), next(ref), err_msg=f"batch {i}")
 
@@ -120,18 +138,21 @@ def test_ranks_see_disjoint_documents(tok, small):
     assert a and b and not (a & b)
 
 
-def test_token_shards_feed_the_same_batches_as_parquet(tok, small, tmp_path):
+@pytest.mark.parametrize("bos", [False, True])
+def test_token_shards_equal_the_reference(tok, small, corpus, tmp_path, bos):
     out = tmp_path / "tokens"
-    run_cli("tokenize", "--tokenizer", tok_dir(tok, tmp_path), "--data", *small, "--out", out, "--quiet", check=True)
+    data = [*small, str(corpus_shards()[8])]  # a real shard too: blocks of 1024 documents, chunks of 128
+    run_cli("tokenize", "--tokenizer", tok_dir(tok, tmp_path), "--data", *data, "--out", out, "--quiet",
+            *(["--bos"] if bos else []), check=True)
     bins = sorted(str(p) for p in out.glob("*.bin"))
-    assert bins
-    a = nanobpe.Loader(tok, small, 4, 128, buffer_docs=50)
-    b = nanobpe.Loader(tok, bins, 4, 128, buffer_docs=50)
-    for i in range(30):  # through an epoch boundary
-        np.testing.assert_array_equal(a.next(), b.next(), err_msg=f"batch {i}")
-    # and exact resume works on token shards too
-    c = nanobpe.Loader(tok, bins, 4, 128, buffer_docs=50, state=b.state())
-    np.testing.assert_array_equal(c.next(), b.next())
+    loader = nanobpe.Loader(tok, bins, 4, 256, rank=1, world=2, buffer_docs=100)
+    ref = reference(lambda: shard_units(tok, bins, 1, 2), 4, 256, 100)
+    for i in range(30):
+        np.testing.assert_array_equal(loader.next(), next(ref), err_msg=f"batch {i}")
+    # exact resume works on token shards too
+    resumed = nanobpe.Loader(tok, bins, 4, 256, rank=1, world=2, buffer_docs=100, state=loader.state())
+    for _ in range(3):
+        np.testing.assert_array_equal(resumed.next(), loader.next())
 
 
 def tok_dir(tok, tmp_path):

@@ -1,0 +1,128 @@
+"""Training-loader benchmark: nanobpe's Rust loader vs a nanochat-style Python loader, tokens per second.
+
+Run (from the repository root, after `pip install ".[bench,train]"`):
+
+    python benches/bench_loader.py --tokenizer tok32k        # a trained tokenizer dir (with <|bos|>)
+
+Both loaders read the train shards of ../shared/corpus/mix (rank 0 of 1), start every document with <|bos|>, pack
+rows of T+1 = 2049 tokens with nanochat's best fit (buffer of 1000 documents) and hand out int64 (inputs, targets)
+tensors of B = 32 rows. The Python one is nanochat's `tokenizing_distributed_data_loader_with_state_bos_bestfit`
+written out: pyarrow row groups, tiktoken `encode_ordinary_batch` (4 threads, batches of 128 documents), packing in
+Python, torch int64 tensors. Each runs in a fresh process; the first batch (start-up) is not timed. Also reported:
+the share of tokens of the packed documents that cropping threw away (lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json  # noqa: E402
+
+SETUP = """
+import sys, time
+sys.path.insert(0, {python!r})
+import torch
+import nanobpe
+tok = nanobpe.load({tokenizer!r})
+files = {files!r}
+B, T, N = {B}, {T}, {batches}
+"""
+
+NANOBPE = SETUP + """
+from train.dataloader import DeviceLoader
+loader = DeviceLoader(tok, files, B, T, torch.device("cpu"))
+x, y = loader.next()  # start-up
+t = time.perf_counter()
+for _ in range(N):
+    x, y = loader.next()
+secs = time.perf_counter() - t
+assert x.dtype == torch.int64 and x.shape == (B, T)
+s = loader.core.stats()
+RESULT = {{"secs": secs, "tokens": N * B * T, "cropped": s["tokens_cropped"] / s["tokens_used"]}}
+"""
+
+PYTHON = SETUP + """
+import pyarrow.parquet as pq
+enc = tok.to_tiktoken()
+bos = tok.bos_id
+stats = {{"used": 0, "cropped": 0}}
+
+def document_batches(batch=128):
+    while True:
+        for f in files:
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
+                for i in range(0, len(texts), batch):
+                    yield texts[i:i + batch]
+
+def loader(buffer_size=1000):
+    batches = document_batches()
+    docs = []
+    row_capacity = T + 1
+    row_buffer = torch.empty((B, row_capacity), dtype=torch.long)
+    while True:
+        for r in range(B):
+            pos = 0
+            while pos < row_capacity:
+                while len(docs) < buffer_size:
+                    docs.extend([bos] + d for d in enc.encode_ordinary_batch(next(batches), num_threads=4))
+                remaining = row_capacity - pos
+                best, best_len = -1, 0
+                for i, d in enumerate(docs):
+                    if best_len < len(d) <= remaining:
+                        best, best_len = i, len(d)
+                if best >= 0:
+                    d = docs.pop(best)
+                    row_buffer[r, pos:pos + len(d)] = torch.tensor(d, dtype=torch.long)
+                    pos += len(d)
+                    stats["used"] += len(d)
+                else:
+                    i = min(range(len(docs)), key=lambda i: len(docs[i]))
+                    d = docs.pop(i)
+                    row_buffer[r, pos:pos + remaining] = torch.tensor(d[:remaining], dtype=torch.long)
+                    stats["used"] += len(d)
+                    stats["cropped"] += len(d) - remaining
+                    pos += remaining
+        yield row_buffer[:, :-1].clone(), row_buffer[:, 1:].clone()
+
+it = loader()
+x, y = next(it)
+t = time.perf_counter()
+for _ in range(N):
+    x, y = next(it)
+secs = time.perf_counter() - t
+RESULT = {{"secs": secs, "tokens": N * B * T, "cropped": stats["cropped"] / stats["used"]}}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_CORPUS))
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--batches", type=int, default=60, help="timed batches per loader")
+    args = ap.parse_args()
+    files = [str(f) for f in sorted(Path(args.data).glob("*.parquet"))[:-1]]
+    fmt = dict(python=str(ROOT / "python"), tokenizer=str(Path(args.tokenizer).resolve()), files=files,
+               B=args.batch_size, T=args.seq_len, batches=args.batches)
+    rows = []
+    for name, code in [("nanochat-style Python loader", PYTHON), ("nanobpe Loader (Rust)", NANOBPE)]:
+        r = run_snippet(code.format(**fmt))
+        rows.append({"loader": name, "tok_s": r["tokens"] / r["secs"], "cropped": 100 * r["cropped"],
+                     "peak_mb": r["peak_rss_mb"]})
+        print(f"{name}: {rows[-1]['tok_s']:,.0f} tokens/s", file=sys.stderr)
+    for r in rows:
+        r["ratio"] = r["tok_s"] / rows[0]["tok_s"]
+    print(f"\nB={args.batch_size}, T={args.seq_len}, {args.batches} batches, rank 0 of 1\n")
+    print_table(rows, [("loader", "loader", ""), ("tok_s", "tokens/s", ",.0f"), ("ratio", "vs Python", ".2f"),
+                       ("cropped", "cropped %", ".1f"), ("peak_mb", "peak RSS MB", ".0f")])
+    save_json("loader", {"args": vars(args), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
