@@ -13,6 +13,7 @@ pub mod error;
 pub mod input;
 pub mod loader;
 pub mod pretokenize;
+pub mod pull;
 pub mod progress;
 pub mod shards;
 pub mod train;

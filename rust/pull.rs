@@ -1,0 +1,596 @@
+//! `nanobpe pull`: download dataset shards in parallel, resumably, and never leave a corrupt file behind.
+//!
+//! Each shard streams into `NAME.part`. After an interruption (a dropped connection, a stall, Ctrl-C, even
+//! SIGKILL) the next attempt asks for the rest with an HTTP `Range` request. The file is renamed into place only
+//! after it is checked: its length equals what the server announced, it starts and ends with the parquet magic
+//! `PAR1`, and its footer parses. Timeouts, resets and 5xx answers are retried with exponential backoff and jitter;
+//! 429/503 wait as long as `Retry-After` says. Nothing is written outside the dataset directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::progress::{human_bytes, Progress};
+use crate::{arg_err, cancel};
+
+/// Built-in sources: name, URL template, largest shard index (the last one is validation).
+pub const SOURCES: &[(&str, &str, usize)] = &[
+    ("fineweb-edu-100b", "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/shard_{index:05}.parquet", 1822),
+    ("climbmix-400b", "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main/shard_{index:05}.parquet", 6542),
+];
+const HF_HOST: &str = "https://huggingface.co";
+
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    pub url_template: String,
+    pub max_index: usize,
+    pub shards: Vec<usize>,
+    pub dir: PathBuf,
+    pub workers: usize,
+    pub retries: u32,
+    /// Seconds without progress (connect or read) before an attempt is abandoned.
+    pub timeout: f64,
+    /// Base delay of the exponential backoff, in seconds.
+    pub backoff: f64,
+    /// Re-check files that are already present (footer and, when the server says, length).
+    pub verify: bool,
+    pub token: Option<String>,
+    pub progress: bool,
+}
+
+/// Resolve `--source` / `--url-template` and `HF_ENDPOINT` into (template, max index).
+pub fn resolve_source(source: Option<&str>, template: Option<&str>, max_index: Option<usize>, hf_endpoint: Option<&str>) -> Result<(String, usize)> {
+    let (t, max) = match (source, template) {
+        (Some(_), Some(_)) => return Err(arg_err!("give --source or --url-template, not both")),
+        (_, Some(t)) => {
+            let max = max_index.ok_or_else(|| arg_err!("--url-template needs --max-shard (the largest index, which is the validation shard)"))?;
+            (t.to_string(), max)
+        }
+        (s, None) => {
+            let name = s.unwrap_or(SOURCES[0].0);
+            let (_, t, max) = SOURCES.iter().find(|(n, _, _)| *n == name).ok_or_else(|| {
+                arg_err!("unknown source {name:?}; known: {}", SOURCES.iter().map(|s| s.0).collect::<Vec<_>>().join(", "))
+            })?;
+            (t.to_string(), max_index.unwrap_or(*max))
+        }
+    };
+    if !t.contains("{index") {
+        return Err(arg_err!("--url-template must contain {{index}} or {{index:05}}: {t}"));
+    }
+    let t = match hf_endpoint.map(|e| e.trim_end_matches('/')).filter(|e| !e.is_empty()) {
+        Some(e) if t.starts_with(HF_HOST) => format!("{e}{}", &t[HF_HOST.len()..]),
+        _ => t,
+    };
+    Ok((t, max))
+}
+
+/// Parse the shard selection: `..8` (0–7), `3..10`, `5`, `..240:2` (step), `3..` (to the last), comma lists.
+/// Returns sorted, distinct indices; any index above `max_index` is an error naming the range.
+pub fn parse_shards(spec: &str, max_index: usize) -> Result<Vec<usize>> {
+    let num = |s: &str, what: &str| -> Result<usize> {
+        s.trim().parse::<usize>().map_err(|_| arg_err!("--shards {spec:?}: {what} {s:?} is not a number"))
+    };
+    let mut out = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (range, step) = match item.split_once(':') {
+            Some((r, s)) => (r, num(s, "step")?),
+            None => (item, 1),
+        };
+        if step == 0 {
+            return Err(arg_err!("--shards {spec:?}: the step must be at least 1"));
+        }
+        let (lo, hi) = match range.split_once("..") {
+            Some((a, b)) => {
+                let lo = if a.trim().is_empty() { 0 } else { num(a, "start")? };
+                let hi = if b.trim().is_empty() { max_index + 1 } else { num(b, "end")? };
+                (lo, hi)
+            }
+            None => {
+                let i = num(range, "index")?;
+                (i, i + 1)
+            }
+        };
+        if hi > max_index + 1 || lo > max_index {
+            return Err(arg_err!("--shards {spec:?}: {item} is out of range; this source has shards 0..={max_index} (0..{})", max_index + 1));
+        }
+        out.extend((lo..hi).step_by(step));
+    }
+    if out.is_empty() {
+        return Err(arg_err!("--shards {spec:?} selects no shards"));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The URL of shard `index`: `{index}` or `{index:0N}` (zero-padded to N digits) in the template.
+pub fn shard_url(template: &str, index: usize) -> String {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut rest = template;
+    while let Some(start) = rest.find("{index") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let Some(end) = after.find('}') else { break };
+        let spec = &after["{index".len()..end];
+        match spec.strip_prefix(":0").and_then(|w| w.parse::<usize>().ok()) {
+            Some(width) => out.push_str(&format!("{index:0width$}")),
+            None => out.push_str(&index.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The local file name of a shard URL: its last path segment, which must be a plain name (letters, digits,
+/// `._-`, not starting with a dot), so no template can make us write outside the dataset directory.
+pub fn file_name(url: &str) -> Result<String> {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    let name = without_query.rsplit('/').next().unwrap_or("");
+    let plain = !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain {
+        return Err(arg_err!("refusing {url}: the file name {name:?} is not a plain name inside the dataset directory"));
+    }
+    Ok(name.to_string())
+}
+
+/// Why a shard is not there yet, or is: the check before a file is renamed into place.
+pub fn verify_parquet(path: &Path, expected_len: Option<u64>) -> std::result::Result<(), String> {
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if let Some(n) = expected_len {
+        if len != n {
+            return Err(format!("{len} bytes, the server announced {n}"));
+        }
+    }
+    if len < 12 {
+        return Err(format!("{len} bytes is too short for parquet"));
+    }
+    let mut head = [0u8; 4];
+    f.read_exact(&mut head).map_err(|e| e.to_string())?;
+    let mut tail = [0u8; 4];
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-4)).map_err(|e| e.to_string())?;
+    f.read_exact(&mut tail).map_err(|e| e.to_string())?;
+    if &head != b"PAR1" || &tail != b"PAR1" {
+        return Err("no parquet magic (PAR1) at both ends".into());
+    }
+    parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(path).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("the parquet footer does not parse: {e}"))?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    pub index: usize,
+    pub file: String,
+    /// "downloaded", "present" (already there and valid) or "failed".
+    pub status: String,
+    pub bytes: u64,
+    pub attempts: u32,
+    /// Bytes kept from an earlier `.part` when the download resumed (0 if it started fresh).
+    pub resumed_from: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PullReport {
+    pub dir: String,
+    pub files: Vec<FileReport>,
+    pub downloaded: usize,
+    pub present: usize,
+    pub failed: Vec<String>,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+}
+
+/// What went wrong in one attempt, and whether another attempt can help.
+enum Attempt {
+    /// Worth retrying after `wait` (None: the usual backoff).
+    Retry { why: String, wait: Option<Duration> },
+    /// Retrying cannot help (404, a refused redirect, a disk error...).
+    Fatal(String),
+}
+
+struct Shared {
+    bytes: AtomicU64,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    next: AtomicUsize,
+    started: Instant,
+    progress: Progress,
+    total_files: usize,
+    /// Sum of the sizes announced so far, and how many files announced one (for the ETA).
+    announced: Mutex<(u64, usize)>,
+}
+
+impl Shared {
+    fn draw(&self) {
+        self.progress.update(|| {
+            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            let bytes = self.bytes.load(Ordering::Relaxed) as f64;
+            let rate = bytes / secs;
+            let (done, failed) = (self.done.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed));
+            let (sum, n) = *self.announced.lock().unwrap_or_else(|e| e.into_inner());
+            let eta = if n > 0 && rate > 0.0 {
+                let total = sum as f64 / n as f64 * self.total_files as f64;
+                format!(", ETA {:.0}s", ((total - bytes).max(0.0) / rate).ceil())
+            } else {
+                String::new()
+            };
+            format!("pulling: {done}/{} files, {}, {}/s{eta}, {failed} failed", self.total_files, human_bytes(bytes), human_bytes(rate))
+        });
+    }
+}
+
+fn client(opts: &PullOptions) -> Result<reqwest::blocking::Client> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else if !matches!(attempt.url().scheme(), "http" | "https") {
+            let msg = format!("refused a redirect to {} (only http and https are followed)", attempt.url());
+            attempt.error(msg)
+        } else {
+            attempt.follow()
+        }
+    });
+    let timeout = Duration::from_secs_f64(opts.timeout.max(0.001));
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("nanobpe/", env!("CARGO_PKG_VERSION")))
+        .redirect(policy)
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .timeout(None)
+        .build()
+        .map_err(|e| arg_err!("cannot start the HTTP client: {e}"))
+}
+
+/// Download every selected shard; never fails as a whole for a shard's sake (the report names failed shards).
+pub fn pull(opts: &PullOptions) -> Result<PullReport> {
+    if opts.workers == 0 {
+        return Err(arg_err!("--workers must be at least 1"));
+    }
+    std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
+    let jobs: Vec<(usize, String, String)> = opts
+        .shards
+        .iter()
+        .map(|&i| {
+            let url = shard_url(&opts.url_template, i);
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(arg_err!("only http(s) URLs can be pulled: {url}"));
+            }
+            let name = file_name(&url)?;
+            Ok((i, url, name))
+        })
+        .collect::<Result<_>>()?;
+    let client = client(opts)?;
+    let shared = Shared {
+        bytes: AtomicU64::new(0),
+        done: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        next: AtomicUsize::new(0),
+        started: Instant::now(),
+        progress: Progress::new(opts.progress),
+        total_files: jobs.len(),
+        announced: Mutex::new((0, 0)),
+    };
+    let reports: Mutex<Vec<FileReport>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.workers.min(jobs.len()) {
+            s.spawn(|| loop {
+                let k = shared.next.fetch_add(1, Ordering::Relaxed);
+                let Some((index, url, name)) = jobs.get(k) else { break };
+                let r = fetch_one(&client, opts, &shared, *index, url, name);
+                if r.status == "failed" {
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    shared.done.fetch_add(1, Ordering::Relaxed);
+                }
+                shared.draw();
+                reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                if cancel::check().is_err() {
+                    break;
+                }
+            });
+        }
+    });
+    cancel::check()?;
+    let mut files = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    files.sort_by_key(|r| r.index);
+    let seconds = shared.started.elapsed().as_secs_f64();
+    let bytes = shared.bytes.load(Ordering::Relaxed);
+    let failed: Vec<String> = files.iter().filter(|r| r.status == "failed").map(|r| r.file.clone()).collect();
+    let report = PullReport {
+        dir: opts.dir.display().to_string(),
+        downloaded: files.iter().filter(|r| r.status == "downloaded").count(),
+        present: files.iter().filter(|r| r.status == "present").count(),
+        failed,
+        bytes,
+        seconds,
+        mb_per_s: bytes as f64 / 1e6 / seconds.max(1e-9),
+        files,
+    };
+    shared.progress.finish(|| {
+        format!("pulled {} files ({} already there), {} in {:.1}s, {} failed", report.downloaded, report.present, human_bytes(bytes as f64), seconds, report.failed.len())
+    });
+    Ok(report)
+}
+
+/// One shard, with retries: the report says what happened.
+fn fetch_one(client: &reqwest::blocking::Client, opts: &PullOptions, shared: &Shared, index: usize, url: &str, name: &str) -> FileReport {
+    let dest = opts.dir.join(name);
+    let part = opts.dir.join(format!("{name}.part"));
+    let mut report = FileReport { index, file: name.to_string(), status: "failed".into(), bytes: 0, attempts: 0, resumed_from: 0, error: None };
+    if dest.exists() {
+        let check = if opts.verify { verify_parquet(&dest, remote_len(client, opts, url)) } else { quick_check(&dest) };
+        match check {
+            Ok(()) => {
+                report.status = "present".into();
+                report.bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+                return report;
+            }
+            // A bad file in place (not one we wrote, or damaged since): set it aside and download again.
+            Err(_) => {
+                let _ = std::fs::rename(&dest, opts.dir.join(format!("{name}.bad")));
+            }
+        }
+    }
+    report.resumed_from = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let mut rng = Jitter::new(index as u64);
+    for attempt in 0..=opts.retries {
+        if cancel::check().is_err() {
+            report.error = Some("interrupted (the .part file is kept; run again to resume)".into());
+            return report;
+        }
+        report.attempts = attempt + 1;
+        match attempt_once(client, opts, shared, url, &part, &dest) {
+            Ok(n) => {
+                report.status = "downloaded".into();
+                report.bytes = n;
+                report.error = None;
+                return report;
+            }
+            Err(Attempt::Fatal(why)) => {
+                report.error = Some(why);
+                return report;
+            }
+            Err(Attempt::Retry { why, wait }) => {
+                report.error = Some(why);
+                if attempt < opts.retries {
+                    let backoff = opts.backoff * 2f64.powi(attempt as i32) * (0.5 + rng.next());
+                    sleep_cancellable(wait.unwrap_or(Duration::from_secs_f64(backoff.min(120.0))));
+                }
+            }
+        }
+    }
+    if let Some(e) = &mut report.error {
+        *e = format!("gave up after {} attempts: {e}", report.attempts);
+    }
+    report
+}
+
+/// Present files are ones we renamed into place after a full check; a cheap look at both magics suffices.
+fn quick_check(path: &Path) -> std::result::Result<(), String> {
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 4];
+    f.read_exact(&mut head).map_err(|e| e.to_string())?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-4)).map_err(|e| e.to_string())?;
+    f.read_exact(&mut tail).map_err(|e| e.to_string())?;
+    if len >= 12 && &head == b"PAR1" && &tail == b"PAR1" {
+        Ok(())
+    } else {
+        Err("not parquet".into())
+    }
+}
+
+/// The length the server announces for `url` (HEAD), if it does.
+fn remote_len(client: &reqwest::blocking::Client, opts: &PullOptions, url: &str) -> Option<u64> {
+    let resp = authorized(client.head(url), opts).send().ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.headers().get(reqwest::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn authorized(req: reqwest::blocking::RequestBuilder, opts: &PullOptions) -> reqwest::blocking::RequestBuilder {
+    match &opts.token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
+}
+
+/// One request: resume `part` from its current length, stream the body into it, check and rename when complete.
+fn attempt_once(client: &reqwest::blocking::Client, opts: &PullOptions, shared: &Shared, url: &str, part: &Path, dest: &Path) -> std::result::Result<u64, Attempt> {
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let mut req = authorized(client.get(url), opts);
+    if have > 0 {
+        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let mut resp = req.send().map_err(|e| retry(format!("{url}: {}", describe(&e))))?;
+    let status = resp.status().as_u16();
+    let (offset, total) = match status {
+        200 => (0, resp.content_length()),
+        206 => match content_range(&resp) {
+            Some((start, total)) if start == have => (start, total),
+            _ => {
+                // A range we did not ask for: start over rather than splice mismatched bytes.
+                let _ = std::fs::remove_file(part);
+                return Err(retry(format!("{url}: unexpected Content-Range; restarting the file")));
+            }
+        },
+        416 => {
+            // Our .part is as long as (or longer than) the file: check it, or start over.
+            let total = content_range(&resp).and_then(|(_, t)| t);
+            if total == Some(have) && verify_parquet(part, total).is_ok() {
+                return finish(part, dest, have);
+            }
+            let _ = std::fs::remove_file(part);
+            return Err(retry(format!("{url}: the partial file does not match the server's; restarting")));
+        }
+        429 | 503 => {
+            let wait = retry_after(&resp);
+            return Err(Attempt::Retry { why: format!("{url}: HTTP {status}"), wait });
+        }
+        408 | 500..=599 => return Err(retry(format!("{url}: HTTP {status}"))),
+        _ => return Err(Attempt::Fatal(format!("{url}: HTTP {status} {}", resp.status().canonical_reason().unwrap_or("")))),
+    };
+    if let Some(t) = total {
+        let mut a = shared.announced.lock().unwrap_or_else(|e| e.into_inner());
+        a.0 += t;
+        a.1 += 1;
+    }
+    let file = if offset == 0 {
+        File::create(part)
+    } else {
+        OpenOptions::new().append(true).open(part)
+    }
+    .map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut buf = vec![0u8; 256 << 10];
+    let mut written = offset;
+    loop {
+        if cancel::check().is_err() {
+            let _ = out.flush();
+            return Err(Attempt::Fatal("interrupted (the .part file is kept; run again to resume)".into()));
+        }
+        let n = match resp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                // Keep what arrived; the next attempt asks for the rest.
+                let _ = out.flush();
+                return Err(retry(format!("{url}: connection lost after {written} bytes ({e})")));
+            }
+        };
+        out.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
+        written += n as u64;
+        shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        shared.draw();
+    }
+    let file = out.into_inner().map_err(|e| Attempt::Fatal(format!("{}: {}", part.display(), e.error())))?;
+    file.sync_all().map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
+    if let Some(t) = total {
+        if written < t {
+            return Err(retry(format!("{url}: the body ended after {written} of {t} bytes")));
+        }
+    }
+    if let Err(why) = verify_parquet(part, total) {
+        let _ = std::fs::remove_file(part);
+        return Err(retry(format!("{url}: downloaded file rejected: {why}")));
+    }
+    finish(part, dest, written)
+}
+
+fn finish(part: &Path, dest: &Path, bytes: u64) -> std::result::Result<u64, Attempt> {
+    std::fs::rename(part, dest).map_err(|e| Attempt::Fatal(format!("{}: {e}", dest.display())))?;
+    if let Some(dir) = dest.parent() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(bytes)
+}
+
+fn retry(why: String) -> Attempt {
+    Attempt::Retry { why, wait: None }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`) → (start, total).
+fn content_range(resp: &reqwest::blocking::Response) -> Option<(u64, Option<u64>)> {
+    let v = resp.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = v.strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let total = total.trim().parse().ok();
+    let start = if range.trim() == "*" { 0 } else { range.split_once('-')?.0.trim().parse().ok()? };
+    Some((start, total))
+}
+
+/// `Retry-After` in seconds (an HTTP date falls back to the usual backoff), capped at 10 minutes.
+fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
+    let secs: f64 = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs_f64(secs.clamp(0.0, 600.0)))
+}
+
+fn sleep_cancellable(d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && cancel::check().is_ok() {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+}
+
+/// A tiny xorshift for backoff jitter (no need for a crate): uniform in [0, 1).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(seed: u64) -> Self {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        Jitter((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t) | 1)
+    }
+
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_selection_syntax() {
+        assert_eq!(parse_shards("..8", 100).unwrap(), (0..8).collect::<Vec<_>>());
+        assert_eq!(parse_shards("3..10", 100).unwrap(), (3..10).collect::<Vec<_>>());
+        assert_eq!(parse_shards("5", 100).unwrap(), [5]);
+        assert_eq!(parse_shards("..10:3", 100).unwrap(), [0, 3, 6, 9]);
+        assert_eq!(parse_shards("..3,100..102, 1", 101).unwrap(), [0, 1, 2, 100, 101]);
+        assert_eq!(parse_shards("98..", 100).unwrap(), [98, 99, 100]);
+        let e = parse_shards("..240", 100).unwrap_err().to_string();
+        assert!(e.contains("out of range") && e.contains("0..=100"), "{e}");
+        assert!(parse_shards("101", 100).is_err());
+        assert!(parse_shards("x..3", 100).unwrap_err().to_string().contains("not a number"));
+        assert!(parse_shards("..3:0", 100).is_err());
+        assert!(parse_shards(",", 100).is_err());
+    }
+
+    #[test]
+    fn urls_and_names() {
+        assert_eq!(shard_url("https://h/x/shard_{index:05}.parquet", 7), "https://h/x/shard_00007.parquet");
+        assert_eq!(shard_url("http://h/{index}.parquet?x=1", 12), "http://h/12.parquet?x=1");
+        assert_eq!(file_name("http://h/a/shard_00001.parquet?download=1").unwrap(), "shard_00001.parquet");
+        for bad in ["http://h/a/..", "http://h/a/", "http://h/.hidden", "http://h/a%2F..%2Fb", "http://h/a/b c"] {
+            assert!(file_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sources_and_mirrors() {
+        let (t, max) = resolve_source(None, None, None, None).unwrap();
+        assert!(t.starts_with("https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/") && max == 1822);
+        let (t, max) = resolve_source(Some("climbmix-400b"), None, None, Some("https://mirror.example/")).unwrap();
+        assert!(t.starts_with("https://mirror.example/datasets/karpathy/climbmix-400b-shuffle/") && max == 6542);
+        assert!(resolve_source(Some("nope"), None, None, None).is_err());
+        assert!(resolve_source(None, Some("http://h/{index}.parquet"), None, None).unwrap_err().to_string().contains("--max-shard"));
+        assert!(resolve_source(None, Some("http://h/x.parquet"), Some(3), None).is_err());
+    }
+}
