@@ -246,8 +246,9 @@ fn client(opts: &PullOptions) -> Result<reqwest::blocking::Client> {
         .user_agent(concat!("nanobpe/", env!("CARGO_PKG_VERSION")))
         .redirect(policy)
         .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .timeout(None)
+        // The blocking client applies this to each step (connect, headers, every read of the body), not to the
+        // whole download, so a large shard on a slow line is fine while a stalled one is abandoned.
+        .timeout(timeout)
         .build()
         .map_err(|e| arg_err!("cannot start the HTTP client: {e}"))
 }
@@ -441,6 +442,11 @@ fn attempt_once(client: &reqwest::blocking::Client, opts: &PullOptions, shared: 
             return Err(Attempt::Retry { why: format!("{url}: HTTP {status}"), wait });
         }
         408 | 500..=599 => return Err(retry(format!("{url}: HTTP {status}"))),
+        300..=399 => {
+            // reqwest hands back redirects it will not follow (other schemes): say where it pointed.
+            let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
+            return Err(Attempt::Fatal(format!("{url}: HTTP {status}: refused a redirect to {to} (only http and https are followed)")));
+        }
         _ => return Err(Attempt::Fatal(format!("{url}: HTTP {status} {}", resp.status().canonical_reason().unwrap_or("")))),
     };
     if let Some(t) = total {

@@ -518,6 +518,44 @@ impl PyLoader {
     }
 }
 
+/// Download dataset shards (`nanobpe pull`); returns the report as JSON. `hf_endpoint` / `token` come from the
+/// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment.
+#[pyfunction]
+#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=8,
+    retries=5, timeout=30.0, backoff=1.0, verify=false, hf_endpoint=None, token=None, progress=false))]
+#[allow(clippy::too_many_arguments)]
+fn pull(
+    py: Python<'_>,
+    shards: String,
+    dataset_dir: PathBuf,
+    source: Option<String>,
+    url_template: Option<String>,
+    max_shard: Option<usize>,
+    val: bool,
+    workers: usize,
+    retries: u32,
+    timeout: f64,
+    backoff: f64,
+    verify: bool,
+    hf_endpoint: Option<String>,
+    token: Option<String>,
+    progress: bool,
+) -> PyResult<String> {
+    use crate::pull::{parse_shards, resolve_source, PullOptions};
+    let (url_template, max_index) =
+        resolve_source(source.as_deref(), url_template.as_deref(), max_shard, hf_endpoint.as_deref()).map_err(to_pyerr)?;
+    let mut indices = parse_shards(&shards, max_index).map_err(to_pyerr)?;
+    if val && !indices.contains(&max_index) {
+        indices.push(max_index); // the validation shard, so the split never depends on how many were taken
+    }
+    if !(timeout > 0.0 && backoff >= 0.0) {
+        return Err(PyValueError::new_err("timeout must be > 0 and backoff >= 0 seconds"));
+    }
+    let opts = PullOptions { url_template, max_index, shards: indices, dir: dataset_dir, workers, retries, timeout, backoff, verify, token, progress };
+    let report = long_running(py, None, move || crate::pull::pull(&opts))?;
+    Ok(serde_json::to_string(&report).expect("json"))
+}
+
 /// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
 #[pyfunction]
 #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
@@ -686,6 +724,7 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_files, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(read_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(pull, m)?)?;
     m.add_function(wrap_pyfunction!(validation_file, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard_header, m)?)?;

@@ -17,6 +17,7 @@ from nanobpe._nanobpe import (
 )
 from nanobpe._nanobpe import split as _split
 from nanobpe.loader import Loader
+from nanobpe.pull import pull
 from nanobpe.reader import read_texts
 from nanobpe.shards import TokenShards
 from nanobpe.tokenizer import Tokenizer, load, train
@@ -32,6 +33,7 @@ __all__ = [
     "Tokenizer",
     "__version__",
     "load",
+    "pull",
     "read_texts",
     "split",
     "train",

@@ -100,6 +100,23 @@ class Loader:
     def state(self) -> str: ...
     def stats(self) -> str: ...
 
+def pull(
+    shards: str,
+    dataset_dir: str,
+    *,
+    source: str | None = None,
+    url_template: str | None = None,
+    max_shard: int | None = None,
+    val: bool = True,
+    workers: int = 8,
+    retries: int = 5,
+    timeout: float = 30.0,
+    backoff: float = 1.0,
+    verify: bool = False,
+    hf_endpoint: str | None = None,
+    token: str | None = None,
+    progress: bool = False,
+) -> str: ...
 def train_files(
     paths: Sequence[str],
     vocab_size: int,

@@ -374,6 +374,62 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- pull
+
+
+def add_pull(sub: argparse._SubParsersAction) -> None:
+    from nanobpe.pull import default_dataset_dir
+
+    p = sub.add_parser(
+        "pull",
+        help="download dataset shards (parallel, resumable, verified)",
+        description="Download parquet shards in parallel. Each file streams to NAME.part, resumes with an HTTP Range "
+        "request after an interruption, is retried with backoff (honouring Retry-After), and is renamed into place "
+        "only after its length, parquet magic and footer check out. Files already there are skipped. The last "
+        "shard (validation) is fetched too unless --no-val. HF_ENDPOINT replaces https://huggingface.co (mirrors); "
+        "HF_TOKEN is sent as a bearer token. Exit status 1 if any shard failed.",
+        epilog="Shards: ..8 (0-7), 3..10, 5, ..240:2 (every 2nd), 3.. (to the last), and comma lists: ..8,100..104. "
+        "Sources: fineweb-edu-100b (default, shards 0..=1822), climbmix-400b (0..=6542).",
+    )
+    p.add_argument("--shards", required=True, help="which shards, e.g. ..8 (see below)")
+    p.add_argument("--dataset-dir", default=str(default_dataset_dir()), help="where the shards go (default: %(default)s)")
+    p.add_argument("--source", default=None, help="fineweb-edu-100b (default) or climbmix-400b")
+    p.add_argument("--url-template", default=None, help="URL with {index} or {index:05}, instead of --source")
+    p.add_argument("--max-shard", type=int, default=None, help="largest index of --url-template (the validation shard)")
+    p.add_argument("--no-val", action="store_true", help="do not also fetch the validation shard")
+    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--retries", type=int, default=5, help="retries per shard (default 5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before retrying (default 30)")
+    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each time")
+    p.add_argument("--verify", action="store_true", help="re-check files already present (footer, server length)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_pull)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from nanobpe.pull import pull
+
+    try:
+        report = pull(args.shards, args.dataset_dir, source=args.source, url_template=args.url_template,
+                      max_shard=args.max_shard, val=not args.no_val, workers=args.workers, retries=args.retries,
+                      timeout=args.timeout, backoff=args.backoff, verify=args.verify, progress=show_progress(args))
+    except KeyboardInterrupt:
+        print("\nnanobpe: interrupted; partial downloads are kept as .part files, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not args.quiet:
+        print(f"{report['downloaded']} downloaded, {report['present']} already there, {len(report['failed'])} failed: "
+              f"{report['bytes'] / 1e6:,.1f} MB in {_fmt_secs(report['seconds'])} ({report['mb_per_s']:,.1f} MB/s) "
+              f"→ {report['dir']}")
+    for f in report["files"]:
+        if f["status"] == "failed":
+            print(f"nanobpe: error: {f['file']}: {f['error']}", file=sys.stderr)
+    return 1 if report["failed"] else 0
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -392,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(sub)
     add_sweep(sub)
     add_tokenize(sub)
+    add_pull(sub)
     return p
 
 
