@@ -522,7 +522,7 @@ impl PyLoader {
 /// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment.
 #[pyfunction]
 #[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=8,
-    retries=5, timeout=30.0, backoff=1.0, verify=false, hf_endpoint=None, token=None, progress=false))]
+    retries=5, timeout=30.0, backoff=1.0, verify=false, fsync=false, hf_endpoint=None, token=None, progress=false))]
 #[allow(clippy::too_many_arguments)]
 fn pull(
     py: Python<'_>,
@@ -537,6 +537,7 @@ fn pull(
     timeout: f64,
     backoff: f64,
     verify: bool,
+    fsync: bool,
     hf_endpoint: Option<String>,
     token: Option<String>,
     progress: bool,
@@ -551,7 +552,7 @@ fn pull(
     if !(timeout > 0.0 && backoff >= 0.0) {
         return Err(PyValueError::new_err("timeout must be > 0 and backoff >= 0 seconds"));
     }
-    let opts = PullOptions { url_template, max_index, shards: indices, dir: dataset_dir, workers, retries, timeout, backoff, verify, token, progress };
+    let opts = PullOptions { url_template, max_index, shards: indices, dir: dataset_dir, workers, retries, timeout, backoff, verify, fsync, token, progress };
     let report = long_running(py, None, move || crate::pull::pull(&opts))?;
     Ok(serde_json::to_string(&report).expect("json"))
 }

@@ -8,7 +8,6 @@ import filecmp
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 import nanobpe
 from conftest import corpus_shards, run_cli
+import local_nginx
 from fault_server import FaultServer
 
 FAST = ["--retries", "3", "--backoff", "0.05", "--timeout", "1", "--quiet"]
@@ -32,40 +32,12 @@ def www(corpus, tmp_path_factory) -> Path:
     return d
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def nginx(www, tmp_path_factory):
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if exe is None:
+def nginx(www):
+    if local_nginx.nginx_exe() is None:
         pytest.skip("nginx is not installed (apt-get install nginx; .ci/run does)")
-    d = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
-    temps = " ".join(f"{k}_temp_path {d}/{k};" for k in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
-    (d / "nginx.conf").write_text(f"""
-        {user} worker_processes 2; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;
-        events {{ worker_connections 256; }}
-        http {{ access_log {d}/access.log; {temps} sendfile on;
-               server {{ listen 127.0.0.1:{port}; root {www}; }} }}
-    """)
-    proc = subprocess.Popen([exe, "-c", str(d / "nginx.conf"), "-p", str(d), "-e", str(d / "error.log")])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail(f"nginx did not start: {(d / 'error.log').read_text()}")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with local_nginx.serve(www) as url:
+        yield url
 
 
 def pull(*args) -> subprocess.CompletedProcess[str]:

@@ -113,6 +113,7 @@ def pull(
     timeout: float = 30.0,
     backoff: float = 1.0,
     verify: bool = False,
+    fsync: bool = False,
     hf_endpoint: str | None = None,
     token: str | None = None,
     progress: bool = False,

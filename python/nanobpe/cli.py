@@ -402,6 +402,8 @@ def add_pull(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before retrying (default 30)")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each time")
     p.add_argument("--verify", action="store_true", help="re-check files already present (footer, server length)")
+    p.add_argument("--fsync", action="store_true", help="make each file durable before renaming it (power-cut safe; "
+                   "slower where the disk is the bottleneck)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pull)
@@ -413,7 +415,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     try:
         report = pull(args.shards, args.dataset_dir, source=args.source, url_template=args.url_template,
                       max_shard=args.max_shard, val=not args.no_val, workers=args.workers, retries=args.retries,
-                      timeout=args.timeout, backoff=args.backoff, verify=args.verify, progress=show_progress(args))
+                      timeout=args.timeout, backoff=args.backoff, verify=args.verify, fsync=args.fsync,
+                      progress=show_progress(args))
     except KeyboardInterrupt:
         print("\nnanobpe: interrupted; partial downloads are kept as .part files, run the same command to resume",
               file=sys.stderr)

@@ -36,17 +36,19 @@ def pull(
     timeout: float = 30.0,
     backoff: float = 1.0,
     verify: bool = False,
+    fsync: bool = False,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Download the selected shards (see `nanobpe pull --help` for the syntax); returns the report.
 
-    A shard that cannot be fetched does not raise: it is listed in ``report["failed"]`` and no file is left for it
+    ``fsync=True`` makes every file durable before it is renamed into place (slower where the disk is the
+    bottleneck). A shard that cannot be fetched does not raise: it is listed in ``report["failed"]`` and no file is left for it
     (its ``.part`` stays, to resume later).
     """
     report: dict[str, Any] = json.loads(_nanobpe.pull(
         shards, os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir()),
         source=source, url_template=url_template, max_shard=max_shard, val=val, workers=workers,
-        retries=retries, timeout=timeout, backoff=backoff, verify=verify,
+        retries=retries, timeout=timeout, backoff=backoff, verify=verify, fsync=fsync,
         hf_endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None,
         progress=sys.stderr.isatty() if progress is None else progress,
     ))
