@@ -383,6 +383,58 @@ impl Reader {
     }
 }
 
+/// A reader running ahead on its own thread: while the caller turns one window into Python strings (which
+/// only one thread can do), the next windows are already being decoded.
+pub struct ReadAhead {
+    // A Mutex only so the reader is Sync (Python objects must be); `next` takes &mut self anyway.
+    rx: std::sync::Mutex<std::sync::mpsc::Receiver<Result<Vec<Batch>>>>,
+    done: bool,
+}
+
+impl ReadAhead {
+    /// Start reading `reader` from the beginning, keeping up to `depth` windows ready.
+    pub fn spawn(reader: Arc<Reader>, depth: usize) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
+        std::thread::Builder::new()
+            .name("nanobpe-read-ahead".into())
+            .spawn(move || {
+                let mut cursor = Cursor::new();
+                loop {
+                    let w = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next_window(&mut cursor)))
+                        .unwrap_or_else(|_| Err(data_err!("internal error while reading (a Rust panic)")));
+                    let stop = !matches!(w, Ok(Some(_)));
+                    if let Ok(None) = w {
+                        break; // the receiver sees the channel close: the end
+                    }
+                    if tx.send(w.map(|o| o.unwrap_or_default())).is_err() || stop {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| arg_err!("cannot start the reading thread: {e}"))?;
+        Ok(ReadAhead { rx: std::sync::Mutex::new(rx), done: false })
+    }
+
+    /// The next window, or `None` at the end.
+    pub fn next(&mut self) -> Result<Option<Vec<Batch>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let rx = self.rx.get_mut().unwrap_or_else(|e| e.into_inner());
+        match rx.recv() {
+            Ok(Ok(w)) => Ok(Some(w)),
+            Ok(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Where a pull-style read (`Reader::next_window`) stands.
 #[derive(Debug, Default)]
 pub struct Cursor {

@@ -13,7 +13,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMetho
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::count::WordCounts;
 use crate::encode::Encoder;
@@ -636,12 +636,12 @@ fn read_shard_header(path: PathBuf) -> PyResult<Vec<(String, u64)>> {
     ])
 }
 
-/// A streaming document reader: each `next_window()` reads the next few row groups in parallel (GIL released)
-/// and returns their documents; `None` at the end.
+/// A streaming document reader: a Rust thread decodes the next row groups in parallel while Python builds
+/// strings from the current ones; each `next_window()` returns one window of documents, `None` at the end.
 #[pyclass(name = "TextReader", module = "nanobpe._nanobpe")]
 struct PyTextReader {
-    reader: Arc<crate::input::Reader>,
-    cursor: Option<crate::input::Cursor>,
+    files: Vec<String>,
+    ahead: crate::input::ReadAhead,
 }
 
 #[pymethods]
@@ -664,28 +664,24 @@ impl PyTextReader {
     ) -> PyResult<Self> {
         let spec = reader_spec(paths, doc_cap, max_chars, include_val, text_column, jsonl_field, lines, rank, world);
         let reader = detached(py, None, move || crate::input::Reader::open(&spec))?;
-        Ok(PyTextReader { reader: Arc::new(reader), cursor: Some(crate::input::Cursor::new()) })
+        let files = reader.files();
+        let ahead = crate::input::ReadAhead::spawn(Arc::new(reader), 2).map_err(to_pyerr)?;
+        Ok(PyTextReader { files, ahead })
     }
 
     /// The documents of the next window, or None when everything was read.
-    fn next_window(&mut self, py: Python<'_>) -> PyResult<Option<Vec<String>>> {
-        let Some(mut cursor) = self.cursor.take() else { return Ok(None) };
-        let reader = self.reader.clone();
-        let (cursor, docs) = detached(py, None, move || {
-            let docs = reader
-                .next_window(&mut cursor)?
-                .map(|bs| bs.iter().flat_map(|b| b.iter().map(String::from)).collect::<Vec<String>>());
-            Ok((cursor, docs))
-        })?;
-        if docs.is_some() {
-            self.cursor = Some(cursor);
-        }
-        Ok(docs)
+    fn next_window<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let ahead = &mut self.ahead;
+        let window = py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| ahead.next()))).map_err(|_| panic_err())?;
+        let Some(batches) = window.map_err(to_pyerr)? else { return Ok(None) };
+        // Straight from the Arrow buffers to Python strings: one UTF-8 decode per document, no copies between.
+        let docs = batches.iter().flat_map(|b| b.iter().map(|d| PyString::new(py, d)));
+        Ok(Some(PyList::new(py, docs)?))
     }
 
     /// The files being read, in order.
     fn files(&self) -> Vec<String> {
-        self.reader.files()
+        self.files.clone()
     }
 }
 
