@@ -233,14 +233,23 @@ impl Batch {
 /// Count the characters of `s`, stopping at `cap`: (byte length kept, characters kept).
 fn cap_doc(s: &str, cap: usize) -> (usize, u64) {
     if s.len() <= cap {
-        // Fewer bytes than the cap means fewer chars too; count the chars (non-continuation bytes).
-        let n = s.as_bytes().iter().filter(|&&b| (b as i8) >= -0x40).count();
-        return (s.len(), n as u64);
+        // Fewer bytes than the cap means fewer chars too; count the chars.
+        return (s.len(), count_chars(s.as_bytes()) as u64);
     }
     match s.char_indices().nth(cap) {
         Some((byte, _)) => (byte, cap as u64),
         None => (s.len(), s.chars().count() as u64),
     }
+}
+
+/// Characters in UTF-8 `b`: bytes minus continuation bytes (`10xxxxxx`), counted 8 bytes at a time.
+fn count_chars(b: &[u8]) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let (words, rest) = b.as_chunks::<8>();
+    // Bit 7 set and bit 6 clear: shifting left by one lines bit 6 up under bit 7 of the same byte.
+    let cont: usize = words.iter().map(|w| u64::from_le_bytes(*w)).map(|w| (w & !(w << 1) & HIGH).count_ones() as usize).sum();
+    let cont_rest = rest.iter().filter(|&&x| x & 0xC0 == 0x80).count();
+    b.len() - cont - cont_rest
 }
 
 /// Totals of one read.
@@ -554,6 +563,18 @@ fn json_type(v: &serde_json::Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn count_chars_matches_std() {
+        for t in ["", "a", "héllo wörld, 你好世界 🎉🎉 — ok", &"ß€😀x".repeat(37)] {
+            for k in 0..t.len() {
+                if t.is_char_boundary(k) {
+                    assert_eq!(super::count_chars(t[k..].as_bytes()), t[k..].chars().count(), "{t:?}[{k}..]");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
