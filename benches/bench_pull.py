@@ -89,7 +89,7 @@ def main() -> None:
     ours = rows[-1]["mb_s"]
     for r in rows:
         r["nanobpe_vs"] = ours / r["mb_s"]
-    cap = f", each connection capped at {args.limit_rate}B/s" if args.limit_rate else ""
+    cap = f", each connection capped at {args.limit_rate} bytes/s (nginx limit_rate)" if args.limit_rate else ""
     print(f"\n{n} shards, {total / 1e6:.1f} MB from nginx on 127.0.0.1{cap}, best of {args.rounds}\n")
     print_table(rows, [("tool", "downloader", ""), ("secs", "seconds", ".2f"), ("mb_s", "MB/s", ".0f"),
                        ("nanobpe_vs", "nanobpe / this", ".2f")])
