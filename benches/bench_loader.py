@@ -32,7 +32,7 @@ B, T, N = {B}, {T}, {batches}
 """
 
 NANOBPE = SETUP + """
-from train.dataloader import DeviceLoader
+from train.data import DeviceLoader
 loader = DeviceLoader(tok, files, B, T, torch.device("cpu"))
 x, y = loader.next()  # start-up
 t = time.perf_counter()

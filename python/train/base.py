@@ -36,9 +36,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import nanobpe
 from train import checkpoint
 from train.common import Dist, peak_flops, print0, setup, teardown
-from train.dataloader import DeviceLoader
+from train.data import DeviceLoader
 from train.gpt import GPT, GPTConfig
-from train.muon import Muon
+from train.optim import build_optimizers
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -137,25 +137,6 @@ def evaluate_bpb(model: torch.nn.Module, loader: DeviceLoader, steps: int, token
     return float(nats / (math.log(2) * nbytes.clamp(min=1)))
 
 
-def build_optimizers(model: GPT, args: argparse.Namespace, cuda: bool) -> list[torch.optim.Optimizer]:
-    """AdamW for the embedding and the head (lr scaled by 1/sqrt(width/768)), Muon for the block matrices."""
-    scale = (model.config.n_embd / 768) ** -0.5
-    adamw = torch.optim.AdamW(
-        [
-            {"params": [model.lm_head.weight], "lr": args.unembedding_lr * scale},
-            {"params": [model.wte.weight], "lr": args.embedding_lr * scale},
-        ],
-        betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=cuda,
-    )
-    muon = Muon(model.blocks.parameters(), lr=args.matrix_lr, momentum=0.95,
-                ns_dtype=torch.bfloat16 if cuda else torch.float32)
-    optimizers: list[torch.optim.Optimizer] = [adamw, muon]
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["initial_lr"] = group["lr"]
-    return optimizers
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     d = setup(args.device)
@@ -187,7 +168,7 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
     torch.manual_seed(args.seed)
     raw = GPT(config).to(d.device)
     raw.init_weights()
-    optimizers = build_optimizers(raw, args, cuda)
+    optimizers = build_optimizers(raw, args.embedding_lr, args.unembedding_lr, args.matrix_lr, cuda)
     if resume_from is not None:
         raw.load_state_dict(checkpoint.load_model_state(resume_from, d.device))
         for opt, state in zip(optimizers, checkpoint.load_optim_states(resume_from, d.device)):

@@ -1,12 +1,16 @@
-"""Muon: momentum, then orthogonalize the update with a Newton–Schulz iteration (Keller Jordan's optimizer, as
-in modded-nanogpt and nanochat). Used for the 2-D matrices of the transformer blocks; AdamW takes the embedding and
-the head. Every rank runs the same update on all-reduced gradients, so the state is identical on every rank."""
+"""The optimizers: Muon for the transformer matrices, AdamW for the embedding and the head (nanochat's split).
+
+Muon (Keller Jordan's, as in modded-nanogpt and nanochat): momentum, then orthogonalize the update with a
+Newton–Schulz iteration. Every rank runs the same updates on DDP's averaged gradients, so optimizer state is
+identical on every rank and one copy is checkpointed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
+
+from train.gpt import GPT
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -50,3 +54,24 @@ class Muon(torch.optim.Optimizer):
                 g = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
                 g = orthogonalize(g, group["ns_steps"], self.ns_dtype)
                 p.add_(g, alpha=-group["lr"] * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
+
+
+def build_optimizers(
+    model: GPT, embedding_lr: float, unembedding_lr: float, matrix_lr: float, cuda: bool
+) -> list[torch.optim.Optimizer]:
+    """[AdamW for the head and the embedding (lr scaled by (width/768)^-0.5), Muon for the block matrices];
+    each group remembers its `initial_lr` for the schedule."""
+    scale = (model.config.n_embd / 768) ** -0.5
+    adamw = torch.optim.AdamW(
+        [
+            {"params": [model.lm_head.weight], "lr": unembedding_lr * scale},
+            {"params": [model.wte.weight], "lr": embedding_lr * scale},
+        ],
+        betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=cuda,
+    )
+    muon = Muon(model.blocks.parameters(), lr=matrix_lr, momentum=0.95, ns_dtype=torch.bfloat16 if cuda else torch.float32)
+    optimizers: list[torch.optim.Optimizer] = [adamw, muon]
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
