@@ -492,6 +492,13 @@ impl Loader {
             .build()
             .map_err(|e| arg_err!("cannot start {} loader threads: {e}", opts.threads))?;
         let source = Source::open(vocab, enc, opts)?;
+        if source.num_units() == 0 {
+            // Say so now, not when the first batch is due (for a validation set: hours into training).
+            return Err(arg_err!(
+                "rank {} of {} has nothing to read in {}: it has fewer row groups (token shards: blocks of {TOKEN_BLOCK} documents) than there are ranks; use fewer ranks or more data",
+                opts.rank, opts.world, source.files().join(", ")
+            ));
+        }
         let stream = Stream {
             source,
             epoch: 1,

@@ -169,8 +169,8 @@ def test_cropping_is_counted(tok, small):
 
 
 def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
-    with pytest.raises(ValueError, match="no documents to read"):
-        nanobpe.Loader(tok, small[1:], 2, 16, rank=30, world=31).next()
+    with pytest.raises(ValueError, match="rank 30 of 31 has nothing to read"):
+        nanobpe.Loader(tok, small[1:], 2, 16, rank=30, world=31)
     with pytest.raises(ValueError, match="same data files and world size"):
         nanobpe.Loader(tok, small, 2, 16, rank=0, world=2, state=nanobpe.Loader(tok, small, 2, 16).state())
     with pytest.raises(ValueError, match="shape"):

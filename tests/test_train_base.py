@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import nanobpe
@@ -114,9 +116,13 @@ def test_token_shards_train_single_process(tokdir, data, tmp_path):
 
 def test_bad_arguments_are_clear(tokdir, data, tmp_path):
     base = [sys.executable, "-m", "train.base", "--tokenizer", str(tokdir), "--device", "cpu"]
+    empty = tmp_path / "empty.parquet"  # one row group, no rows
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), empty)
     cases = [
         (["--data", data[0]], "at least two shards"),
         (["--data", str(tmp_path / "nope")], "no such file"),
+        (["--data", data[0], "--val-data", str(empty), "--device-batch-size", "1", "--max-seq-len", "64",
+          "--total-batch-size", "64", "--num-iterations", "1", "--eval-every", "0"], "no documents to read"),
         (["--data", *data, "--depth", "2", "--max-seq-len", "64", "--device-batch-size", "3",
           "--total-batch-size", "512"], "not a multiple"),
     ]

@@ -196,6 +196,8 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
     print0(d, f"training {n_steps} steps = {n_steps * args.total_batch_size:,} tokens on {d.device.type}")
 
     train_loader = DeviceLoader(tok, train_files, B, T, d.device, d.rank, d.world, state=loader_state)
+    # One validation batch now checks that this rank has validation data: fail now, not at the first eval.
+    DeviceLoader(tok, val_files, B, T, d.device, d.rank, d.world).next()
     token_bytes = token_bytes_table(tok, d.device)
     meta_base = {"config": config.to_dict(), "args": vars(args), "tokenizer": str(Path(args.tokenizer).resolve())}
     val_bpb = float("nan")
