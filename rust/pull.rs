@@ -146,27 +146,34 @@ pub fn file_name(url: &str) -> Result<String> {
 
 /// Why a shard is not there yet, or is: the check before a file is renamed into place.
 pub fn verify_parquet(path: &Path, expected_len: Option<u64>) -> std::result::Result<(), String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     if let Some(n) = expected_len {
         if len != n {
             return Err(format!("{len} bytes, the server announced {n}"));
         }
     }
+    check_magic(path)?;
+    parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(path).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("the parquet footer does not parse: {e}"))?;
+    Ok(())
+}
+
+/// The parquet magic `PAR1` at both ends (the cheap part of the check: 8 bytes read).
+fn check_magic(path: &Path) -> std::result::Result<(), String> {
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
     if len < 12 {
         return Err(format!("{len} bytes is too short for parquet"));
     }
     let mut head = [0u8; 4];
-    f.read_exact(&mut head).map_err(|e| e.to_string())?;
     let mut tail = [0u8; 4];
+    f.read_exact(&mut head).map_err(|e| e.to_string())?;
     std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-4)).map_err(|e| e.to_string())?;
     f.read_exact(&mut tail).map_err(|e| e.to_string())?;
     if &head != b"PAR1" || &tail != b"PAR1" {
         return Err("no parquet magic (PAR1) at both ends".into());
     }
-    parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&File::open(path).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("the parquet footer does not parse: {e}"))?;
     Ok(())
 }
 
@@ -334,7 +341,9 @@ fn fetch_one(client: &reqwest::blocking::Client, opts: &PullOptions, shared: &Sh
     let part = opts.dir.join(format!("{name}.part"));
     let mut report = FileReport { index, file: name.to_string(), status: "failed".into(), bytes: 0, attempts: 0, resumed_from: 0, error: None };
     if dest.exists() {
-        let check = if opts.verify { verify_parquet(&dest, remote_len(client, opts, url)) } else { quick_check(&dest) };
+        // Present files are ones we renamed into place after a full check; a look at both magics suffices
+        // unless --verify asks for the footer and the server's length too.
+        let check = if opts.verify { verify_parquet(&dest, remote_len(client, opts, url)) } else { check_magic(&dest) };
         match check {
             Ok(()) => {
                 report.status = "present".into();
@@ -379,22 +388,6 @@ fn fetch_one(client: &reqwest::blocking::Client, opts: &PullOptions, shared: &Sh
         *e = format!("gave up after {} attempts: {e}", report.attempts);
     }
     report
-}
-
-/// Present files are ones we renamed into place after a full check; a cheap look at both magics suffices.
-fn quick_check(path: &Path) -> std::result::Result<(), String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut head = [0u8; 4];
-    let mut tail = [0u8; 4];
-    f.read_exact(&mut head).map_err(|e| e.to_string())?;
-    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-4)).map_err(|e| e.to_string())?;
-    f.read_exact(&mut tail).map_err(|e| e.to_string())?;
-    if len >= 12 && &head == b"PAR1" && &tail == b"PAR1" {
-        Ok(())
-    } else {
-        Err("not parquet".into())
-    }
 }
 
 /// The length the server announces for `url` (HEAD), if it does.
