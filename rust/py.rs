@@ -428,6 +428,19 @@ fn reader_spec(
     }
 }
 
+/// A caller's output array for `Loader.next_into`, at either token width.
+enum Rows<'py> {
+    U16(numpy::PyReadwriteArray2<'py, u16>),
+    U32(numpy::PyReadwriteArray2<'py, u32>),
+}
+
+/// `out` as a writable, C-contiguous array of `T` with this shape, or None.
+fn rows_mut<'py, T: numpy::Element>(out: &Bound<'py, PyAny>, shape: [usize; 2]) -> Option<numpy::PyReadwriteArray2<'py, T>> {
+    let a = out.cast::<PyArray2<T>>().ok()?;
+    let mut w = a.try_readwrite().ok()?;
+    (w.shape() == shape && w.as_slice_mut().is_ok()).then_some(w)
+}
+
 /// The training loader (`train.base`): packed batches of `batch_size` rows of `seq_len + 1` tokens, prepared
 /// by a Rust thread; `next_into` copies the next one into a caller-owned array (e.g. a pinned torch buffer).
 #[pyclass(name = "Loader", module = "nanobpe._nanobpe")]
@@ -469,40 +482,32 @@ impl PyLoader {
 
     /// Copy the next batch into `out`, a C-contiguous uint16 or uint32 array of shape (batch_size, seq_len + 1).
     fn next_into(&mut self, py: Python<'_>, out: &Bound<'_, PyAny>) -> PyResult<()> {
+        // Check `out` before taking a batch off the queue, so a wrong array loses no data.
+        let (b, t) = self.shape;
+        let bad = || PyValueError::new_err(format!("out must be a C-contiguous uint16 or uint32 array of shape ({b}, {t})"));
+        let mut dst = match (rows_mut::<u16>(out, [b, t]), rows_mut::<u32>(out, [b, t])) {
+            (Some(w), _) => Rows::U16(w),
+            (None, Some(w)) => Rows::U32(w),
+            _ => return Err(bad()),
+        };
         let Some(mut loader) = self.loader.take() else {
             return Err(PyRuntimeError::new_err("the loader stopped after an error"));
         };
-        let got = py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| loader.next())));
-        let batch = match got {
-            Ok(Ok(b)) => {
-                self.loader = Some(loader);
-                b
-            }
+        let batch = match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| loader.next()))) {
+            Ok(Ok(batch)) => batch,
             Ok(Err(e)) => return Err(to_pyerr(e)),
             Err(_) => return Err(panic_err()),
         };
-        let (b, t) = self.shape;
-        let bad = || PyValueError::new_err(format!("out must be a C-contiguous uint16 or uint32 array of shape ({b}, {t})"));
-        if let Ok(a) = out.cast::<PyArray2<u16>>() {
-            let mut w = a.readwrite();
-            if w.shape() != [b, t] {
-                return Err(bad());
+        self.loader = Some(loader);
+        match &mut dst {
+            Rows::U16(w) => {
+                for (d, &s) in w.as_slice_mut().map_err(|_| bad())?.iter_mut().zip(&batch.tokens) {
+                    *d = s as u16;
+                }
             }
-            let dst = w.as_slice_mut().map_err(|_| bad())?;
-            for (d, &s) in dst.iter_mut().zip(&batch.tokens) {
-                *d = s as u16;
-            }
-            Ok(())
-        } else if let Ok(a) = out.cast::<PyArray2<u32>>() {
-            let mut w = a.readwrite();
-            if w.shape() != [b, t] {
-                return Err(bad());
-            }
-            w.as_slice_mut().map_err(|_| bad())?.copy_from_slice(&batch.tokens);
-            Ok(())
-        } else {
-            Err(bad())
+            Rows::U32(w) => w.as_slice_mut().map_err(|_| bad())?.copy_from_slice(&batch.tokens),
         }
+        Ok(())
     }
 
     /// The state after the last batch handed out, as JSON (pass it back as `state=` to resume exactly).

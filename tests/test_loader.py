@@ -173,8 +173,13 @@ def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
         nanobpe.Loader(tok, small[1:], 2, 16, rank=30, world=31)
     with pytest.raises(ValueError, match="same data files and world size"):
         nanobpe.Loader(tok, small, 2, 16, rank=0, world=2, state=nanobpe.Loader(tok, small, 2, 16).state())
+    loader = nanobpe.Loader(tok, small, 2, 16)
     with pytest.raises(ValueError, match="shape"):
-        nanobpe.Loader(tok, small, 2, 16).next_into(np.zeros((2, 16), dtype=tok.dtype))
+        loader.next_into(np.zeros((2, 16), dtype=tok.dtype))
+    with pytest.raises(ValueError, match="uint16 or uint32"):
+        loader.next_into(np.zeros((2, 17), dtype=np.int64))
+    # A wrong array costs no batch: the next one is still the first.
+    np.testing.assert_array_equal(loader.next(), nanobpe.Loader(tok, small, 2, 16).next())
     nobos = nanobpe.train([corpus_shards()[4]], 300, out=tmp_path / "nobos", max_chars=200_000, special_tokens=[])
     with pytest.raises(ValueError, match="no <\\|bos\\|>"):
         nanobpe.Loader(nobos, small, 2, 16)
