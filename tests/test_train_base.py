@@ -126,6 +126,9 @@ def test_bad_arguments_are_clear(tokdir, data, tmp_path):
         (["--data", *data, "--depth", "2", "--max-seq-len", "64", "--device-batch-size", "3",
           "--total-batch-size", "512"], "not a multiple"),
     ]
+    proc = subprocess.run([sys.executable, "-m", "train.sample", "--checkpoint", str(tmp_path / "none")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "no checkpoint there" in proc.stderr
     for extra, message in cases:
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, cwd=ROOT, timeout=300)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
