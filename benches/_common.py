@@ -30,7 +30,7 @@ def run_snippet(code: str, env: dict[str, str] | None = None) -> dict:
         raise RuntimeError(f"benchmark snippet failed:\n{proc.stderr[-3000:]}")
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
-            return json.loads(line[len("BENCH_RESULT "):])
+            return json.loads(line[len("BENCH_RESULT ") :])
     raise RuntimeError(f"no result in output:\n{proc.stdout[-2000:]}")
 
 

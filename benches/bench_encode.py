@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, save_json  # noqa: E402
+from _common import DEFAULT_CORPUS, print_table, save_json
 
 
 def timed(fn, repeat: int = 1):
@@ -34,8 +34,9 @@ def timed(fn, repeat: int = 1):
 
 
 def main() -> None:
-    import nanobpe
     import numpy as np
+
+    import nanobpe
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
@@ -73,8 +74,11 @@ def main() -> None:
 
         print("# training rustbpe to the same merges ...", file=sys.stderr, flush=True)
         r = rustbpe.Tokenizer()
-        r.train_from_iterator(iter(nanobpe._nanobpe.read_texts([args.data], doc_cap=10_000, include_val=False)),
-                              tok.n_vocab - len(tok.special_tokens), pattern=tok.pattern)
+        r.train_from_iterator(
+            iter(nanobpe._nanobpe.read_texts([args.data], doc_cap=10_000, include_val=False)),
+            tok.n_vocab - len(tok.special_tokens),
+            pattern=tok.pattern,
+        )
         if [bytes(b) for b, _ in r.get_mergeable_ranks()] != [b for b, _ in tok.get_mergeable_ranks()]:
             print("# WARNING: rustbpe's merges differ", file=sys.stderr)
         secs, out = timed(lambda: r.batch_encode(docs))
@@ -98,25 +102,45 @@ def main() -> None:
     for r_ in rows:
         r_["ratio"] = r_["mbs"] / base
     print(f"\nEncoding {mb:.1f} MB (validation shard), V = {tok.n_vocab}:\n")
-    print_table(rows, [("encoder", "encoder", ""), ("mbs", "MB/s", ".2f"), ("ratio", "× tiktoken 1 thread", ".2f"),
-                       ("same", "ids = tiktoken", "")])
+    print_table(
+        rows,
+        [
+            ("encoder", "encoder", ""),
+            ("mbs", "MB/s", ".2f"),
+            ("ratio", "× tiktoken 1 thread", ".2f"),
+            ("same", "ids = tiktoken", ""),
+        ],
+    )
 
     # One piece with no split points.
     rng = random.Random(0)
     long_rows = []
     for size in (10_000, 100_000, 1_000_000):
-        for kind, text in (("aaaa…", "a" * size),
-                           ("random letters", "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(size)))):
-            ours, ids = timed(lambda: tok.encode_ordinary(text))
+        for kind, text in (
+            ("aaaa…", "a" * size),
+            (
+                "random letters",
+                "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(size)),
+            ),
+        ):
+            ours, ids = timed(lambda text=text: tok.encode_ordinary(text))
             row = {"piece": kind, "size": size, "nanobpe_ms": ours * 1e3}
-            theirs, tids = timed(lambda: enc.encode_ordinary(text))
+            theirs, tids = timed(lambda text=text: enc.encode_ordinary(text))
             row["tiktoken_ms"] = theirs * 1e3
             row["same"] = "yes" if tids == ids else "NO"
             long_rows.append(row)
             print(f"# {kind} {size}: {ours * 1e3:.1f} ms", file=sys.stderr, flush=True)
     print("\nA single piece with no split points (time should grow ~linearly with size):\n")
-    print_table(long_rows, [("piece", "piece", ""), ("size", "chars", ""), ("nanobpe_ms", "nanobpe ms", ".1f"),
-                            ("tiktoken_ms", "tiktoken ms", ".1f"), ("same", "same ids", "")])
+    print_table(
+        long_rows,
+        [
+            ("piece", "piece", ""),
+            ("size", "chars", ""),
+            ("nanobpe_ms", "nanobpe ms", ".1f"),
+            ("tiktoken_ms", "tiktoken ms", ".1f"),
+            ("same", "same ids", ""),
+        ],
+    )
     save_json("encode", {"batch": rows, "long_piece": long_rows})
     _ = np
 

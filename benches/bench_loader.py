@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json  # noqa: E402
+from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json
 
 SETUP = """
 import sys, time
@@ -31,7 +31,9 @@ files = {files!r}
 B, T, N = {B}, {T}, {batches}
 """
 
-NANOBPE = SETUP + """
+NANOBPE = (
+    SETUP
+    + """
 from train.data import DeviceLoader
 loader = DeviceLoader(tok, files, B, T, torch.device("cpu"))
 x, y = loader.next()  # start-up
@@ -43,8 +45,11 @@ assert x.dtype == torch.int64 and x.shape == (B, T)
 s = loader.core.stats()
 RESULT = {{"secs": secs, "tokens": N * B * T, "cropped": s["tokens_cropped"] / s["tokens_used"]}}
 """
+)
 
-PYTHON = SETUP + """
+PYTHON = (
+    SETUP
+    + """
 import pyarrow.parquet as pq
 enc = tok.to_tiktoken()
 bos = tok.bos_id
@@ -97,6 +102,7 @@ for _ in range(N):
 secs = time.perf_counter() - t
 RESULT = {{"secs": secs, "tokens": N * B * T, "cropped": stats["cropped"] / stats["used"]}}
 """
+)
 
 
 def main() -> None:
@@ -108,19 +114,39 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=60, help="timed batches per loader")
     args = ap.parse_args()
     files = [str(f) for f in sorted(Path(args.data).glob("*.parquet"))[:-1]]
-    fmt = dict(python=str(ROOT / "python"), tokenizer=str(Path(args.tokenizer).resolve()), files=files,
-               B=args.batch_size, T=args.seq_len, batches=args.batches)
+    fmt = dict(
+        python=str(ROOT / "python"),
+        tokenizer=str(Path(args.tokenizer).resolve()),
+        files=files,
+        B=args.batch_size,
+        T=args.seq_len,
+        batches=args.batches,
+    )
     rows = []
     for name, code in [("nanochat-style Python loader", PYTHON), ("nanobpe Loader (Rust)", NANOBPE)]:
         r = run_snippet(code.format(**fmt))
-        rows.append({"loader": name, "tok_s": r["tokens"] / r["secs"], "cropped": 100 * r["cropped"],
-                     "peak_mb": r["peak_rss_mb"]})
+        rows.append(
+            {
+                "loader": name,
+                "tok_s": r["tokens"] / r["secs"],
+                "cropped": 100 * r["cropped"],
+                "peak_mb": r["peak_rss_mb"],
+            }
+        )
         print(f"{name}: {rows[-1]['tok_s']:,.0f} tokens/s", file=sys.stderr)
     for r in rows:
         r["ratio"] = r["tok_s"] / rows[0]["tok_s"]
     print(f"\nB={args.batch_size}, T={args.seq_len}, {args.batches} batches, rank 0 of 1\n")
-    print_table(rows, [("loader", "loader", ""), ("tok_s", "tokens/s", ",.0f"), ("ratio", "vs Python", ".2f"),
-                       ("cropped", "cropped %", ".1f"), ("peak_mb", "peak RSS MB", ".0f")])
+    print_table(
+        rows,
+        [
+            ("loader", "loader", ""),
+            ("tok_s", "tokens/s", ",.0f"),
+            ("ratio", "vs Python", ".2f"),
+            ("cropped", "cropped %", ".1f"),
+            ("peak_mb", "peak RSS MB", ".0f"),
+        ],
+    )
     save_json("loader", {"args": vars(args), "rows": rows})
 
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _common import DEFAULT_CORPUS, print_table, save_json  # noqa: E402
-import local_nginx  # noqa: E402
+import local_nginx
+from _common import DEFAULT_CORPUS, print_table, save_json
 
-NANOCHAT_STYLE = r'''
+NANOCHAT_STYLE = r"""
 import os, sys, time, requests
 from multiprocessing import Pool
 base, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -58,7 +58,7 @@ def download_single_file(index):
 with Pool(processes=4) as pool:
     ok = pool.map(download_single_file, range(n))
 sys.exit(0 if all(ok) else 1)
-'''
+"""
 
 
 def timed(cmd: list[str]) -> float:
@@ -73,8 +73,12 @@ def main() -> None:
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--copies", type=int, default=4, help="serve each shard this many times (more bytes to move)")
-    ap.add_argument("--limit-rate", default=None, help="cap each connection (nginx limit_rate, e.g. 20m bytes/s), "
-                    "as a CDN does; without it loopback has no per-connection limit")
+    ap.add_argument(
+        "--limit-rate",
+        default=None,
+        help="cap each connection (nginx limit_rate, e.g. 20m bytes/s), "
+        "as a CDN does; without it loopback has no per-connection limit",
+    )
     args = ap.parse_args()
     sources = sorted(Path(args.data).glob("shard_*.parquet"))
     n = len(sources) * args.copies
@@ -91,8 +95,15 @@ def main() -> None:
         r["nanobpe_vs"] = ours / r["mb_s"]
     cap = f", each connection capped at {args.limit_rate} bytes/s (nginx limit_rate)" if args.limit_rate else ""
     print(f"\n{n} shards, {total / 1e6:.1f} MB from nginx on 127.0.0.1{cap}, best of {args.rounds}\n")
-    print_table(rows, [("tool", "downloader", ""), ("secs", "seconds", ".2f"), ("mb_s", "MB/s", ".0f"),
-                       ("nanobpe_vs", "nanobpe / this", ".2f")])
+    print_table(
+        rows,
+        [
+            ("tool", "downloader", ""),
+            ("secs", "seconds", ".2f"),
+            ("mb_s", "MB/s", ".0f"),
+            ("nanobpe_vs", "nanobpe / this", ".2f"),
+        ],
+    )
     save_json("pull", {"args": vars(args), "rows": rows, "bytes": total})
 
 
@@ -105,16 +116,41 @@ def run_all(base: str, dest: Path, n: int, total: int, rounds: int) -> list[dict
         return dest
 
     def ours(d: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "nanobpe", "pull", "--shards", f"..{n}", "--no-val", "--dataset-dir", str(d),
-                "--url-template", base + "/shard_{index:05}.parquet", "--max-shard", str(n - 1), "--workers", "8",
-                "--quiet", *extra]
+        return [
+            sys.executable,
+            "-m",
+            "nanobpe",
+            "pull",
+            "--shards",
+            f"..{n}",
+            "--no-val",
+            "--dataset-dir",
+            str(d),
+            "--url-template",
+            base + "/shard_{index:05}.parquet",
+            "--max-shard",
+            str(n - 1),
+            "--workers",
+            "8",
+            "--quiet",
+            *extra,
+        ]
 
     def curl(d: Path) -> list[str]:
-        pairs = [a for i in range(n) for a in ("-o", str(d / f"shard_{i:05d}.parquet"), f"{base}/shard_{i:05d}.parquet")]
+        pairs = [
+            a for i in range(n) for a in ("-o", str(d / f"shard_{i:05d}.parquet"), f"{base}/shard_{i:05d}.parquet")
+        ]
         return ["curl", "-sf", "--parallel", "--parallel-max", "8", *pairs]
 
     tools = {
-        "nanochat-style (requests, 4 processes)": lambda d: [sys.executable, "-c", NANOCHAT_STYLE, base, str(d), str(n)],
+        "nanochat-style (requests, 4 processes)": lambda d: [
+            sys.executable,
+            "-c",
+            NANOCHAT_STYLE,
+            base,
+            str(d),
+            str(n),
+        ],
         "parallel curl (--parallel-max 8)": curl,
         "nanobpe pull --workers 8 --fsync": lambda d: ours(d, "--fsync"),
         "nanobpe pull --workers 8": lambda d: ours(d),

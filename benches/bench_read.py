@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, save_json  # noqa: E402
+from _common import DEFAULT_CORPUS, print_table, save_json
 
 
 def main() -> None:
@@ -50,9 +50,18 @@ def main() -> None:
     assert rows[0]["chars"] == rows[1]["chars"]
     for r in rows:
         r["ratio"] = r["mchars"] / rows[0]["mchars"]
-    print(f"\nReading {len(files)} shards ({rows[0]['chars'] / 1e6:.1f}M chars) into Python lists of str (best of 3):\n")
-    print_table(rows, [("reader", "reader", ""), ("seconds", "seconds", ".2f"), ("mchars", "M chars/s", ".1f"),
-                       ("ratio", "× pyarrow", ".2f")])
+    print(
+        f"\nReading {len(files)} shards ({rows[0]['chars'] / 1e6:.1f}M chars) into Python lists of str (best of 3):\n"
+    )
+    print_table(
+        rows,
+        [
+            ("reader", "reader", ""),
+            ("seconds", "seconds", ".2f"),
+            ("mchars", "M chars/s", ".1f"),
+            ("ratio", "× pyarrow", ".2f"),
+        ],
+    )
     save_json("read", rows)
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json  # noqa: E402
-from bench_train import ITERATOR, RUSTBPE  # noqa: E402
+from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
+from bench_train import ITERATOR, RUSTBPE
 
 SWEEP = """
 import time
@@ -43,9 +43,13 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.vocab_sizes.split(","))
 
     print("# nanobpe sweep ...", file=sys.stderr, flush=True)
-    ours = run_snippet(SWEEP.format(sizes=sizes, data=args.data, out=args.out, cap=args.doc_cap, max_chars=args.max_chars))
-    rows = [{"tool": "nanobpe: one training run (all sizes)", "seconds": ours["train_seconds"]},
-            {"tool": "nanobpe sweep (training + full report)", "seconds": ours["seconds"]}]
+    ours = run_snippet(
+        SWEEP.format(sizes=sizes, data=args.data, out=args.out, cap=args.doc_cap, max_chars=args.max_chars)
+    )
+    rows = [
+        {"tool": "nanobpe: one training run (all sizes)", "seconds": ours["train_seconds"]},
+        {"tool": "nanobpe sweep (training + full report)", "seconds": ours["seconds"]},
+    ]
     total, agree = 0.0, True
     for v in sizes:
         print(f"# rustbpe V={v} ...", file=sys.stderr, flush=True)
@@ -60,10 +64,19 @@ def main() -> None:
     for r_ in rows:
         r_["ratio"] = r_["seconds"] / ours["train_seconds"]
     print(f"\nVocab sizes {sizes} on {args.data}:\n")
-    print_table(rows, [("tool", "what", ""), ("seconds", "seconds", ".1f"),
-                       ("ratio", "time / nanobpe training", ".1f"), ("same", "tokenizer = nanobpe's", "")])
-    print(f"\nrustbpe's {len(sizes)} runs / nanobpe's one run: {total / ours['train_seconds']:.1f}×; "
-          f"/ full nanobpe sweep with report: {total / ours['seconds']:.1f}×")
+    print_table(
+        rows,
+        [
+            ("tool", "what", ""),
+            ("seconds", "seconds", ".1f"),
+            ("ratio", "time / nanobpe training", ".1f"),
+            ("same", "tokenizer = nanobpe's", ""),
+        ],
+    )
+    print(
+        f"\nrustbpe's {len(sizes)} runs / nanobpe's one run: {total / ours['train_seconds']:.1f}×; "
+        f"/ full nanobpe sweep with report: {total / ours['seconds']:.1f}×"
+    )
     save_json("sweep", rows)
     _ = time
 

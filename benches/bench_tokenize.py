@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, save_json  # noqa: E402
+from _common import DEFAULT_CORPUS, print_table, save_json
 
 
 def main() -> None:
@@ -53,7 +53,11 @@ def main() -> None:
     theirs = time.perf_counter() - t
     mb = sum(len(d.encode()) for d in docs) / 1e6
     rows = [
-        {"what": f"tokenize: tiktoken batch ({threads} threads) + np.array().tofile", "seconds": theirs, "rate": mb / theirs},
+        {
+            "what": f"tokenize: tiktoken batch ({threads} threads) + np.array().tofile",
+            "seconds": theirs,
+            "rate": mb / theirs,
+        },
         {"what": "tokenize: nanobpe tokenize", "seconds": ours, "rate": mb / ours},
     ]
 
@@ -71,8 +75,14 @@ def main() -> None:
     ours_read, a = best(lambda: np.concatenate([np.array(s.tokens) for s in shards.shards]))
     plain, b = best(lambda: np.fromfile(out / "python.bin", dtype=tok.dtype))
     first = shards.shards[0]
-    memmap_copy, _ = best(lambda: np.concatenate([
-        np.array(np.memmap(s.path, dtype=s.dtype, mode="r", offset=64, shape=(s.n_tokens,))) for s in shards.shards]))
+    memmap_copy, _ = best(
+        lambda: np.concatenate(
+            [
+                np.array(np.memmap(s.path, dtype=s.dtype, mode="r", offset=64, shape=(s.n_tokens,)))
+                for s in shards.shards
+            ]
+        )
+    )
     assert np.array_equal(a, b), "shards differ from the Python way"
     rows += [
         {"what": "read: np.fromfile (the Python way's file)", "seconds": plain, "rate": n / plain / 1e6},
@@ -81,9 +91,14 @@ def main() -> None:
     ]
     _ = first
     print(f"\n{mb:.1f} MB of text from {len(files)} shards → {n:,} tokens (u{tok.token_width}); same tokens: yes\n")
-    print_table(rows, [("what", "what", ""), ("seconds", "seconds", ".2f"), ("rate", "MB/s (tokenize) or M tokens/s (read)", ".1f")])
-    print(f"\ntokenize speed-up: {theirs / ours:.2f}×; reading: {memmap_copy / ours_read:.2f}× a plain memmap copy's "
-          f"speed, {plain / ours_read:.2f}× np.fromfile's (best of 5, warm page cache)")
+    print_table(
+        rows,
+        [("what", "what", ""), ("seconds", "seconds", ".2f"), ("rate", "MB/s (tokenize) or M tokens/s (read)", ".1f")],
+    )
+    print(
+        f"\ntokenize speed-up: {theirs / ours:.2f}×; reading: {memmap_copy / ours_read:.2f}× a plain memmap copy's "
+        f"speed, {plain / ours_read:.2f}× np.fromfile's (best of 5, warm page cache)"
+    )
     save_json("tokenize", rows)
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json  # noqa: E402
+from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
 
 NANOBPE = """
 import time, nanobpe
@@ -106,20 +106,31 @@ def main() -> None:
             results["HF tokenizers"] = run_snippet(HF.format(**fmt))
         same = "ranks" in results.get("rustbpe", {}) and results["rustbpe"]["ranks"] == ours["ranks"]
         for name, r in results.items():
-            rows.append({
-                "vocab": vocab,
-                "tool": name,
-                "seconds": r["seconds"],
-                "mchars_s": r["chars"] / r["seconds"] / 1e6,
-                "rss": r["peak_rss_mb"],
-                "ratio": r["seconds"] / ours["seconds"],
-                "same": ("yes" if same else "NO") if name == "rustbpe" else "",
-                "chars": r["chars"],
-            })
+            rows.append(
+                {
+                    "vocab": vocab,
+                    "tool": name,
+                    "seconds": r["seconds"],
+                    "mchars_s": r["chars"] / r["seconds"] / 1e6,
+                    "rss": r["peak_rss_mb"],
+                    "ratio": r["seconds"] / ours["seconds"],
+                    "same": ("yes" if same else "NO") if name == "rustbpe" else "",
+                    "chars": r["chars"],
+                }
+            )
     print(f"\nTraining on {args.data} (train shards), doc cap {args.doc_cap}:\n")
-    print_table(rows, [("vocab", "V", ""), ("tool", "tool", ""), ("seconds", "seconds", ".1f"),
-                       ("mchars_s", "M chars/s", ".2f"), ("rss", "peak RSS MB", ".0f"),
-                       ("ratio", "time / nanobpe", ".2f"), ("same", "merges = nanobpe", "")])
+    print_table(
+        rows,
+        [
+            ("vocab", "V", ""),
+            ("tool", "tool", ""),
+            ("seconds", "seconds", ".1f"),
+            ("mchars_s", "M chars/s", ".2f"),
+            ("rss", "peak RSS MB", ".0f"),
+            ("ratio", "time / nanobpe", ".2f"),
+            ("same", "merges = nanobpe", ""),
+        ],
+    )
     path = save_json("train", rows)
     print(f"\n(saved {path})")
 

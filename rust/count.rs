@@ -73,7 +73,10 @@ impl Default for WordCounts {
 
 impl WordCounts {
     pub fn new() -> Self {
-        WordCounts { shards: (0..SHARDS).map(|_| HashTable::new()).collect(), hasher: FixedState::with_seed(0x6e616e6f) }
+        WordCounts {
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            hasher: FixedState::with_seed(0x6e616e6f),
+        }
     }
 
     /// Room for about `words` distinct words without regrowing (regrowth of big tables costs a lot of copying).

@@ -270,15 +270,24 @@ mod tests {
         let mut wc = crate::count::WordCounts::new();
         wc.count_docs(&[text, text, "aaaa aaaa aaaa"], &p).unwrap();
         let (m, _) = learn_merges::<u32, _>(&wc.into_sorted(), 40, &Progress::hidden()).unwrap();
-        Vocab::new(crate::pretokenize::NANOCHAT_PATTERN, token_bytes(&m), &["<|bos|>".into()], 0, None, serde_json::json!({}))
-            .unwrap()
+        Vocab::new(
+            crate::pretokenize::NANOCHAT_PATTERN,
+            token_bytes(&m),
+            &["<|bos|>".into()],
+            0,
+            None,
+            serde_json::json!({}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn round_trips_and_long_pieces_agree_with_short_path() {
         let v = small_vocab();
         let e = Encoder::new(&v).unwrap();
-        for text in ["the quick brown fox", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "héllo wörld 中文 😀", ""] {
+        for text in
+            ["the quick brown fox", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "héllo wörld 中文 😀", ""]
+        {
             let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
             assert_eq!(e.decode_bytes(&ids).unwrap(), text.as_bytes());
         }
@@ -292,12 +301,19 @@ mod tests {
             // Force the rescan on the long piece.
             let mut ranks: Vec<u32> = b.windows(2).map(|w| e.merged(w[0], w[1])).collect();
             loop {
-                let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0)) else { break };
+                let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0))
+                else {
+                    break;
+                };
                 b[i] = r;
                 b.remove(i + 1);
                 ranks.remove(i);
-                if i > 0 { ranks[i - 1] = e.merged(b[i - 1], b[i]); }
-                if i < ranks.len() { ranks[i] = e.merged(b[i], b[i + 1]); }
+                if i > 0 {
+                    ranks[i - 1] = e.merged(b[i - 1], b[i]);
+                }
+                if i < ranks.len() {
+                    ranks[i] = e.merged(b[i], b[i + 1]);
+                }
             }
             assert_eq!(a, b, "len {len}");
         }

@@ -101,9 +101,8 @@ pub fn resolve_files(paths: &[PathBuf], include_val: bool) -> Result<Vec<(PathBu
                 (f, k)
             }));
         } else {
-            let k = kind_of(p).ok_or_else(|| {
-                data_err!("{}: unknown file type (expected .parquet, .txt or .jsonl)", p.display())
-            })?;
+            let k = kind_of(p)
+                .ok_or_else(|| data_err!("{}: unknown file type (expected .parquet, .txt or .jsonl)", p.display()))?;
             out.push((p.clone(), k));
         }
     }
@@ -247,7 +246,8 @@ fn count_chars(b: &[u8]) -> usize {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let (words, rest) = b.as_chunks::<8>();
     // Bit 7 set and bit 6 clear: shifting left by one lines bit 6 up under bit 7 of the same byte.
-    let cont: usize = words.iter().map(|w| u64::from_le_bytes(*w)).map(|w| (w & !(w << 1) & HIGH).count_ones() as usize).sum();
+    let cont: usize =
+        words.iter().map(|w| u64::from_le_bytes(*w)).map(|w| (w & !(w << 1) & HIGH).count_ones() as usize).sum();
     let cont_rest = rest.iter().filter(|&&x| x & 0xC0 == 0x80).count();
     b.len() - cont - cont_rest
 }
@@ -340,7 +340,10 @@ impl Reader {
     /// The documents of this rank's `index`-th unit (doc cap applied, no budget): random access for the
     /// training loader, which resumes in the middle of the stream.
     pub fn read_unit_at(&self, index: usize) -> Result<Batch> {
-        let u = *self.units.get(index).ok_or_else(|| arg_err!("unit {index} is out of range ({} units)", self.units.len()))?;
+        let u = *self
+            .units
+            .get(index)
+            .ok_or_else(|| arg_err!("unit {index} is out of range ({} units)", self.units.len()))?;
         self.read_batch(u)
     }
 
@@ -351,7 +354,8 @@ impl Reader {
 
     /// `run`, skipping the first `start` units (to resume work that stopped at a unit boundary).
     pub fn run_from(&self, start: usize, mut sink: impl FnMut(&[Batch]) -> Result<()>) -> Result<ReadStats> {
-        let mut cursor = Cursor { next_unit: start, done: false, stats: ReadStats { files: self.files(), ..Default::default() } };
+        let mut cursor =
+            Cursor { next_unit: start, done: false, stats: ReadStats { files: self.files(), ..Default::default() } };
         while let Some(batches) = self.next_window(&mut cursor)? {
             sink(&batches)?;
         }
@@ -512,9 +516,7 @@ fn read_txt(path: &Path, lines: bool) -> Result<Docs> {
     if !lines {
         return Ok(Docs::Owned(vec![text]));
     }
-    Ok(Docs::Owned(
-        text.lines().filter(|l| !l.is_empty()).map(|l| l.to_string()).collect(),
-    ))
+    Ok(Docs::Owned(text.lines().filter(|l| !l.is_empty()).map(|l| l.to_string()).collect()))
 }
 
 fn read_jsonl(path: &Path, field: &str) -> Result<Docs> {
@@ -539,11 +541,7 @@ fn read_jsonl(path: &Path, field: &str) -> Result<Docs> {
                 ))
             }
             None => {
-                return Err(data_err!(
-                    "{}: line {}: no field {field:?} (use --jsonl-field)",
-                    path.display(),
-                    n + 1
-                ))
+                return Err(data_err!("{}: line {}: no field {field:?} (use --jsonl-field)", path.display(), n + 1))
             }
         }
     }

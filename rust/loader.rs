@@ -119,13 +119,18 @@ impl TokenFile {
         }
         let has_bos = h.bos != NO_BOS;
         if has_bos && h.bos != bos as u64 {
-            return Err(data_err!("{}: documents start with token {}, but the tokenizer's <|bos|> is {bos}", path.display(), h.bos));
+            return Err(data_err!(
+                "{}: documents start with token {}, but the tokenizer's <|bos|> is {bos}",
+                path.display(),
+                h.bos
+            ));
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let width = h.width as u64 / 8;
         let mut raw = vec![0u8; (h.n_docs as usize + 1) * 8];
         file.read_exact_at(&mut raw, HEADER_BYTES as u64 + h.n_tokens * width).map_err(|e| Error::io(path, e))?;
-        let offsets: Vec<u64> = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let offsets: Vec<u64> =
+            raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
         if offsets.windows(2).any(|w| w[0] > w[1]) || offsets.last() != Some(&h.n_tokens) {
             return Err(data_err!("{}: the document offsets table is corrupt", path.display()));
         }
@@ -140,7 +145,9 @@ impl TokenFile {
     fn read_docs(&self, first: usize, end: usize, bos: u32) -> Result<Vec<Vec<u32>>> {
         let (a, b) = (self.offsets[first], self.offsets[end]);
         let mut raw = vec![0u8; ((b - a) * self.width) as usize];
-        self.file.read_exact_at(&mut raw, HEADER_BYTES as u64 + a * self.width).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .read_exact_at(&mut raw, HEADER_BYTES as u64 + a * self.width)
+            .map_err(|e| Error::io(&self.path, e))?;
         let all: Vec<u32> = if self.width == 2 {
             raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect()
         } else {
@@ -166,11 +173,10 @@ fn is_token_shard(p: &Path) -> bool {
 
 impl Source {
     fn open(vocab: &Vocab, enc: Arc<Encoder>, opts: &LoaderOptions) -> Result<Self> {
-        let bos = vocab
-            .all_specials()
-            .find(|(name, _)| name == "<|bos|>")
-            .map(|(_, id)| *id)
-            .ok_or_else(|| arg_err!("the tokenizer has no <|bos|> token; the loader starts every document with it"))?;
+        let bos =
+            vocab.all_specials().find(|(name, _)| name == "<|bos|>").map(|(_, id)| *id).ok_or_else(|| {
+                arg_err!("the tokenizer has no <|bos|> token; the loader starts every document with it")
+            })?;
         if opts.world == 0 || opts.rank >= opts.world {
             return Err(arg_err!("rank {} is out of range for world size {}", opts.rank, opts.world));
         }
@@ -302,7 +308,11 @@ impl Stream {
     }
 
     fn empty_error(&self) -> Error {
-        arg_err!("this rank has no documents to read in {} ({} units for this rank); use fewer ranks or more data", self.source.files().join(", "), self.source.num_units())
+        arg_err!(
+            "this rank has no documents to read in {} ({} units for this rank); use fewer ranks or more data",
+            self.source.files().join(", "),
+            self.source.num_units()
+        )
     }
 
     /// Whether the next document starts a refill chunk (reads ahead if needed to know).
@@ -449,7 +459,9 @@ impl Packer {
                 // A document can be buffered twice (from two epochs) when it is too long to ever fit a row whole: clone, don't move.
                 rows.iter()
                     .map(|&(row, seq)| {
-                        let tokens = all.get(row).cloned().ok_or_else(|| arg_err!("the loader state names row {row} of unit {unit}, which does not exist"))?;
+                        let tokens = all.get(row).cloned().ok_or_else(|| {
+                            arg_err!("the loader state names row {row} of unit {unit}, which does not exist")
+                        })?;
                         Ok((seq, Doc { unit, row, tokens }))
                     })
                     .collect()

@@ -8,13 +8,15 @@
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
-use crate::unicode::{class, case_variants, Cls};
+use crate::unicode::{case_variants, class, Cls};
 
 /// nanochat's split pattern: GPT-4's with `\p{N}{1,2}` instead of `\p{N}{1,3}`.
-pub const NANOCHAT_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
+pub const NANOCHAT_PATTERN: &str =
+    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
 
 /// GPT-4's (cl100k_base) split pattern.
-pub const GPT4_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
+pub const GPT4_PATTERN: &str =
+    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
 
 /// Resolve a preset name (`nanochat`, `gpt4`) or return the pattern itself.
 pub fn resolve_pattern(name_or_pattern: &str) -> &str {
@@ -37,7 +39,9 @@ pub fn preset_name(pattern: &str) -> Option<&'static str> {
 #[derive(Debug)]
 enum Engine {
     /// Hand-written scanner for the GPT-4 family; `max_digits` is the `n` of `\p{N}{1,n}`.
-    Scan { max_digits: usize },
+    Scan {
+        max_digits: usize,
+    },
     Regex(Box<fancy_regex::Regex>),
 }
 
@@ -163,9 +167,7 @@ struct Contractions {
 
 fn contractions() -> &'static Contractions {
     static C: OnceLock<Contractions> = OnceLock::new();
-    C.get_or_init(|| Contractions {
-        sets: ['s', 'd', 'm', 't', 'l', 'v', 'e', 'r'].map(|x| (x, case_variants(x))),
-    })
+    C.get_or_init(|| Contractions { sets: ['s', 'd', 'm', 't', 'l', 'v', 'e', 'r'].map(|x| (x, case_variants(x))) })
 }
 
 #[inline]
@@ -325,7 +327,8 @@ mod tests {
     #[test]
     fn scanner_equals_regex_on_random_text() {
         // A small deterministic generator over characters that exercise every alternative.
-        let alphabet: Vec<char> = "aZé中ſ'sStTlLvVeErRdDmM0129²½ \t\n\r\u{a0}\u{3000}\u{85}!?.,-_()😀\u{301}𝐀𝟎#".chars().collect();
+        let alphabet: Vec<char> =
+            "aZé中ſ'sStTlLvVeErRdDmM0129²½ \t\n\r\u{a0}\u{3000}\u{85}!?.,-_()😀\u{301}𝐀𝟎#".chars().collect();
         let mut state: u64 = 0x9E3779B97F4A7C15;
         let mut next = || {
             state ^= state << 13;

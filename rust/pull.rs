@@ -21,8 +21,16 @@ use crate::{arg_err, cancel};
 
 /// Built-in sources: name, URL template, largest shard index (the last one is validation).
 pub const SOURCES: &[(&str, &str, usize)] = &[
-    ("fineweb-edu-100b", "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/shard_{index:05}.parquet", 1822),
-    ("climbmix-400b", "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main/shard_{index:05}.parquet", 6542),
+    (
+        "fineweb-edu-100b",
+        "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/shard_{index:05}.parquet",
+        1822,
+    ),
+    (
+        "climbmix-400b",
+        "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main/shard_{index:05}.parquet",
+        6542,
+    ),
 ];
 const HF_HOST: &str = "https://huggingface.co";
 
@@ -49,17 +57,27 @@ pub struct PullOptions {
 }
 
 /// Resolve `--source` / `--url-template` and `HF_ENDPOINT` into (template, max index).
-pub fn resolve_source(source: Option<&str>, template: Option<&str>, max_index: Option<usize>, hf_endpoint: Option<&str>) -> Result<(String, usize)> {
+pub fn resolve_source(
+    source: Option<&str>,
+    template: Option<&str>,
+    max_index: Option<usize>,
+    hf_endpoint: Option<&str>,
+) -> Result<(String, usize)> {
     let (t, max) = match (source, template) {
         (Some(_), Some(_)) => return Err(arg_err!("give --source or --url-template, not both")),
         (_, Some(t)) => {
-            let max = max_index.ok_or_else(|| arg_err!("--url-template needs --max-shard (the largest index, which is the validation shard)"))?;
+            let max = max_index.ok_or_else(|| {
+                arg_err!("--url-template needs --max-shard (the largest index, which is the validation shard)")
+            })?;
             (t.to_string(), max)
         }
         (s, None) => {
             let name = s.unwrap_or(SOURCES[0].0);
             let (_, t, max) = SOURCES.iter().find(|(n, _, _)| *n == name).ok_or_else(|| {
-                arg_err!("unknown source {name:?}; known: {}", SOURCES.iter().map(|s| s.0).collect::<Vec<_>>().join(", "))
+                arg_err!(
+                    "unknown source {name:?}; known: {}",
+                    SOURCES.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+                )
             })?;
             (t.to_string(), max_index.unwrap_or(*max))
         }
@@ -101,7 +119,10 @@ pub fn parse_shards(spec: &str, max_index: usize) -> Result<Vec<usize>> {
             }
         };
         if hi > max_index + 1 || lo > max_index {
-            return Err(arg_err!("--shards {spec:?}: {item} is out of range; this source has shards 0..={max_index} (0..{})", max_index + 1));
+            return Err(arg_err!(
+                "--shards {spec:?}: {item} is out of range; this source has shards 0..={max_index} (0..{})",
+                max_index + 1
+            ));
         }
         out.extend((lo..hi).step_by(step));
     }
@@ -137,9 +158,13 @@ pub fn shard_url(template: &str, index: usize) -> String {
 pub fn file_name(url: &str) -> Result<String> {
     let without_query = url.split(['?', '#']).next().unwrap_or(url);
     let name = without_query.rsplit('/').next().unwrap_or("");
-    let plain = !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !plain {
-        return Err(arg_err!("refusing {url}: the file name {name:?} is not a plain name inside the dataset directory"));
+        return Err(arg_err!(
+            "refusing {url}: the file name {name:?} is not a plain name inside the dataset directory"
+        ));
     }
     Ok(name.to_string())
 }
@@ -236,7 +261,12 @@ impl Shared {
             } else {
                 String::new()
             };
-            format!("pulling: {done}/{} files, {}, {}/s{eta}, {failed} failed", self.total_files, human_bytes(bytes), human_bytes(rate))
+            format!(
+                "pulling: {done}/{} files, {}, {}/s{eta}, {failed} failed",
+                self.total_files,
+                human_bytes(bytes),
+                human_bytes(rate)
+            )
         });
     }
 }
@@ -330,16 +360,38 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport> {
         files,
     };
     shared.progress.finish(|| {
-        format!("pulled {} files ({} already there), {} in {:.1}s, {} failed", report.downloaded, report.present, human_bytes(bytes as f64), seconds, report.failed.len())
+        format!(
+            "pulled {} files ({} already there), {} in {:.1}s, {} failed",
+            report.downloaded,
+            report.present,
+            human_bytes(bytes as f64),
+            seconds,
+            report.failed.len()
+        )
     });
     Ok(report)
 }
 
 /// One shard, with retries: the report says what happened.
-fn fetch_one(client: &reqwest::blocking::Client, opts: &PullOptions, shared: &Shared, index: usize, url: &str, name: &str) -> FileReport {
+fn fetch_one(
+    client: &reqwest::blocking::Client,
+    opts: &PullOptions,
+    shared: &Shared,
+    index: usize,
+    url: &str,
+    name: &str,
+) -> FileReport {
     let dest = opts.dir.join(name);
     let part = opts.dir.join(format!("{name}.part"));
-    let mut report = FileReport { index, file: name.to_string(), status: "failed".into(), bytes: 0, attempts: 0, resumed_from: 0, error: None };
+    let mut report = FileReport {
+        index,
+        file: name.to_string(),
+        status: "failed".into(),
+        bytes: 0,
+        attempts: 0,
+        resumed_from: 0,
+        error: None,
+    };
     if dest.exists() {
         // Present files are ones we renamed into place after a full check; a look at both magics suffices
         // unless --verify asks for the footer and the server's length too.
@@ -407,7 +459,14 @@ fn authorized(req: reqwest::blocking::RequestBuilder, opts: &PullOptions) -> req
 }
 
 /// One request: resume `part` from its current length, stream the body into it, check and rename when complete.
-fn attempt_once(client: &reqwest::blocking::Client, opts: &PullOptions, shared: &Shared, url: &str, part: &Path, dest: &Path) -> std::result::Result<u64, Attempt> {
+fn attempt_once(
+    client: &reqwest::blocking::Client,
+    opts: &PullOptions,
+    shared: &Shared,
+    url: &str,
+    part: &Path,
+    dest: &Path,
+) -> std::result::Result<u64, Attempt> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let mut req = authorized(client.get(url), opts);
     if have > 0 {
@@ -442,21 +501,24 @@ fn attempt_once(client: &reqwest::blocking::Client, opts: &PullOptions, shared: 
         300..=399 => {
             // reqwest hands back redirects it will not follow (other schemes): say where it pointed.
             let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
-            return Err(Attempt::Fatal(format!("{url}: HTTP {status}: refused a redirect to {to} (only http and https are followed)")));
+            return Err(Attempt::Fatal(format!(
+                "{url}: HTTP {status}: refused a redirect to {to} (only http and https are followed)"
+            )));
         }
-        _ => return Err(Attempt::Fatal(format!("{url}: HTTP {status} {}", resp.status().canonical_reason().unwrap_or("")))),
+        _ => {
+            return Err(Attempt::Fatal(format!(
+                "{url}: HTTP {status} {}",
+                resp.status().canonical_reason().unwrap_or("")
+            )))
+        }
     };
     if let Some(t) = total {
         let mut a = shared.announced.lock().unwrap_or_else(|e| e.into_inner());
         a.0 += t;
         a.1 += 1;
     }
-    let file = if offset == 0 {
-        File::create(part)
-    } else {
-        OpenOptions::new().append(true).open(part)
-    }
-    .map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
+    let file = if offset == 0 { File::create(part) } else { OpenOptions::new().append(true).open(part) }
+        .map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
     // Large reads written straight through: a BufWriter would only add a copy.
     let mut out = file;
     let mut buf = vec![0u8; 1 << 20];
@@ -547,7 +609,10 @@ struct Jitter(u64);
 
 impl Jitter {
     fn new(seed: u64) -> Self {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
         Jitter((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t) | 1)
     }
 
@@ -596,7 +661,10 @@ mod tests {
         let (t, max) = resolve_source(Some("climbmix-400b"), None, None, Some("https://mirror.example/")).unwrap();
         assert!(t.starts_with("https://mirror.example/datasets/karpathy/climbmix-400b-shuffle/") && max == 6542);
         assert!(resolve_source(Some("nope"), None, None, None).is_err());
-        assert!(resolve_source(None, Some("http://h/{index}.parquet"), None, None).unwrap_err().to_string().contains("--max-shard"));
+        assert!(resolve_source(None, Some("http://h/{index}.parquet"), None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-shard"));
         assert!(resolve_source(None, Some("http://h/x.parquet"), Some(3), None).is_err());
     }
 }

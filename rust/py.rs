@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
@@ -25,7 +27,12 @@ use crate::vocab::{Vocab, NANOCHAT_SPECIALS};
 use crate::{arg_err, cancel};
 
 create_exception!(nanobpe, NanobpeError, PyValueError, "Base class of nanobpe's errors about bad input data.");
-create_exception!(nanobpe, DataError, NanobpeError, "Input data that cannot be used (corrupt file, missing column, bad UTF-8, tampered tokenizer).");
+create_exception!(
+    nanobpe,
+    DataError,
+    NanobpeError,
+    "Input data that cannot be used (corrupt file, missing column, bad UTF-8, tampered tokenizer)."
+);
 
 /// The one place where Rust errors become Python exceptions.
 fn to_pyerr(e: Error) -> PyErr {
@@ -62,7 +69,11 @@ fn with_threads<T: Send>(threads: Option<usize>, f: impl FnOnce() -> crate::Resu
 }
 
 /// Quick work: release the GIL, run, map errors and panics.
-fn detached<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+fn detached<T: Send>(
+    py: Python<'_>,
+    threads: Option<usize>,
+    f: impl FnOnce() -> crate::Result<T> + Send,
+) -> PyResult<T> {
     py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| with_threads(threads, f))))
         .map_err(|_| panic_err())?
         .map_err(to_pyerr)
@@ -70,7 +81,11 @@ fn detached<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() ->
 
 /// Long work: run on a worker thread while this thread waits without the GIL and checks for Ctrl-C, which asks the
 /// work to stop at its next check and raises `KeyboardInterrupt`.
-fn long_running<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+fn long_running<T: Send>(
+    py: Python<'_>,
+    threads: Option<usize>,
+    f: impl FnOnce() -> crate::Result<T> + Send,
+) -> PyResult<T> {
     cancel::reset();
     std::thread::scope(|s| {
         let handle = s.spawn(move || std::panic::catch_unwind(AssertUnwindSafe(|| with_threads(threads, f))));
@@ -140,7 +155,13 @@ impl PyTokenizer {
     /// Build from ranks (token bytes in rank order), e.g. a `.tiktoken` file read by Python.
     #[staticmethod]
     #[pyo3(signature = (ranks, pattern, specials, token_width=None))]
-    fn from_ranks(py: Python<'_>, ranks: Vec<Vec<u8>>, pattern: String, specials: Vec<String>, token_width: Option<u32>) -> PyResult<Self> {
+    fn from_ranks(
+        py: Python<'_>,
+        ranks: Vec<Vec<u8>>,
+        pattern: String,
+        specials: Vec<String>,
+        token_width: Option<u32>,
+    ) -> PyResult<Self> {
         detached(py, None, move || {
             let v = Vocab::new(&pattern, ranks, &specials, 0, token_width, serde_json::json!({}))?;
             PyTokenizer::from_vocab(v)
@@ -226,7 +247,13 @@ impl PyTokenizer {
 
     /// One numpy array per text, in parallel.
     #[pyo3(signature = (texts, bos=None, threads=None))]
-    fn encode_batch<'py>(&self, py: Python<'py>, texts: Vec<String>, bos: Option<u32>, threads: Option<usize>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        bos: Option<u32>,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let enc = self.enc.clone();
         if self.vocab.width == 16 {
             let out = detached(py, threads, move || enc.encode_batch::<u16>(&texts, bos))?;
@@ -239,7 +266,13 @@ impl PyTokenizer {
 
     /// All texts' ids in one array plus int64 offsets (`len(texts) + 1` of them).
     #[pyo3(signature = (texts, bos=None, threads=None))]
-    fn encode_batch_flat<'py>(&self, py: Python<'py>, texts: Vec<String>, bos: Option<u32>, threads: Option<usize>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<i64>>)> {
+    fn encode_batch_flat<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        bos: Option<u32>,
+        threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<i64>>)> {
         fn flat<T: crate::train::TokenId>(parts: Vec<Vec<T>>) -> (Vec<T>, Vec<i64>) {
             let mut offsets = Vec::with_capacity(parts.len() + 1);
             offsets.push(0i64);
@@ -319,7 +352,16 @@ impl PyWordCounter {
 
     /// Learn the merges; returns (tokenizer, summary JSON).
     #[pyo3(signature = (vocab_size, specials, reserve=0, token_width=None, progress=false, threads=None))]
-    fn train(&mut self, py: Python<'_>, vocab_size: u64, specials: Vec<String>, reserve: usize, token_width: Option<u32>, progress: bool, threads: Option<usize>) -> PyResult<(PyTokenizer, String)> {
+    fn train(
+        &mut self,
+        py: Python<'_>,
+        vocab_size: u64,
+        specials: Vec<String>,
+        reserve: usize,
+        token_width: Option<u32>,
+        progress: bool,
+        threads: Option<usize>,
+    ) -> PyResult<(PyTokenizer, String)> {
         let opts = TrainOptions {
             input: InputSpec::default(),
             pattern: self.pattern.clone(),
@@ -435,7 +477,10 @@ enum Rows<'py> {
 }
 
 /// `out` as a writable, C-contiguous array of `T` with this shape, or None.
-fn rows_mut<'py, T: numpy::Element>(out: &Bound<'py, PyAny>, shape: [usize; 2]) -> Option<numpy::PyReadwriteArray2<'py, T>> {
+fn rows_mut<'py, T: numpy::Element>(
+    out: &Bound<'py, PyAny>,
+    shape: [usize; 2],
+) -> Option<numpy::PyReadwriteArray2<'py, T>> {
     let a = out.cast::<PyArray2<T>>().ok()?;
     let mut w = a.try_readwrite().ok()?;
     (w.shape() == shape && w.as_slice_mut().is_ok()).then_some(w)
@@ -470,9 +515,22 @@ impl PyLoader {
         text_column: String,
     ) -> PyResult<Self> {
         let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        let opts = crate::loader::LoaderOptions { paths, text_column, rank, world, batch_size, seq_len, buffer_docs, prefetch, threads };
+        let opts = crate::loader::LoaderOptions {
+            paths,
+            text_column,
+            rank,
+            world,
+            batch_size,
+            seq_len,
+            buffer_docs,
+            prefetch,
+            threads,
+        };
         let state = match state {
-            Some(s) => Some(serde_json::from_str(&s).map_err(|e| PyValueError::new_err(format!("loader state is not valid: {e}")))?),
+            Some(s) => Some(
+                serde_json::from_str(&s)
+                    .map_err(|e| PyValueError::new_err(format!("loader state is not valid: {e}")))?,
+            ),
             None => None,
         };
         let (vocab, enc) = (tokenizer.vocab.clone(), tokenizer.enc.clone());
@@ -484,7 +542,8 @@ impl PyLoader {
     fn next_into(&mut self, py: Python<'_>, out: &Bound<'_, PyAny>) -> PyResult<()> {
         // Check `out` before taking a batch off the queue, so a wrong array loses no data.
         let (b, t) = self.shape;
-        let bad = || PyValueError::new_err(format!("out must be a C-contiguous uint16 or uint32 array of shape ({b}, {t})"));
+        let bad =
+            || PyValueError::new_err(format!("out must be a C-contiguous uint16 or uint32 array of shape ({b}, {t})"));
         let mut dst = match (rows_mut::<u16>(out, [b, t]), rows_mut::<u32>(out, [b, t])) {
             (Some(w), _) => Rows::U16(w),
             (None, Some(w)) => Rows::U32(w),
@@ -549,7 +608,8 @@ fn pull(
 ) -> PyResult<String> {
     use crate::pull::{parse_shards, resolve_source, PullOptions};
     let (url_template, max_index) =
-        resolve_source(source.as_deref(), url_template.as_deref(), max_shard, hf_endpoint.as_deref()).map_err(to_pyerr)?;
+        resolve_source(source.as_deref(), url_template.as_deref(), max_shard, hf_endpoint.as_deref())
+            .map_err(to_pyerr)?;
     let mut indices = parse_shards(&shards, max_index).map_err(to_pyerr)?;
     if val && !indices.contains(&max_index) {
         indices.push(max_index); // the validation shard, so the split never depends on how many were taken
@@ -557,7 +617,20 @@ fn pull(
     if !(timeout > 0.0 && backoff >= 0.0) {
         return Err(PyValueError::new_err("timeout must be > 0 and backoff >= 0 seconds"));
     }
-    let opts = PullOptions { url_template, max_index, shards: indices, dir: dataset_dir, workers, retries, timeout, backoff, verify, fsync, token, progress };
+    let opts = PullOptions {
+        url_template,
+        max_index,
+        shards: indices,
+        dir: dataset_dir,
+        workers,
+        retries,
+        timeout,
+        backoff,
+        verify,
+        fsync,
+        token,
+        progress,
+    };
     let report = long_running(py, None, move || crate::pull::pull(&opts))?;
     Ok(serde_json::to_string(&report).expect("json"))
 }
@@ -617,7 +690,17 @@ fn tokenize_files(
 ) -> PyResult<String> {
     let vocab = tokenizer.vocab.clone();
     let opts = crate::shards::TokenizeOptions {
-        input: InputSpec { paths, include_val, text_column, jsonl_field, lines, doc_cap: usize::MAX, max_chars: u64::MAX, rank, world },
+        input: InputSpec {
+            paths,
+            include_val,
+            text_column,
+            jsonl_field,
+            lines,
+            doc_cap: usize::MAX,
+            max_chars: u64::MAX,
+            rank,
+            world,
+        },
         out,
         bos,
         shard_tokens,
@@ -677,7 +760,8 @@ impl PyTextReader {
     /// The documents of the next window, or None when everything was read.
     fn next_window<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let ahead = &mut self.ahead;
-        let window = py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| ahead.next()))).map_err(|_| panic_err())?;
+        let window =
+            py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| ahead.next()))).map_err(|_| panic_err())?;
         let Some(batches) = window.map_err(to_pyerr)? else { return Ok(None) };
         // Straight from the Arrow buffers to Python strings: one UTF-8 decode per document, no copies between.
         let docs = batches.iter().flat_map(|b| b.iter().map(|d| PyString::new(py, d)));

@@ -201,9 +201,14 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
         return Err(arg_err!("--shard-tokens must be positive"));
     }
     let bos = if opts.bos {
-        Some(vocab.specials.iter().find(|(n, _)| n == "<|bos|>").map(|s| s.1).ok_or_else(|| {
-            arg_err!("--bos: this tokenizer has no <|bos|> token")
-        })?)
+        Some(
+            vocab
+                .specials
+                .iter()
+                .find(|(n, _)| n == "<|bos|>")
+                .map(|s| s.1)
+                .ok_or_else(|| arg_err!("--bos: this tokenizer has no <|bos|> token"))?,
+        )
     } else {
         None
     };
@@ -228,7 +233,11 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
         Ok(bytes) => {
             let old: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| data_err!("{}: unreadable manifest ({e}); delete it to start over", mpath.display()))?;
-            if old.checksum != sum || old.bos != opts.bos || old.shard_tokens != opts.shard_tokens || old.inputs != fresh.inputs {
+            if old.checksum != sum
+                || old.bos != opts.bos
+                || old.shard_tokens != opts.shard_tokens
+                || old.inputs != fresh.inputs
+            {
                 return Err(data_err!(
                     "{}: a previous run used other settings (tokenizer, --bos, --shard-tokens or inputs); use another --out or delete it",
                     mpath.display()
@@ -256,12 +265,23 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
         checksum: sum,
         bos: bos.map_or(NO_BOS, |b| b as u64),
     };
-    let flush = |tokens: &mut Vec<T>, offsets: &mut Vec<u64>, first: usize, end: usize, manifest: &mut Manifest| -> Result<()> {
+    let flush = |tokens: &mut Vec<T>,
+                 offsets: &mut Vec<u64>,
+                 first: usize,
+                 end: usize,
+                 manifest: &mut Manifest|
+     -> Result<()> {
         let idx = manifest.shards.len();
         let name = if world == 1 { format!("shard_{idx:05}.bin") } else { format!("shard_r{rank:03}_{idx:05}.bin") };
         let n_docs = offsets.len() - 1;
         write_shard(&opts.out.join(&name), header_for(tokens.len(), n_docs), tokens, offsets)?;
-        manifest.shards.push(ManifestEntry { file: name, first_unit: first, end_unit: end, tokens: tokens.len() as u64, docs: n_docs as u64 });
+        manifest.shards.push(ManifestEntry {
+            file: name,
+            first_unit: first,
+            end_unit: end,
+            tokens: tokens.len() as u64,
+            docs: n_docs as u64,
+        });
         write_atomic(&mpath, serde_json::to_string_pretty(manifest).expect("json").as_bytes())?;
         tokens.clear();
         offsets.clear();
@@ -287,7 +307,9 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
             }
         }
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        progress.update(|| format!("tokenizing: {} shards, {}/s of text", manifest.shards.len(), human_bytes(bytes_done as f64 / secs)));
+        progress.update(|| {
+            format!("tokenizing: {} shards, {}/s of text", manifest.shards.len(), human_bytes(bytes_done as f64 / secs))
+        });
         Ok(())
     })?;
     if offsets.len() > 1 {

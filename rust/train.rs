@@ -219,7 +219,13 @@ impl<T: TokenId> Fresh<T> {
 
     /// Add a pair gathered elsewhere (by a worker thread), keeping word lists in order.
     fn absorb(&mut self, pair: Pair<T>, z: T, delta: i64, words: Vec<u32>) {
-        let (side, other) = if pair.1 == z && pair.0 != z { (Side::Left, pair.0) } else if pair.0 == z && pair.1 != z { (Side::Right, pair.1) } else { (Side::Left, z) };
+        let (side, other) = if pair.1 == z && pair.0 != z {
+            (Side::Left, pair.0)
+        } else if pair.0 == z && pair.1 != z {
+            (Side::Right, pair.1)
+        } else {
+            (Side::Left, z)
+        };
         let slots = match side {
             Side::Left => &mut self.left,
             Side::Right => &mut self.right,
@@ -429,11 +435,7 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
     progress: &Progress,
 ) -> Result<(Vec<Pair<T>>, MergeStats)> {
     let t0 = std::time::Instant::now();
-    assert!(
-        256 + num_merges as u64 <= T::CAPACITY,
-        "{num_merges} merges do not fit a {}-bit token id",
-        T::BITS
-    );
+    assert!(256 + num_merges as u64 <= T::CAPACITY, "{num_merges} merges do not fit a {}-bit token id", T::BITS);
     let mut arena = Arena::<T>::new(words);
     let mut pair_counts: Map<Pair<T>, u64> = new_map();
     let mut heap: BinaryHeap<Job<T>> = BinaryHeap::new();
@@ -526,12 +528,12 @@ pub fn reference_merges(words: &[(Vec<u8>, u64)], num_merges: usize) -> Vec<(u32
             }
         }
         // Highest count; among equals the smallest pair (BTreeMap iterates pairs in ascending order).
-        let Some((&best, _)) = counts.iter().filter(|(_, &c)| c > 0).fold(None, |acc: Option<(&(u32, u32), &u64)>, x| {
-            match acc {
+        let Some((&best, _)) =
+            counts.iter().filter(|(_, &c)| c > 0).fold(None, |acc: Option<(&(u32, u32), &u64)>, x| match acc {
                 Some(a) if a.1 >= x.1 => Some(a),
                 _ => Some(x),
-            }
-        }) else {
+            })
+        else {
             break;
         };
         let z = 256 + step as u32;

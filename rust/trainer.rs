@@ -102,7 +102,12 @@ pub fn count_files(input: &InputSpec, pretok: &Pretokenizer, progress: &Progress
 }
 
 /// Merges from counted words, at the width `width`.
-fn merge_at_width(words: &[(Word, u64)], merges: usize, width: u32, progress: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
+fn merge_at_width(
+    words: &[(Word, u64)],
+    merges: usize,
+    width: u32,
+    progress: &Progress,
+) -> Result<(Vec<Vec<u8>>, MergeStats)> {
     fn go<T: TokenId>(w: &[(Word, u64)], m: usize, p: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
         let (merges, stats) = learn_merges::<T, Word>(w, m, p)?;
         Ok((token_bytes(&merges), stats))

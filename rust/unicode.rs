@@ -82,10 +82,7 @@ pub fn class(c: char) -> Cls {
 
 /// Characters that `(?i:x)` matches for the ASCII letter `x` (e.g. `s` also matches `S` and `ſ` U+017F).
 pub fn case_variants(x: char) -> Vec<char> {
-    class_ranges(&format!("(?i:[{x}])"))
-        .into_iter()
-        .flat_map(|(lo, hi)| (lo..=hi).filter_map(char::from_u32))
-        .collect()
+    class_ranges(&format!("(?i:[{x}])")).into_iter().flat_map(|(lo, hi)| (lo..=hi).filter_map(char::from_u32)).collect()
 }
 
 #[cfg(test)]

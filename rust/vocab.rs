@@ -171,18 +171,23 @@ impl Vocab {
         let meta_path = dir.join(META_FILE);
         let ranks_path = dir.join(RANKS_FILE);
         if !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no such tokenizer directory")));
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such tokenizer directory"),
+            ));
         }
         let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-        let meta: Value = serde_json::from_str(&meta_text)
-            .map_err(|e| data_err!("{}: invalid JSON: {e}", meta_path.display()))?;
+        let meta: Value =
+            serde_json::from_str(&meta_text).map_err(|e| data_err!("{}: invalid JSON: {e}", meta_path.display()))?;
         let bad = |what: &str| data_err!("{}: {what}", meta_path.display());
         if meta.get("format").and_then(Value::as_str) != Some("nanobpe") {
             return Err(bad("not a nanobpe tokenizer file (\"format\" is not \"nanobpe\")"));
         }
         let version = meta.get("version").and_then(Value::as_u64).ok_or_else(|| bad("missing \"version\""))?;
         if version > FORMAT_VERSION {
-            return Err(bad(&format!("format version {version} is newer than this nanobpe understands ({FORMAT_VERSION})")));
+            return Err(bad(&format!(
+                "format version {version} is newer than this nanobpe understands ({FORMAT_VERSION})"
+            )));
         }
         let pattern = meta.get("pattern").and_then(Value::as_str).ok_or_else(|| bad("missing \"pattern\""))?;
         let width = meta.get("token_width").and_then(Value::as_u64).ok_or_else(|| bad("missing \"token_width\""))?;
@@ -194,7 +199,10 @@ impl Vocab {
             let obj = v.as_object().ok_or_else(|| bad(&format!("\"{key}\" is not an object")))?;
             obj.iter()
                 .map(|(k, v)| {
-                    let id = v.as_u64().filter(|&x| x < 1 << 32).ok_or_else(|| bad(&format!("{key}: id of {k:?} is not a valid id")))?;
+                    let id = v
+                        .as_u64()
+                        .filter(|&x| x < 1 << 32)
+                        .ok_or_else(|| bad(&format!("{key}: id of {k:?} is not a valid id")))?;
                     Ok((k.clone(), id as u32))
                 })
                 .collect()
@@ -266,9 +274,8 @@ pub fn read_tiktoken(path: &Path) -> Result<Vec<Vec<u8>>> {
             continue;
         }
         let at = || format!("{}: line {}", path.display(), i + 1);
-        let (tok, rank) = line
-            .split_once(' ')
-            .ok_or_else(|| data_err!("{}: expected \"<base64> <rank>\", got {line:?}", at()))?;
+        let (tok, rank) =
+            line.split_once(' ').ok_or_else(|| data_err!("{}: expected \"<base64> <rank>\", got {line:?}", at()))?;
         let bytes = b64.decode(tok).map_err(|e| data_err!("{}: bad base64 {tok:?}: {e}", at()))?;
         let rank: usize = rank.trim().parse().map_err(|_| data_err!("{}: bad rank {rank:?}", at()))?;
         if rank > 1 << 32 {
@@ -290,7 +297,11 @@ pub fn read_tiktoken(path: &Path) -> Result<Vec<Vec<u8>>> {
         ranks.push(s.ok_or_else(|| data_err!("{}: rank {r} is missing (ranks must be 0..n-1)", path.display()))?);
     }
     if ranks.len() < 256 {
-        return Err(data_err!("{}: only {} ranks; a byte-level tokenizer needs the 256 single bytes", path.display(), ranks.len()));
+        return Err(data_err!(
+            "{}: only {} ranks; a byte-level tokenizer needs the 256 single bytes",
+            path.display(),
+            ranks.len()
+        ));
     }
     Ok(ranks)
 }
@@ -303,7 +314,11 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, String)]) -> Result<()> 
     };
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     let name = dir.file_name().ok_or_else(|| arg_err!("output path {} has no name", dir.display()))?;
-    let stamp = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let stamp = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    );
     let tmp = parent.join(format!(".{}.tmp-{stamp}", name.to_string_lossy()));
     let result = (|| {
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;

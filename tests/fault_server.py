@@ -36,7 +36,9 @@ class FaultServer:
 
             def do_GET(self):
                 name = self.path.split("?")[0].rsplit("/", 1)[-1]
-                server.log.append((time.monotonic(), name, self.headers.get("Range"), self.headers.get("Authorization")))
+                server.log.append(
+                    (time.monotonic(), name, self.headers.get("Range"), self.headers.get("Authorization"))
+                )
                 queue = server.faults.get(name, [])
                 fault = server.always.get(name) or (queue.pop(0) if queue else None)
                 path = server.root / name
@@ -84,7 +86,7 @@ class FaultServer:
                 chunk = 64 << 10
                 try:
                     for i in range(0, len(body), chunk):
-                        self.wfile.write(body[i:i + chunk])
+                        self.wfile.write(body[i : i + chunk])
                         if server.throttle:
                             time.sleep(chunk / server.throttle)
                 except (BrokenPipeError, ConnectionResetError):

@@ -17,14 +17,30 @@ def test_help_for_every_command():
     top = run_cli("--help", check=True)
     assert "train" in top.stdout
     sub = run_cli("train", "--help", check=True)
-    for flag in ("--vocab-size", "--data", "--out", "--pattern", "--special", "--reserve", "--token-width",
-                 "--doc-cap", "--max-chars", "--text-column", "--jsonl-field", "--lines", "--include-val", "--json"):
+    for flag in (
+        "--vocab-size",
+        "--data",
+        "--out",
+        "--pattern",
+        "--special",
+        "--reserve",
+        "--token-width",
+        "--doc-cap",
+        "--max-chars",
+        "--text-column",
+        "--jsonl-field",
+        "--lines",
+        "--include-val",
+        "--json",
+    ):
         assert flag in sub.stdout, flag
 
 
 def test_train_cli_json_summary(corpus, tmp_path):
     out = tmp_path / "tok"
-    proc = run_cli("train", "--vocab-size", "2048", "--data", corpus, "--out", out, "--max-chars", "2e6", "--json", check=True)
+    proc = run_cli(
+        "train", "--vocab-size", "2048", "--data", corpus, "--out", out, "--max-chars", "2e6", "--json", check=True
+    )
     s = json.loads(proc.stdout)
     assert s["vocab_size"] == 2048 and s["token_width"] == 16
     assert s["chars"] > 2_000_000 and s["documents"] > 0 and s["unique_words"] > 0
@@ -38,10 +54,36 @@ def test_train_cli_json_summary(corpus, tmp_path):
 
 
 def test_sizes_accept_exponents_and_underscores(corpus, tmp_path):
-    a = run_cli("train", "--vocab-size", "1_024", "--data", corpus_shards()[0], "--out", tmp_path / "a",
-                "--max-chars", "1e6", "--doc-cap", "2_000", "--json", check=True)
-    b = run_cli("train", "--vocab-size", "1024", "--data", corpus_shards()[0], "--out", tmp_path / "b",
-                "--max-chars", "1000000", "--doc-cap", "2000", "--json", check=True)
+    a = run_cli(
+        "train",
+        "--vocab-size",
+        "1_024",
+        "--data",
+        corpus_shards()[0],
+        "--out",
+        tmp_path / "a",
+        "--max-chars",
+        "1e6",
+        "--doc-cap",
+        "2_000",
+        "--json",
+        check=True,
+    )
+    b = run_cli(
+        "train",
+        "--vocab-size",
+        "1024",
+        "--data",
+        corpus_shards()[0],
+        "--out",
+        tmp_path / "b",
+        "--max-chars",
+        "1000000",
+        "--doc-cap",
+        "2000",
+        "--json",
+        check=True,
+    )
     assert json.loads(a.stdout)["chars"] == json.loads(b.stdout)["chars"]
     assert (tmp_path / "a/tokenizer.tiktoken").read_bytes() == (tmp_path / "b/tokenizer.tiktoken").read_bytes()
 
@@ -50,8 +92,22 @@ def test_txt_and_jsonl_inputs(tmp_path):
     (tmp_path / "a.txt").write_text("hello world\nhello there\n" * 50)
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"body": f"doc {i} hello"}) for i in range(50)))
     out = tmp_path / "tok"
-    proc = run_cli("train", "--vocab-size", "300", "--data", tmp_path / "a.txt", tmp_path / "b.jsonl",
-                   "--jsonl-field", "body", "--lines", "--special", "--out", out, "--json", check=True)
+    proc = run_cli(
+        "train",
+        "--vocab-size",
+        "300",
+        "--data",
+        tmp_path / "a.txt",
+        tmp_path / "b.jsonl",
+        "--jsonl-field",
+        "body",
+        "--lines",
+        "--special",
+        "--out",
+        out,
+        "--json",
+        check=True,
+    )
     s = json.loads(proc.stdout)
     assert s["documents"] == 100 + 50
     assert nanobpe.load(out).special_tokens == {}
@@ -101,7 +157,9 @@ def test_error_corrupt_parquet(tmp_path):
     err = expect_error(tmp_path, "--vocab-size", "300", "--data", bad, match="bad.parquet")
     assert "row group" in err or "parquet" in err
     (tmp_path / "notparquet.parquet").write_text("hello, I am text")
-    expect_error(tmp_path, "--vocab-size", "300", "--data", tmp_path / "notparquet.parquet", match="not a readable parquet")
+    expect_error(
+        tmp_path, "--vocab-size", "300", "--data", tmp_path / "notparquet.parquet", match="not a readable parquet"
+    )
 
 
 def test_error_missing_column_names_the_columns(tmp_path):
@@ -122,8 +180,9 @@ def test_error_invalid_utf8_says_where(tmp_path):
 
 
 def test_error_vocab_below_specials(corpus, tmp_path):
-    expect_error(tmp_path, "--vocab-size", "260", "--data", corpus_shards()[0],
-                 match="below 256 byte tokens + 9 special tokens")
+    expect_error(
+        tmp_path, "--vocab-size", "260", "--data", corpus_shards()[0], match="below 256 byte tokens + 9 special tokens"
+    )
 
 
 @pytest.mark.parametrize("cap", ["-5", "0", "1e15"])
@@ -132,13 +191,30 @@ def test_error_bad_doc_cap(corpus, tmp_path, cap):
 
 
 def test_error_u16_with_a_large_vocab(corpus, tmp_path):
-    expect_error(tmp_path, "--vocab-size", "70000", "--token-width", "16", "--data", corpus_shards()[0],
-                 match="--token-width 16 holds at most 65536")
+    expect_error(
+        tmp_path,
+        "--vocab-size",
+        "70000",
+        "--token-width",
+        "16",
+        "--data",
+        corpus_shards()[0],
+        match="--token-width 16 holds at most 65536",
+    )
 
 
 def test_error_invalid_pattern_shows_where(corpus, tmp_path):
-    err = expect_error(tmp_path, "--vocab-size", "1000", "--pattern", r"\p{L}+|(abc", "--data", corpus_shards()[0],
-                       match="invalid --pattern", one_line=False)
+    err = expect_error(
+        tmp_path,
+        "--vocab-size",
+        "1000",
+        "--pattern",
+        r"\p{L}+|(abc",
+        "--data",
+        corpus_shards()[0],
+        match="invalid --pattern",
+        one_line=False,
+    )
     # The pattern is shown with a caret under the place it went wrong.
     lines = err.splitlines()
     assert lines[1].strip() == r"\p{L}+|(abc" and lines[2].strip() == "^"
@@ -169,11 +245,13 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(corpus, tmp_path):
     out = tmp_path / "tok"
     proc = subprocess.Popen(
         [sys.executable, "-m", "nanobpe", "train", "--vocab-size", "65536", "--data", str(corpus), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not out.exists()

@@ -39,7 +39,7 @@ def test_directory_holds_tiktoken_ranks_and_json(trained):
 
 def test_to_tiktoken_matches_nanochats_construction_from_rustbpe(trained, val_docs):
     """nanochat builds its tiktoken.Encoding from rustbpe's ranks; ours must encode the same."""
-    tok, out = trained
+    _tok, out = trained
     loaded = nanobpe.load(out)
     # rustbpe trained on the same documents nanobpe read (same cap and budget).
     all_docs = read_docs(corpus_shards()[2], 10**9)
@@ -68,13 +68,15 @@ def test_to_tiktoken_matches_nanochats_construction_from_rustbpe(trained, val_do
 
 
 def test_truncated_load_equals_training_to_the_smaller_size(trained, tmp_path):
-    tok, out = trained
+    _tok, out = trained
     small = nanobpe.load(out, vocab_size=1000)
     direct = nanobpe.train([corpus_shards()[2]], 1000, out=tmp_path / "small", max_chars=5_000_000)
     assert small.get_mergeable_ranks() == direct.get_mergeable_ranks()
     assert small.special_tokens == direct.special_tokens
     small.save(tmp_path / "again")
-    assert (tmp_path / "again" / "tokenizer.tiktoken").read_bytes() == (tmp_path / "small" / "tokenizer.tiktoken").read_bytes()
+    assert (tmp_path / "again" / "tokenizer.tiktoken").read_bytes() == (
+        tmp_path / "small" / "tokenizer.tiktoken"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,7 @@ def test_truncated_load_equals_training_to_the_smaller_size(trained, tmp_path):
         (lambda t: t.replace(" 300\n", " 299\n", 1), "duplicate rank 299"),
         (lambda t: "\n".join(t.splitlines()[:-5]) + "\n", "special token"),
         (lambda t: t.replace(" 100\n", "@@ 100\n", 1), "bad base64"),
-        (lambda t: "\n".join(l for l in t.splitlines() if not l.endswith(" 7")) + "\n", "rank 7 is missing"),
+        (lambda t: "\n".join(ln for ln in t.splitlines() if not ln.endswith(" 7")) + "\n", "rank 7 is missing"),
         (lambda t: t[: len(t) // 3].rsplit("\n", 1)[0] + "\n", "special token"),
         (lambda t: "", "no ranks"),
     ],
@@ -144,6 +146,10 @@ def test_reserved_slots_follow_the_specials(mixed_docs):
     tok = nanobpe.Tokenizer.train_from_iterator(mixed_docs[:100], 700, special_tokens=["<|bos|>", "<|eot|>"], reserve=3)
     assert tok.n_vocab == 700
     assert tok.special_tokens == {
-        "<|bos|>": 695, "<|eot|>": 696, "<|reserved_0|>": 697, "<|reserved_1|>": 698, "<|reserved_2|>": 699
+        "<|bos|>": 695,
+        "<|eot|>": 696,
+        "<|reserved_0|>": 697,
+        "<|reserved_1|>": 698,
+        "<|reserved_2|>": 699,
     }
     assert tok.to_tiktoken().n_vocab == 700

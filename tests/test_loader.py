@@ -60,7 +60,7 @@ def reference(units, B, T, buffer_docs=1000) -> Iterator[np.ndarray]:
         while True:  # epochs
             for unit in units():
                 for i in range(0, len(unit), 128):
-                    yield unit[i:i + 128]
+                    yield unit[i : i + 128]
 
     stream, buffer = chunks(), []
     while True:
@@ -142,8 +142,18 @@ def test_ranks_see_disjoint_documents(tok, small):
 def test_token_shards_equal_the_reference(tok, small, corpus, tmp_path, bos):
     out = tmp_path / "tokens"
     data = [*small, str(corpus_shards()[8])]  # a real shard too: blocks of 1024 documents, chunks of 128
-    run_cli("tokenize", "--tokenizer", tok_dir(tok, tmp_path), "--data", *data, "--out", out, "--quiet",
-            *(["--bos"] if bos else []), check=True)
+    run_cli(
+        "tokenize",
+        "--tokenizer",
+        tok_dir(tok, tmp_path),
+        "--data",
+        *data,
+        "--out",
+        out,
+        "--quiet",
+        *(["--bos"] if bos else []),
+        check=True,
+    )
     bins = sorted(str(p) for p in out.glob("*.bin"))
     loader = nanobpe.Loader(tok, bins, 4, 256, rank=1, world=2, buffer_docs=100)
     ref = reference(lambda: shard_units(tok, bins, 1, 2), 4, 256, 100)
@@ -185,5 +195,5 @@ def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
         nanobpe.Loader(nobos, small, 2, 16)
     bad = tmp_path / "shard_00000.parquet"
     bad.write_bytes(b"PAR1 not really parquet PAR1")
-    with pytest.raises(nanobpe.DataError, match="shard_00000.parquet"):
+    with pytest.raises(nanobpe.DataError, match=r"shard_00000.parquet"):
         nanobpe.Loader(tok, [str(bad)], 2, 16)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+import local_nginx
 import nanobpe
 from conftest import corpus_shards, run_cli
-import local_nginx
 from fault_server import FaultServer
 
 FAST = ["--retries", "3", "--backoff", "0.05", "--timeout", "1", "--quiet"]
@@ -46,8 +46,17 @@ def pull(*args) -> subprocess.CompletedProcess[str]:
 
 def test_pull_from_nginx_is_byte_identical_and_skips_present_files(nginx, www, tmp_path):
     out = tmp_path / "data"
-    r = pull("--shards", "..3", "--dataset-dir", out, "--url-template", nginx + "/shard_{index:05}.parquet",
-             "--max-shard", "9", "--json")
+    r = pull(
+        "--shards",
+        "..3",
+        "--dataset-dir",
+        out,
+        "--url-template",
+        nginx + "/shard_{index:05}.parquet",
+        "--max-shard",
+        "9",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     names = [f"shard_{i:05d}.parquet" for i in (0, 1, 2, 9)]  # 9: the validation shard comes along
     assert sorted(p.name for p in out.iterdir()) == names
@@ -60,7 +69,9 @@ def test_pull_from_nginx_is_byte_identical_and_skips_present_files(nginx, www, t
     assert again["present"] == 4 and again["downloaded"] == 0 and again["bytes"] == 0
     # A damaged file in place is set aside and fetched again.
     (out / names[1]).write_bytes(b"PAR1 broken")
-    fixed = nanobpe.pull("1", out, url_template=nginx + "/shard_{index:05}.parquet", max_shard=9, val=False, verify=True)
+    fixed = nanobpe.pull(
+        "1", out, url_template=nginx + "/shard_{index:05}.parquet", max_shard=9, val=False, verify=True
+    )
     assert fixed["downloaded"] == 1 and filecmp.cmp(out / names[1], www / names[1], shallow=False)
 
 
@@ -69,12 +80,12 @@ def test_faults_end_complete_or_absent_never_corrupt(www, tmp_path):
     with FaultServer(www) as srv:
         srv.stall_s = 3
         srv.faults = {
-            "shard_00000.parquet": ["drop", "drop"],       # reset half-way, twice: resumes with Range
-            "shard_00001.parquet": ["500", "429"],          # server error, then rate limit with Retry-After: 1
-            "shard_00002.parquet": ["short", "garbage"],     # short body, then wrong bytes (fails the check)
-            "shard_00003.parquet": ["stall"],                # goes silent past --timeout
+            "shard_00000.parquet": ["drop", "drop"],  # reset half-way, twice: resumes with Range
+            "shard_00001.parquet": ["500", "429"],  # server error, then rate limit with Retry-After: 1
+            "shard_00002.parquet": ["short", "garbage"],  # short body, then wrong bytes (fails the check)
+            "shard_00003.parquet": ["stall"],  # goes silent past --timeout
         }
-        srv.always = {"shard_00009.parquet": "500"}          # never works: reported, absent
+        srv.always = {"shard_00009.parquet": "500"}  # never works: reported, absent
         t0 = time.monotonic()
         r = pull("--shards", "..4", "--dataset-dir", out, "--url-template", srv.url(), "--max-shard", "9", *FAST)
         assert r.returncode == 1
@@ -83,7 +94,9 @@ def test_faults_end_complete_or_absent_never_corrupt(www, tmp_path):
             n = f"shard_{i:05d}.parquet"
             assert filecmp.cmp(out / n, www / n, shallow=False), n
         assert not (out / "shard_00009.parquet").exists()
-        assert sorted(p.name for p in out.iterdir() if p.suffix == ".parquet") == [f"shard_{i:05d}.parquet" for i in range(4)]
+        assert sorted(p.name for p in out.iterdir() if p.suffix == ".parquet") == [
+            f"shard_{i:05d}.parquet" for i in range(4)
+        ]
         # The drop was resumed where it broke, not restarted.
         ranges = [rng for _, _, rng, _ in srv.requests_for("shard_00000.parquet")]
         assert ranges[0] is None and ranges[1] and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
@@ -104,8 +117,22 @@ def test_sigkill_mid_file_then_resume_with_range(www, tmp_path):
     size = (www / name).stat().st_size
     with FaultServer(www) as srv:
         srv.throttle = 4e6  # 4 MB/s, so the kill lands mid-file
-        args = [sys.executable, "-m", "nanobpe", "pull", "--shards", "2", "--no-val", "--dataset-dir", str(out),
-                "--url-template", srv.url(), "--max-shard", "9", "--quiet"]
+        args = [
+            sys.executable,
+            "-m",
+            "nanobpe",
+            "pull",
+            "--shards",
+            "2",
+            "--no-val",
+            "--dataset-dir",
+            str(out),
+            "--url-template",
+            srv.url(),
+            "--max-shard",
+            "9",
+            "--quiet",
+        ]
         proc = subprocess.Popen(args)
         part = out / (name + ".part")
         deadline = time.monotonic() + 60
@@ -121,24 +148,38 @@ def test_sigkill_mid_file_then_resume_with_range(www, tmp_path):
         assert filecmp.cmp(out / name, www / name, shallow=False)
         assert not part.exists()
         last_range = srv.requests_for(name)[-1][2]
-        assert last_range is not None and int(last_range[len("bytes="):-1]) >= kept - (1 << 20)  # resumed, not restarted
+        assert last_range is not None and int(last_range[len("bytes=") : -1]) >= kept - (
+            1 << 20
+        )  # resumed, not restarted
 
 
 def test_sources_token_and_safety(www, tmp_path):
     out = tmp_path / "data"
     with FaultServer(www) as srv:
         # HF_ENDPOINT replaces the host of the built-in sources; HF_TOKEN goes out as a bearer token.
-        r = run_cli("pull", "--shards", "0", "--no-val", "--dataset-dir", out, *FAST,
-                    env={"HF_ENDPOINT": f"http://127.0.0.1:{srv.port}", "HF_TOKEN": "sekrit"})
+        r = run_cli(
+            "pull",
+            "--shards",
+            "0",
+            "--no-val",
+            "--dataset-dir",
+            out,
+            *FAST,
+            env={"HF_ENDPOINT": f"http://127.0.0.1:{srv.port}", "HF_TOKEN": "sekrit"},
+        )
         assert r.returncode == 0, r.stderr
         assert filecmp.cmp(out / "shard_00000.parquet", www / "shard_00000.parquet", shallow=False)
         assert srv.log[-1][3] == "Bearer sekrit"
         # Redirects to anything but http(s) are refused; nothing is written.
         srv.always = {"shard_00003.parquet": "redirect-file"}
-        r = pull("--shards", "3", "--no-val", "--dataset-dir", out, "--url-template", srv.url(), "--max-shard", "9", *FAST)
+        r = pull(
+            "--shards", "3", "--no-val", "--dataset-dir", out, "--url-template", srv.url(), "--max-shard", "9", *FAST
+        )
         assert r.returncode == 1 and "redirect" in r.stderr and not (out / "shard_00003.parquet").exists()
         # 404 is not retried.
-        r = pull("--shards", "5", "--no-val", "--dataset-dir", out, "--url-template", srv.url(), "--max-shard", "9", *FAST)
+        r = pull(
+            "--shards", "5", "--no-val", "--dataset-dir", out, "--url-template", srv.url(), "--max-shard", "9", *FAST
+        )
         assert r.returncode == 1 and "404" in r.stderr and len(srv.requests_for("shard_00005.parquet")) == 1
     # Bad selections and templates are errors that say why, before any download.
     cases = [

@@ -46,8 +46,9 @@ def test_folder_can_skip_validation(corpus):
 
 def test_errors_name_file_and_row_group(tmp_path):
     good = tmp_path / "g.parquet"
-    pq.write_table(pa.table({"text": [f"doc {i} " * 50 for i in range(3000)]}), good, row_group_size=1000,
-                   compression="zstd")
+    pq.write_table(
+        pa.table({"text": [f"doc {i} " * 50 for i in range(3000)]}), good, row_group_size=1000, compression="zstd"
+    )
     data = bytearray(good.read_bytes())
     meta = pq.ParquetFile(good).metadata
     col = meta.row_group(1).column(0)
@@ -62,10 +63,10 @@ def test_errors_name_file_and_row_group(tmp_path):
     with pytest.raises(nanobpe.DataError, match=r'cols\.parquet: no column "text"'):
         list(nanobpe.read_texts(tmp_path / "cols.parquet"))
     pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "ints.parquet")
-    with pytest.raises(nanobpe.DataError, match="ints.parquet.*expected a string column"):
+    with pytest.raises(nanobpe.DataError, match=r"ints.parquet.*expected a string column"):
         list(nanobpe.read_texts(tmp_path / "ints.parquet"))
     (tmp_path / "empty.parquet").write_bytes(b"")
-    with pytest.raises(nanobpe.DataError, match="empty.parquet: empty file"):
+    with pytest.raises(nanobpe.DataError, match=r"empty.parquet: empty file"):
         list(nanobpe.read_texts(tmp_path / "empty.parquet"))
     with pytest.raises(ValueError, match="batch_size"):
         list(nanobpe.read_texts(good, batch_size=0))

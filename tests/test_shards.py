@@ -24,8 +24,20 @@ def data(corpus):
 
 
 def tokenize(tokdir, data, out, *extra):
-    return run_cli("tokenize", "--tokenizer", tokdir, "--data", *data, "--out", out, "--shard-tokens", "300k",
-                   "--quiet", *extra, check=True)
+    return run_cli(
+        "tokenize",
+        "--tokenizer",
+        tokdir,
+        "--data",
+        *data,
+        "--out",
+        out,
+        "--shard-tokens",
+        "300k",
+        "--quiet",
+        *extra,
+        check=True,
+    )
 
 
 def test_shards_hold_the_same_tokens_as_encoding_again(tokdir, data, tmp_path):
@@ -55,11 +67,25 @@ def test_same_bytes_whatever_the_thread_count(tokdir, data, tmp_path):
 def test_ranks_split_the_work_and_cover_it_all(tokdir, data, tmp_path):
     tokenize(tokdir, data, tmp_path / "one")
     for r in range(3):
-        run_cli("tokenize", "--tokenizer", tokdir, "--data", *data, "--out", tmp_path / "multi", "--quiet",
-                "--shard-tokens", "300k", env={"RANK": str(r), "WORLD_SIZE": "3"}, check=True)
+        run_cli(
+            "tokenize",
+            "--tokenizer",
+            tokdir,
+            "--data",
+            *data,
+            "--out",
+            tmp_path / "multi",
+            "--quiet",
+            "--shard-tokens",
+            "300k",
+            env={"RANK": str(r), "WORLD_SIZE": "3"},
+            check=True,
+        )
     one = sorted(tuple(d.tolist()) for d in nanobpe.TokenShards(tmp_path / "one"))
-    parts = [sorted(tuple(d.tolist()) for d in nanobpe.TokenShards(sorted((tmp_path / "multi").glob(f"shard_r00{r}_*.bin"))))
-             for r in range(3)]
+    parts = [
+        sorted(tuple(d.tolist()) for d in nanobpe.TokenShards(sorted((tmp_path / "multi").glob(f"shard_r00{r}_*.bin"))))
+        for r in range(3)
+    ]
     assert all(parts)
     assert sorted(x for p in parts for x in p) == one
 
@@ -90,7 +116,9 @@ def test_bad_shards_are_clear_errors(tokdir, data, tmp_path, mixed_docs):
     with pytest.raises(nanobpe.DataError, match="another tokenizer"):
         nanobpe.TokenShards(path, tokenizer=other)
     wide = nanobpe.load(tokdir)._core
-    wide32 = nanobpe.Tokenizer(nanobpe._nanobpe.CoreTokenizer.from_ranks(wide.ranks(), wide.pattern, list(dict(wide.special_tokens)), 32))
+    wide32 = nanobpe.Tokenizer(
+        nanobpe._nanobpe.CoreTokenizer.from_ranks(wide.ranks(), wide.pattern, list(dict(wide.special_tokens)), 32)
+    )
     with pytest.raises(nanobpe.DataError, match="token width 16"):
         nanobpe.TokenShards(path, tokenizer=wide32)
     cases = {

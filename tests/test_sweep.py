@@ -14,8 +14,20 @@ from nanobpe.sweep import param_costs
 def test_prefix_property_against_independent_trainings(corpus, tmp_path):
     """Cutting a 6000-token run to 1000 and 3000 gives the same files as training those sizes directly."""
     data = [corpus_shards()[1], corpus_shards()[7]]
-    run_cli("sweep", "--vocab-sizes", "3000,1000,6000,3000", "--data", *data, "--out", tmp_path / "sw",
-            "--max-chars", "4e6", "--no-train-tokens", "--quiet", check=True)
+    run_cli(
+        "sweep",
+        "--vocab-sizes",
+        "3000,1000,6000,3000",
+        "--data",
+        *data,
+        "--out",
+        tmp_path / "sw",
+        "--max-chars",
+        "4e6",
+        "--no-train-tokens",
+        "--quiet",
+        check=True,
+    )
     for v in (1000, 3000):
         nanobpe.train(data, v, out=tmp_path / f"direct_{v}", max_chars=4_000_000)
         for f in ("tokenizer.tiktoken",):
@@ -28,8 +40,19 @@ def test_prefix_property_against_independent_trainings(corpus, tmp_path):
 
 def test_sweep_report_table_and_plot(corpus, tmp_path):
     out = tmp_path / "sw"
-    proc = run_cli("sweep", "--vocab-sizes", "2048,512,1024", "--data", corpus, "--out", out,
-                   "--max-chars", "2e6", "--json", check=True)
+    proc = run_cli(
+        "sweep",
+        "--vocab-sizes",
+        "2048,512,1024",
+        "--data",
+        corpus,
+        "--out",
+        out,
+        "--max-chars",
+        "2e6",
+        "--json",
+        check=True,
+    )
     rep = json.loads(proc.stdout)
     assert rep["sizes"] == [512, 1024, 2048]
     rows = rep["rows"]
@@ -59,5 +82,7 @@ def test_sweep_bad_sizes(corpus, tmp_path, sizes, message):
 
 
 def test_sweep_u16_with_a_large_size_is_an_error(corpus, tmp_path):
-    proc = run_cli("sweep", "--vocab-sizes", "1000,70000", "--token-width", "16", "--data", corpus, "--out", tmp_path / "x")
+    proc = run_cli(
+        "sweep", "--vocab-sizes", "1000,70000", "--token-width", "16", "--data", corpus, "--out", tmp_path / "x"
+    )
     assert proc.returncode == 1 and "70000" in proc.stderr

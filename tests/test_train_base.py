@@ -18,8 +18,22 @@ from conftest import ROOT, corpus_shards, run_cli
 
 torch = pytest.importorskip("torch", reason="train.base needs torch: pip install '.[train]'")
 
-TINY = ["--device", "cpu", "--depth", "2", "--max-seq-len", "64", "--device-batch-size", "2",
-        "--total-batch-size", "512", "--num-iterations", "20", "--eval-tokens", "2048"]
+TINY = [
+    "--device",
+    "cpu",
+    "--depth",
+    "2",
+    "--max-seq-len",
+    "64",
+    "--device-batch-size",
+    "2",
+    "--total-batch-size",
+    "512",
+    "--num-iterations",
+    "20",
+    "--eval-tokens",
+    "2048",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +51,16 @@ def data(corpus):
 def run(module: str, *args: str | Path, nproc: int = 2) -> str:
     """Run a train script (under torchrun when nproc > 1) and return its output; fail with the output on error."""
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module, "--"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            module,
+            "--",
+        ]
     else:
         cmd = [sys.executable, "-m", module]
     # From the repository root, as the README says: `train` comes from the installed package (the wheel ships it).
@@ -107,8 +130,21 @@ def test_token_shards_train_single_process(tokdir, data, tmp_path):
     run_cli("tokenize", "--tokenizer", tokdir, "--data", data[0], "--out", tokens, "--quiet", check=True)
     val = tmp_path / "val"
     run_cli("tokenize", "--tokenizer", tokdir, "--data", data[1], "--out", val, "--quiet", check=True)
-    out = run("train.base", "--tokenizer", tokdir, "--data", tokens, "--val-data", val, *TINY,
-              "--eval-every", "0", "--checkpoint-dir", tmp_path / "ck", nproc=1)
+    out = run(
+        "train.base",
+        "--tokenizer",
+        tokdir,
+        "--data",
+        tokens,
+        "--val-data",
+        val,
+        *TINY,
+        "--eval-every",
+        "0",
+        "--checkpoint-dir",
+        tmp_path / "ck",
+        nproc=1,
+    )
     loss = {s: float(v) for s, v in losses(out).items()}
     assert len(loss) == 20 and loss[20] < loss[1] - 1.0
     assert len(bpbs(out)) == 1
@@ -121,13 +157,48 @@ def test_bad_arguments_are_clear(tokdir, data, tmp_path):
     cases = [
         (["--data", data[0]], "at least two shards"),
         (["--data", str(tmp_path / "nope")], "no such file"),
-        (["--data", data[0], "--val-data", str(empty), "--device-batch-size", "1", "--max-seq-len", "64",
-          "--total-batch-size", "64", "--num-iterations", "1", "--eval-every", "0"], "no documents to read"),
-        (["--data", *data, "--depth", "2", "--max-seq-len", "64", "--device-batch-size", "3",
-          "--total-batch-size", "512"], "not a multiple"),
+        (
+            [
+                "--data",
+                data[0],
+                "--val-data",
+                str(empty),
+                "--device-batch-size",
+                "1",
+                "--max-seq-len",
+                "64",
+                "--total-batch-size",
+                "64",
+                "--num-iterations",
+                "1",
+                "--eval-every",
+                "0",
+            ],
+            "no documents to read",
+        ),
+        (
+            [
+                "--data",
+                *data,
+                "--depth",
+                "2",
+                "--max-seq-len",
+                "64",
+                "--device-batch-size",
+                "3",
+                "--total-batch-size",
+                "512",
+            ],
+            "not a multiple",
+        ),
     ]
-    proc = subprocess.run([sys.executable, "-m", "train.sample", "--checkpoint", str(tmp_path / "none")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.sample", "--checkpoint", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "no checkpoint there" in proc.stderr
     for extra, message in cases:
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -1,17 +1,17 @@
 """nanobpe: fast byte-level BPE tokenizers and data pipeline for small GPT training runs.
 
-    import nanobpe
-    tok = nanobpe.train(["data/"], vocab_size=32768, out="tok/")   # parquet / txt / jsonl
-    tok = nanobpe.load("tok/")
-    ids = tok.encode("hello world")                                 # same ids as tiktoken
-    enc = tok.to_tiktoken()                                         # a tiktoken.Encoding
+import nanobpe
+tok = nanobpe.train(["data/"], vocab_size=32768, out="tok/")   # parquet / txt / jsonl
+tok = nanobpe.load("tok/")
+ids = tok.encode("hello world")                                 # same ids as tiktoken
+enc = tok.to_tiktoken()                                         # a tiktoken.Encoding
 """
 
 from nanobpe._nanobpe import (
-    DataError,
     GPT4_PATTERN,
     NANOCHAT_PATTERN,
     NANOCHAT_SPECIALS,
+    DataError,
     NanobpeError,
     __version__,
 )
@@ -23,11 +23,11 @@ from nanobpe.shards import TokenShards
 from nanobpe.tokenizer import Tokenizer, load, train
 
 __all__ = [
-    "DataError",
-    "Loader",
     "GPT4_PATTERN",
     "NANOCHAT_PATTERN",
     "NANOCHAT_SPECIALS",
+    "DataError",
+    "Loader",
     "NanobpeError",
     "TokenShards",
     "Tokenizer",

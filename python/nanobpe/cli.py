@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import nanobpe
@@ -70,24 +71,44 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
     )
     p.add_argument("--vocab-size", type=positive_size, required=True, help="total vocab size, e.g. 32768 or 65536")
-    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="parquet/txt/jsonl files or folders (a folder's files are taken sorted by name)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="parquet/txt/jsonl files or folders (a folder's files are taken sorted by name)",
+    )
     p.add_argument("--out", required=True, help="output tokenizer directory (tokenizer.tiktoken + nanobpe.json)")
-    p.add_argument("--pattern", default="nanochat",
-                   help="split pattern: 'nanochat' (default), 'gpt4', or a regex")
-    p.add_argument("--special", nargs="*", default=None, metavar="NAME",
-                   help="special tokens, replacing nanochat's nine (give none for no specials)")
+    p.add_argument("--pattern", default="nanochat", help="split pattern: 'nanochat' (default), 'gpt4', or a regex")
+    p.add_argument(
+        "--special",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="special tokens, replacing nanochat's nine (give none for no specials)",
+    )
     p.add_argument("--reserve", type=int, default=0, metavar="N", help="unnamed special slots to keep for later")
-    p.add_argument("--token-width", type=int, choices=(16, 32), default=None,
-                   help="force 16- or 32-bit token ids (default: 16 when the vocab fits in 65536)")
+    p.add_argument(
+        "--token-width",
+        type=int,
+        choices=(16, 32),
+        default=None,
+        help="force 16- or 32-bit token ids (default: 16 when the vocab fits in 65536)",
+    )
     p.add_argument("--doc-cap", type=parse_size, default=10_000, help="cut each document to this many characters")
-    p.add_argument("--max-chars", type=parse_size, default=2_000_000_000,
-                   help="stop after the document that takes the total past this many characters (default 2e9)")
+    p.add_argument(
+        "--max-chars",
+        type=parse_size,
+        default=2_000_000_000,
+        help="stop after the document that takes the total past this many characters (default 2e9)",
+    )
     p.add_argument("--text-column", default="text", help="parquet column holding the text")
     p.add_argument("--jsonl-field", default="text", help="jsonl field holding the text")
     p.add_argument("--lines", action="store_true", help=".txt files: one document per line (default: per file)")
     p.add_argument("--include-val", action="store_true", help="also train on the last (validation) file of folders")
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores, or RAYON_NUM_THREADS)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="worker threads (default: all cores, or RAYON_NUM_THREADS)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -138,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _read_input_text(path: str) -> str:
-    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -148,16 +169,28 @@ def _read_input_text(path: str) -> str:
 
 
 def add_encode(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("encode", help="encode a UTF-8 file to token ids",
-                       description="Encode text (a file, or - for stdin) with a tokenizer directory.")
+    p = sub.add_parser(
+        "encode",
+        help="encode a UTF-8 file to token ids",
+        description="Encode text (a file, or - for stdin) with a tokenizer directory.",
+    )
     p.add_argument("tokenizer", help="tokenizer directory")
     p.add_argument("input", nargs="?", default="-", help="UTF-8 text file, or - for stdin (default)")
     p.add_argument("--bos", action="store_true", help="put <|bos|> in front")
-    p.add_argument("--format", choices=("ids", "npy"), default="ids",
-                   help="ids: space-separated integers (default); npy: a .npy array of the tokenizer's dtype")
+    p.add_argument(
+        "--format",
+        choices=("ids", "npy"),
+        default="ids",
+        help="ids: space-separated integers (default); npy: a .npy array of the tokenizer's dtype",
+    )
     p.add_argument("--out", default="-", help="output file (default stdout)")
-    p.add_argument("--allowed-special", nargs="*", default=(), metavar="NAME",
-                   help="special tokens to recognise in the text ('all' for all); others are an error")
+    p.add_argument(
+        "--allowed-special",
+        nargs="*",
+        default=(),
+        metavar="NAME",
+        help="special tokens to recognise in the text ('all' for all); others are an error",
+    )
     p.add_argument("--vocab-size", type=positive_size, default=None, help="use the tokenizer cut to this size")
     p.set_defaults(func=cmd_encode)
 
@@ -172,7 +205,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.bos:
         ids = [tok._bos(True)] + ids
     arr = np.asarray(ids, dtype=tok.dtype)
-    out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
+    out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115 (closed below unless stdout)
     try:
         if args.format == "npy":
             np.save(out, arr)
@@ -185,8 +218,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def add_decode(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="decode token ids to text",
-                       description="Decode ids (whitespace-separated integers, or a .npy file) to UTF-8 text.")
+    p = sub.add_parser(
+        "decode",
+        help="decode token ids to text",
+        description="Decode ids (whitespace-separated integers, or a .npy file) to UTF-8 text.",
+    )
     p.add_argument("tokenizer", help="tokenizer directory")
     p.add_argument("input", nargs="?", default="-", help="ids file (.npy or text), or - for stdin (default)")
     p.set_defaults(func=cmd_decode)
@@ -199,7 +235,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if args.input != "-" and args.input.endswith(".npy"):
         ids = np.load(args.input, allow_pickle=False).astype(np.int64).tolist()
     else:
-        raw = sys.stdin.read() if args.input == "-" else open(args.input, encoding="utf-8").read()
+        raw = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
         try:
             ids = [int(x) for x in raw.split()]
         except ValueError as e:
@@ -214,8 +250,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a tokenizer for other libraries",
-                       description="Write tokenizer.json for HF tokenizers / transformers (PreTrainedTokenizerFast).")
+    p = sub.add_parser(
+        "export",
+        help="export a tokenizer for other libraries",
+        description="Write tokenizer.json for HF tokenizers / transformers (PreTrainedTokenizerFast).",
+    )
     p.add_argument("tokenizer", help="tokenizer directory")
     p.add_argument("--format", choices=("hf",), default="hf", help="hf: Hugging Face tokenizer.json")
     p.add_argument("--out", default=None, help="output file or directory (default: DIR/tokenizer.json)")
@@ -232,11 +271,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="compare tokenizers' compression on held-out text",
-                       description="Bytes per token on the validation shard (a folder's last file), per language "
-                       "(en/de/zh) and on source code, for each tokenizer, relative to the first.")
-    p.add_argument("tokenizers", nargs="+", metavar="DIR",
-                   help="tokenizer directories, or FILE.tiktoken[:PATTERN] (pattern: nanochat, gpt4 or a regex)")
+    p = sub.add_parser(
+        "eval",
+        help="compare tokenizers' compression on held-out text",
+        description="Bytes per token on the validation shard (a folder's last file), per language "
+        "(en/de/zh) and on source code, for each tokenizer, relative to the first.",
+    )
+    p.add_argument(
+        "tokenizers",
+        nargs="+",
+        metavar="DIR",
+        help="tokenizer directories, or FILE.tiktoken[:PATTERN] (pattern: nanochat, gpt4 or a regex)",
+    )
     p.add_argument("--data", nargs="+", required=True, help="a shard folder (its validation file is used) or files")
     p.add_argument("--code", nargs="*", default=None, help="source files for the code slice (default: nanobpe's own)")
     p.add_argument("--doc-cap", type=parse_size, default=None, help="cut documents to this many characters")
@@ -244,7 +290,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _load_any(spec: str) -> tuple[str, "nanobpe.Tokenizer"]:
+def _load_any(spec: str) -> tuple[str, nanobpe.Tokenizer]:
     path, _, pattern = spec.partition(":") if spec.split(":", 1)[0].endswith(".tiktoken") else (spec, "", "")
     if path.endswith(".tiktoken"):
         return os.path.basename(path), nanobpe.Tokenizer.from_tiktoken_file(path, pattern or "nanochat")
@@ -282,8 +328,12 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         "sequence). Writes DIR/vocab_V/ for each size, report.json, report.md and sweep.png.",
         epilog=EPILOG,
     )
-    p.add_argument("--vocab-sizes", type=parse_sizes, required=True,
-                   help="comma-separated sizes, e.g. 4096,8192,16384,32768,65536,131072 (sorted, deduplicated)")
+    p.add_argument(
+        "--vocab-sizes",
+        type=parse_sizes,
+        required=True,
+        help="comma-separated sizes, e.g. 4096,8192,16384,32768,65536,131072 (sorted, deduplicated)",
+    )
     p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="shard folders or files (see train)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--depth", type=int, default=20, help="model depth for the parameter columns (nanochat's d20)")
@@ -292,8 +342,11 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-width", type=int, choices=(16, 32), default=None)
     p.add_argument("--doc-cap", type=parse_size, default=10_000)
     p.add_argument("--max-chars", type=parse_size, default=2_000_000_000)
-    p.add_argument("--no-train-tokens", action="store_true",
-                   help="skip encoding the whole training set (the train-tokens and disk columns)")
+    p.add_argument(
+        "--no-train-tokens",
+        action="store_true",
+        help="skip encoding the whole training set (the train-tokens and disk columns)",
+    )
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep)
@@ -304,15 +357,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     quiet = args.quiet or args.json
     report = sweep(
-        args.vocab_sizes, args.data, args.out, depth=args.depth, special_tokens=args.special,
-        doc_cap=args.doc_cap, max_chars=args.max_chars, pattern=args.pattern, token_width=args.token_width,
+        args.vocab_sizes,
+        args.data,
+        args.out,
+        depth=args.depth,
+        special_tokens=args.special,
+        doc_cap=args.doc_cap,
+        max_chars=args.max_chars,
+        pattern=args.pattern,
+        token_width=args.token_width,
         count_train_tokens=not args.no_train_tokens,
         log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
     )
     if args.json:
         print(json.dumps(report, indent=2))
     elif not args.quiet:
-        print(open(os.path.join(args.out, "report.md"), encoding="utf-8").read())
+        print(Path(args.out, "report.md").read_text(encoding="utf-8"))
     return 0
 
 
@@ -338,8 +398,13 @@ def add_tokenize(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
     )
     p.add_argument("--tokenizer", required=True, help="tokenizer directory")
-    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="files or folders (a folder's last file "
-                   "is validation and skipped unless --include-val)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files or folders (a folder's last file is validation and skipped unless --include-val)",
+    )
     p.add_argument("--out", required=True, help="output directory for shard_*.bin and manifest.json")
     p.add_argument("--bos", action="store_true", help="put <|bos|> in front of every document")
     p.add_argument("--shard-tokens", type=positive_size, default=100_000_000, help="tokens per shard (default 100M)")
@@ -359,18 +424,32 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     rank = args.rank if args.rank is not None else _env_int("RANK", "SLURM_PROCID") or 0
     world = args.world_size if args.world_size is not None else _env_int("WORLD_SIZE", "SLURM_NTASKS") or 1
     tok = nanobpe.load(args.tokenizer)
-    manifest = json.loads(_nanobpe.tokenize_files(
-        tok._core, args.data, args.out, bos=args.bos, shard_tokens=args.shard_tokens, rank=rank, world=world,
-        include_val=args.include_val, text_column=args.text_column, jsonl_field=args.jsonl_field, lines=args.lines,
-        progress=show_progress(args), threads=args.threads,
-    ))
+    manifest = json.loads(
+        _nanobpe.tokenize_files(
+            tok._core,
+            args.data,
+            args.out,
+            bos=args.bos,
+            shard_tokens=args.shard_tokens,
+            rank=rank,
+            world=world,
+            include_val=args.include_val,
+            text_column=args.text_column,
+            jsonl_field=args.jsonl_field,
+            lines=args.lines,
+            progress=show_progress(args),
+            threads=args.threads,
+        )
+    )
     if args.json:
         print(json.dumps(manifest, indent=2))
     elif not args.quiet:
         n = sum(s["tokens"] for s in manifest["shards"])
         d = sum(s["docs"] for s in manifest["shards"])
-        print(f"{len(manifest['shards'])} shards, {n:,} tokens (u{tok.token_width}), {d:,} documents → {args.out}"
-              + (f" [rank {rank}/{world}]" if world > 1 else ""))
+        print(
+            f"{len(manifest['shards'])} shards, {n:,} tokens (u{tok.token_width}), {d:,} documents → {args.out}"
+            + (f" [rank {rank}/{world}]" if world > 1 else "")
+        )
     return 0
 
 
@@ -392,7 +471,9 @@ def add_pull(sub: argparse._SubParsersAction) -> None:
         "Sources: fineweb-edu-100b (default, shards 0..=1822), climbmix-400b (0..=6542).",
     )
     p.add_argument("--shards", required=True, help="which shards, e.g. ..8 (see below)")
-    p.add_argument("--dataset-dir", default=str(default_dataset_dir()), help="where the shards go (default: %(default)s)")
+    p.add_argument(
+        "--dataset-dir", default=str(default_dataset_dir()), help="where the shards go (default: %(default)s)"
+    )
     p.add_argument("--source", default=None, help="fineweb-edu-100b (default) or climbmix-400b")
     p.add_argument("--url-template", default=None, help="URL with {index} or {index:05}, instead of --source")
     p.add_argument("--max-shard", type=int, default=None, help="largest index of --url-template (the validation shard)")
@@ -402,8 +483,11 @@ def add_pull(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before retrying (default 30)")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each time")
     p.add_argument("--verify", action="store_true", help="re-check files already present (footer, server length)")
-    p.add_argument("--fsync", action="store_true", help="make each file durable before renaming it (power-cut safe; "
-                   "slower where the disk is the bottleneck)")
+    p.add_argument(
+        "--fsync",
+        action="store_true",
+        help="make each file durable before renaming it (power-cut safe; slower where the disk is the bottleneck)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pull)
@@ -413,20 +497,35 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from nanobpe.pull import pull
 
     try:
-        report = pull(args.shards, args.dataset_dir, source=args.source, url_template=args.url_template,
-                      max_shard=args.max_shard, val=not args.no_val, workers=args.workers, retries=args.retries,
-                      timeout=args.timeout, backoff=args.backoff, verify=args.verify, fsync=args.fsync,
-                      progress=show_progress(args))
+        report = pull(
+            args.shards,
+            args.dataset_dir,
+            source=args.source,
+            url_template=args.url_template,
+            max_shard=args.max_shard,
+            val=not args.no_val,
+            workers=args.workers,
+            retries=args.retries,
+            timeout=args.timeout,
+            backoff=args.backoff,
+            verify=args.verify,
+            fsync=args.fsync,
+            progress=show_progress(args),
+        )
     except KeyboardInterrupt:
-        print("\nnanobpe: interrupted; partial downloads are kept as .part files, run the same command to resume",
-              file=sys.stderr)
+        print(
+            "\nnanobpe: interrupted; partial downloads are kept as .part files, run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     if args.json:
         print(json.dumps(report, indent=2))
     elif not args.quiet:
-        print(f"{report['downloaded']} downloaded, {report['present']} already there, {len(report['failed'])} failed: "
-              f"{report['bytes'] / 1e6:,.1f} MB in {_fmt_secs(report['seconds'])} ({report['mb_per_s']:,.1f} MB/s) "
-              f"→ {report['dir']}")
+        print(
+            f"{report['downloaded']} downloaded, {report['present']} already there, {len(report['failed'])} failed: "
+            f"{report['bytes'] / 1e6:,.1f} MB in {_fmt_secs(report['seconds'])} ({report['mb_per_s']:,.1f} MB/s) "
+            f"→ {report['dir']}"
+        )
     for f in report["files"]:
         if f["status"] == "failed":
             print(f"nanobpe: error: {f['file']}: {f['error']}", file=sys.stderr)

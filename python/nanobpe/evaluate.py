@@ -13,8 +13,10 @@ import numpy as np
 from nanobpe import _nanobpe
 from nanobpe.tokenizer import Tokenizer
 
-_DE = set("der die das und ist nicht mit von zu den des dem ein eine auf für sich auch werden wird nach bei oder".split())
-_EN = set("the and of to is in that it for with as was on be by this are or from at which not".split())
+_DE = frozenset(
+    "der die das und ist nicht mit von zu den des dem ein eine auf für sich auch werden wird nach bei oder".split()
+)
+_EN = frozenset("the and of to is in that it for with as was on be by this are or from at which not".split())
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[a-zäöüß]+")
 
@@ -68,7 +70,7 @@ def evaluate(tokenizers: Sequence[tuple[str, Tokenizer]], slices: dict[str, list
             n_chars = sum(len(t) for t in texts)
             seen[ids] = True
             row["slices"][sname] = {
-                "tokens": int(len(ids)),
+                "tokens": len(ids),
                 "bytes": n_bytes,
                 "chars": n_chars,
                 "bytes_per_token": n_bytes / max(1, len(ids)),
@@ -87,7 +89,9 @@ def evaluate(tokenizers: Sequence[tuple[str, Tokenizer]], slices: dict[str, list
 def format_table(report: dict[str, Any]) -> str:
     toks = report["tokenizers"]
     lines = ["bytes per token (higher is better; Δ vs the first tokenizer)", ""]
-    header = "| slice | docs | " + " | ".join(f"{t['name']} (V={t['vocab_size']}, u{t['token_width']})" for t in toks) + " |"
+    header = (
+        "| slice | docs | " + " | ".join(f"{t['name']} (V={t['vocab_size']}, u{t['token_width']})" for t in toks) + " |"
+    )
     lines += [header, "|" + "---|" * (2 + len(toks))]
     for sname, ndocs in report["slices"].items():
         cells = []

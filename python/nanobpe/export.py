@@ -45,8 +45,15 @@ def to_hf_json(tok: Tokenizer) -> dict[str, Any]:
                 merges.append((rank, [s(b[:k]), s(b[k:])]))
     merges.sort(key=lambda m: m[0])
     added = [
-        {"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
-         "special": True}
+        {
+            "id": i,
+            "content": name,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
         for name, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
     ]
     return {

@@ -45,9 +45,17 @@ class Loader:
         self.batch_size, self.seq_len = batch_size, seq_len
         self.dtype = tokenizer.dtype
         self._core = _nanobpe.Loader(
-            tokenizer._core, [os.fspath(p) for p in paths], batch_size, seq_len, rank=rank, world=world,
-            buffer_docs=buffer_docs, prefetch=prefetch, threads=threads,
-            state=None if state is None else json.dumps(state), text_column=text_column,
+            tokenizer._core,
+            [os.fspath(p) for p in paths],
+            batch_size,
+            seq_len,
+            rank=rank,
+            world=world,
+            buffer_docs=buffer_docs,
+            prefetch=prefetch,
+            threads=threads,
+            state=None if state is None else json.dumps(state),
+            text_column=text_column,
         )
 
     def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None:

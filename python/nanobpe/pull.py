@@ -45,11 +45,23 @@ def pull(
     bottleneck). A shard that cannot be fetched does not raise: it is listed in ``report["failed"]`` and no file is left for it
     (its ``.part`` stays, to resume later).
     """
-    report: dict[str, Any] = json.loads(_nanobpe.pull(
-        shards, os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir()),
-        source=source, url_template=url_template, max_shard=max_shard, val=val, workers=workers,
-        retries=retries, timeout=timeout, backoff=backoff, verify=verify, fsync=fsync,
-        hf_endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None,
-        progress=sys.stderr.isatty() if progress is None else progress,
-    ))
+    report: dict[str, Any] = json.loads(
+        _nanobpe.pull(
+            shards,
+            os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir()),
+            source=source,
+            url_template=url_template,
+            max_shard=max_shard,
+            val=val,
+            workers=workers,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            verify=verify,
+            fsync=fsync,
+            hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
+            token=os.environ.get("HF_TOKEN") or None,
+            progress=sys.stderr.isatty() if progress is None else progress,
+        )
+    )
     return report

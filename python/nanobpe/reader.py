@@ -35,8 +35,15 @@ def read_texts(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     reader = _nanobpe.TextReader(
-        [os.fspath(p) for p in paths], doc_cap=doc_cap, max_chars=max_chars, include_val=include_val,
-        text_column=text_column, jsonl_field=jsonl_field, lines=lines, rank=rank, world=world,
+        [os.fspath(p) for p in paths],
+        doc_cap=doc_cap,
+        max_chars=max_chars,
+        include_val=include_val,
+        text_column=text_column,
+        jsonl_field=jsonl_field,
+        lines=lines,
+        rank=rank,
+        world=world,
     )
     pending: list[str] = []
     while (docs := reader.next_window()) is not None:

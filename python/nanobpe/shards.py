@@ -42,7 +42,9 @@ class TokenShards:
     Pass `tokenizer=` to refuse shards written with another tokenizer.
     """
 
-    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tokenizer: Tokenizer | None = None):
+    def __init__(
+        self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tokenizer: Tokenizer | None = None
+    ):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         files: list[Path] = []
@@ -58,7 +60,8 @@ class TokenShards:
             if tokenizer is not None:
                 if s.width != tokenizer.token_width:
                     raise _nanobpe.DataError(
-                        f"{s.path}: token width {s.width} but the tokenizer stores u{tokenizer.token_width}")
+                        f"{s.path}: token width {s.width} but the tokenizer stores u{tokenizer.token_width}"
+                    )
                 if s.checksum != tokenizer._core.checksum():
                     raise _nanobpe.DataError(f"{s.path}: written with another tokenizer (checksum mismatch)")
         self.dtype = first.dtype

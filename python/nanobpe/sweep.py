@@ -89,9 +89,17 @@ def sweep(
 
     t0 = time.perf_counter()
     log(f"sweep: training once to {sizes[-1]} ...")
-    biggest = train(data, sizes[-1], out=out / f"vocab_{sizes[-1]}", pattern=pattern, special_tokens=specials,
-                    doc_cap=doc_cap, max_chars=max_chars, token_width=None if token_width == 16 else token_width,
-                    progress=sys.stderr.isatty())
+    biggest = train(
+        data,
+        sizes[-1],
+        out=out / f"vocab_{sizes[-1]}",
+        pattern=pattern,
+        special_tokens=specials,
+        doc_cap=doc_cap,
+        max_chars=max_chars,
+        token_width=None if token_width == 16 else token_width,
+        progress=sys.stderr.isatty(),
+    )
     train_seconds = time.perf_counter() - t0
     log(f"sweep: trained in {train_seconds:.1f}s; evaluating {len(sizes)} sizes ...")
 
@@ -126,8 +134,10 @@ def sweep(
             row["train_disk_bytes"] = n * tok.token_width // 8
         row["seconds"] = time.perf_counter() - ts
         rows.append(row)
-        log(f"sweep: V={s}: {row['bytes_per_token']['all']:.3f} bytes/token, "
-            f"embedding share {100 * row['embedding_share']:.1f}% ({row['seconds']:.1f}s)")
+        log(
+            f"sweep: V={s}: {row['bytes_per_token']['all']:.3f} bytes/token, "
+            f"embedding share {100 * row['embedding_share']:.1f}% ({row['seconds']:.1f}s)"
+        )
     report = {
         "sizes": sizes,
         "depth": depth,
@@ -152,7 +162,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"One training run to {report['sizes'][-1]} in {report['train_seconds']:.1f}s; every smaller vocab is a prefix. "
         "Bytes per token on the held-out validation shard (higher is better).",
         "",
-        "| vocab | width | bytes/tok | " + " | ".join(f"{s} b/tok" for s in slices)
+        "| vocab | width | bytes/tok | "
+        + " | ".join(f"{s} b/tok" for s in slices)
         + " | train tokens | on disk | emb+unemb params | share | logits/pos (bf16) | unused on val | not re-encoding |",
         "|" + "---|" * (10 + len(slices)),
     ]
@@ -180,8 +191,13 @@ def plot(report: dict[str, Any], path: Path, log) -> None:
     sizes = [r["vocab_size"] for r in report["rows"]]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     for name in report["rows"][0]["bytes_per_token"]:
-        ax.plot(sizes, [r["bytes_per_token"][name] for r in report["rows"]], marker="o",
-                lw=2.5 if name == "all" else 1.2, label=f"bytes/token: {name}")
+        ax.plot(
+            sizes,
+            [r["bytes_per_token"][name] for r in report["rows"]],
+            marker="o",
+            lw=2.5 if name == "all" else 1.2,
+            label=f"bytes/token: {name}",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(s) for s in sizes])
@@ -189,8 +205,13 @@ def plot(report: dict[str, Any], path: Path, log) -> None:
     ax.set_ylabel("bytes per token (validation)")
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
-    ax2.plot(sizes, [100 * r["embedding_share"] for r in report["rows"]], "k--", marker="s",
-             label=f"embedding share of params (depth {report['depth']})")
+    ax2.plot(
+        sizes,
+        [100 * r["embedding_share"] for r in report["rows"]],
+        "k--",
+        marker="s",
+        label=f"embedding share of params (depth {report['depth']})",
+    )
     ax2.set_ylabel("embedding + unembedding share of parameters (%)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()

@@ -247,7 +247,7 @@ class Tokenizer:
 
     # ---------------------------------------------------------------- interop
 
-    def to_tiktoken(self, name: str = "nanobpe") -> "tiktoken.Encoding":
+    def to_tiktoken(self, name: str = "nanobpe") -> tiktoken.Encoding:
         """A ``tiktoken.Encoding`` with the same ranks, pattern and special tokens (needs ``tiktoken``)."""
         import tiktoken
 

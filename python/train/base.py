@@ -120,7 +120,9 @@ def token_bytes_table(tok: nanobpe.Tokenizer, device: torch.device) -> torch.Ten
 
 
 @torch.no_grad()
-def evaluate_bpb(model: torch.nn.Module, loader: DeviceLoader, steps: int, token_bytes: torch.Tensor, autocast: Any) -> float:
+def evaluate_bpb(
+    model: torch.nn.Module, loader: DeviceLoader, steps: int, token_bytes: torch.Tensor, autocast: Any
+) -> float:
     """Bits per byte: Σ nats / (ln 2 · Σ bytes of the target tokens), summed over all ranks."""
     nats = torch.zeros((), dtype=torch.float64, device=token_bytes.device)
     nbytes = torch.zeros((), dtype=torch.int64, device=token_bytes.device)
@@ -182,17 +184,29 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
     B, T = args.device_batch_size, args.max_seq_len
     per_pass = B * T * d.world
     if args.total_batch_size % per_pass:
-        sys.exit(f"error: --total-batch-size {args.total_batch_size} is not a multiple of "
-                 f"device batch x seq len x ranks = {B} x {T} x {d.world} = {per_pass}")
+        sys.exit(
+            f"error: --total-batch-size {args.total_batch_size} is not a multiple of "
+            f"device batch x seq len x ranks = {B} x {T} x {d.world} = {per_pass}"
+        )
     accum = args.total_batch_size // per_pass
     n_params = raw.num_params()
-    n_steps = args.num_iterations if args.num_iterations > 0 else max(1, round(args.target_param_data_ratio * n_params / args.total_batch_size))
+    n_steps = (
+        args.num_iterations
+        if args.num_iterations > 0
+        else max(1, round(args.target_param_data_ratio * n_params / args.total_batch_size))
+    )
     eval_steps = max(1, args.eval_tokens // per_pass)
     peak = peak_flops(d.device)
-    print0(d, f"model: depth {config.n_layer}, width {config.n_embd}, {config.n_head} heads, vocab {config.vocab_size} "
-              f"(padded {config.padded_vocab}), {n_params:,} parameters")
-    print0(d, f"data: {len(train_files)} train / {len(val_files)} val files, {d.world} ranks, "
-              f"{args.total_batch_size:,} tokens per step = {B} x {T} x {d.world} ranks x {accum} accumulation")
+    print0(
+        d,
+        f"model: depth {config.n_layer}, width {config.n_embd}, {config.n_head} heads, vocab {config.vocab_size} "
+        f"(padded {config.padded_vocab}), {n_params:,} parameters",
+    )
+    print0(
+        d,
+        f"data: {len(train_files)} train / {len(val_files)} val files, {d.world} ranks, "
+        f"{args.total_batch_size:,} tokens per step = {B} x {T} x {d.world} ranks x {accum} accumulation",
+    )
     print0(d, f"training {n_steps} steps = {n_steps * args.total_batch_size:,} tokens on {d.device.type}")
 
     train_loader = DeviceLoader(tok, train_files, B, T, d.device, d.rank, d.world, state=loader_state)
@@ -215,7 +229,9 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
         stop = args.stop_after > 0 and step == args.stop_after
         saving = step != start_step and (last or stop or (args.save_every > 0 and step % args.save_every == 0))
         if saving:
-            path = checkpoint.save(d, ckpt_root, step, raw, optimizers, train_loader.state(), {**meta_base, "val_bpb": val_bpb})
+            path = checkpoint.save(
+                d, ckpt_root, step, raw, optimizers, train_loader.state(), {**meta_base, "val_bpb": val_bpb}
+            )
             print0(d, f"step {step:05d}/{n_steps:05d} | saved {path}")
         if last or stop:
             break
@@ -249,8 +265,10 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
         wait_ms = train_loader.take_wait() * 1000
         step += 1
         tok_s = args.total_batch_size / dt
-        line = (f"step {step:05d}/{n_steps:05d} | loss {loss_value:.6f} | lrm {lrm:.2f} | dt {dt * 1000:.1f}ms | "
-                f"tok/s {tok_s:,.0f}")
+        line = (
+            f"step {step:05d}/{n_steps:05d} | loss {loss_value:.6f} | lrm {lrm:.2f} | dt {dt * 1000:.1f}ms | "
+            f"tok/s {tok_s:,.0f}"
+        )
         if peak:
             line += f" | mfu {100 * flops_per_token * tok_s / (peak * d.world):.1f}%"
         print0(d, line + f" | data-wait {wait_ms:.2f}ms ({100 * wait_ms / (dt * 1000):.2f}%)")

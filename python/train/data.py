@@ -28,7 +28,9 @@ class DeviceLoader:
     ):
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         threads = max(1, (os.cpu_count() or 1) // local_world)
-        self.core = nanobpe.Loader(tokenizer, paths, batch_size, seq_len, rank=rank, world=world, threads=threads, state=state)
+        self.core = nanobpe.Loader(
+            tokenizer, paths, batch_size, seq_len, rank=rank, world=world, threads=threads, state=state
+        )
         self.device = device
         self.wide = tokenizer.token_width == 32
         # torch has no unsigned 16-bit arithmetic on every device: carry the bits as int16/int32, fix the sign later.

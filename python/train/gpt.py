@@ -31,7 +31,9 @@ class GPTConfig:
     def from_depth(cls, depth: int, vocab_size: int, sequence_len: int) -> GPTConfig:
         """nanochat's sizing: width = depth·64 rounded up to a multiple of 128, heads of 128."""
         n_embd = math.ceil(depth * 64 / HEAD_DIM) * HEAD_DIM
-        return cls(vocab_size=vocab_size, n_layer=depth, n_embd=n_embd, n_head=n_embd // HEAD_DIM, sequence_len=sequence_len)
+        return cls(
+            vocab_size=vocab_size, n_layer=depth, n_embd=n_embd, n_head=n_embd // HEAD_DIM, sequence_len=sequence_len
+        )
 
     @property
     def padded_vocab(self) -> int:

@@ -67,9 +67,14 @@ def build_optimizers(
             {"params": [model.lm_head.weight], "lr": unembedding_lr * scale},
             {"params": [model.wte.weight], "lr": embedding_lr * scale},
         ],
-        betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=cuda,
+        betas=(0.8, 0.95),
+        eps=1e-10,
+        weight_decay=0.0,
+        fused=cuda,
     )
-    muon = Muon(model.blocks.parameters(), lr=matrix_lr, momentum=0.95, ns_dtype=torch.bfloat16 if cuda else torch.float32)
+    muon = Muon(
+        model.blocks.parameters(), lr=matrix_lr, momentum=0.95, ns_dtype=torch.bfloat16 if cuda else torch.float32
+    )
     optimizers: list[torch.optim.Optimizer] = [adamw, muon]
     for opt in optimizers:
         for group in opt.param_groups:

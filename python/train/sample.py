@@ -27,7 +27,7 @@ def generate(model: GPT, ids: list[int], max_tokens: int, temperature: float, to
     x = torch.tensor([ids], dtype=torch.long, device=model.wte.weight.device)
     out: list[int] = []
     for _ in range(max_tokens):
-        logits = model(x[:, -model.config.sequence_len:])[0, -1]
+        logits = model(x[:, -model.config.sequence_len :])[0, -1]
         if temperature <= 0:
             nxt = int(logits.argmax())
         else:
