@@ -1,15 +1,19 @@
 //! Text → token ids with tiktoken's semantics.
 //!
 //! For each piece of the split pattern: if the whole piece is a token, that is its id (most pieces); otherwise
-//! byte-level BPE merges the adjacent pair whose concatenated bytes form the lowest-ranked token, leftmost first —
-//! exactly what tiktoken's `byte_pair_merge` does. Pair ranks are looked up by id in a table built from the
-//! vocabulary (every way a token's bytes split into two tokens), not by hashing byte slices. Short pieces use
-//! tiktoken's simple rescan; long pieces use a heap and a linked list, so a 1 MB piece with no split point is
-//! encoded in O(n log n), not O(n²).
+//! byte-level BPE starts from the ranks of the piece's single bytes (wherever the vocab puts them: a trained vocab
+//! has byte b at rank b, cl100k-style files do not) and merges the adjacent pair whose concatenated bytes form the
+//! lowest-ranked token, leftmost first — exactly what tiktoken's `byte_pair_merge` does. Pair ranks are looked up by
+//! id in a table built from the vocabulary (every way a token's bytes split into two tokens, so keyed by the
+//! concatenation being a token, not by how training made it). Short pieces use tiktoken's simple rescan; long pieces
+//! use a block min-tree over positions: O(n log n) time and about 9 bytes per input byte.
+//!
+//! Special tokens are found by one leftmost-longest Aho–Corasick automaton over the allowed names (built once per
+//! allowed set and kept), so the text is scanned once however many specials it holds.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex};
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
 use rayon::prelude::*;
 
@@ -21,8 +25,17 @@ use crate::{arg_err, data_err};
 
 type Map<K, V> = hashbrown::HashMap<K, V, FixedState>;
 
-/// Pieces longer than this (in bytes) use the heap-based merge.
+/// Pieces longer than this (in bytes) use the tree-based merge.
 const LONG_PIECE: usize = 256;
+
+/// How many automata for allowed subsets (other than "all") an encoder keeps.
+const MATCHER_CACHE: usize = 16;
+
+/// An automaton over some special tokens' names and their ids, by pattern index.
+struct SpecialMatcher {
+    ac: AhoCorasick,
+    ids: Vec<u32>,
+}
 
 pub struct Encoder {
     pretok: Pretokenizer,
@@ -30,19 +43,32 @@ pub struct Encoder {
     by_bytes: Map<Box<[u8]>, u32>,
     /// (left id, right id) → id of the token whose bytes are their concatenation.
     pair_rank: Map<(u32, u32), u32>,
+    /// The rank of each single byte: where BPE starts.
+    byte_rank: [u32; 256],
     /// Rank → bytes, then special tokens' bytes.
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
     specials: Vec<(String, u32)>,
+    special_ids: Map<String, u32>,
+    /// All specials (built once); None when there are none.
+    all_specials: Option<Arc<SpecialMatcher>>,
+    /// Automata for other allowed sets, keyed by their sorted ids, most recently used last.
+    subsets: Mutex<Vec<(Vec<u32>, Arc<SpecialMatcher>)>>,
 }
 
 impl Encoder {
     pub fn new(vocab: &Vocab) -> Result<Self> {
+        crate::vocab::check_ranks(&vocab.ranks).map_err(|m| arg_err!("ranks: {m}"))?;
         let pretok = Pretokenizer::new(&vocab.pattern)?;
         let mut by_bytes: Map<Box<[u8]>, u32> = Map::with_hasher(FixedState::with_seed(1));
         for (r, b) in vocab.ranks.iter().enumerate() {
             // Like a Python dict built from the file, the last rank of repeated bytes wins.
             by_bytes.insert(b.clone().into_boxed_slice(), r as u32);
+        }
+        let mut byte_rank = [u32::MAX; 256];
+        for (b, r) in byte_rank.iter_mut().enumerate() {
+            // check_ranks made sure every byte is there.
+            *r = by_bytes.get(&[b as u8][..]).copied().unwrap_or(u32::MAX);
         }
         let mut pair_rank: Map<(u32, u32), u32> = Map::with_hasher(FixedState::with_seed(2));
         for (r, b) in vocab.ranks.iter().enumerate() {
@@ -57,10 +83,30 @@ impl Encoder {
         }
         let mut decoder: Vec<Box<[u8]>> = vocab.ranks.iter().map(|b| b.clone().into_boxed_slice()).collect();
         let specials: Vec<(String, u32)> = vocab.all_specials().cloned().collect();
-        for (name, _) in &specials {
+        let mut special_ids: Map<String, u32> = Map::with_hasher(FixedState::with_seed(3));
+        for (i, (name, id)) in specials.iter().enumerate() {
+            if *id as usize != vocab.ranks.len() + i {
+                return Err(arg_err!("special token {name:?} has id {id}; special ids must follow the ranks"));
+            }
+            if name.is_empty() || special_ids.insert(name.clone(), *id).is_some() {
+                return Err(arg_err!("special token name {name:?} is empty or given twice"));
+            }
             decoder.push(name.as_bytes().to_vec().into_boxed_slice());
         }
-        Ok(Encoder { pretok, by_bytes, pair_rank, decoder, n_ranks: vocab.ranks.len(), specials })
+        let all_ids: Vec<u32> = specials.iter().map(|s| s.1).collect();
+        let all_specials = if all_ids.is_empty() { None } else { Some(Arc::new(build_matcher(&specials, all_ids)?)) };
+        Ok(Encoder {
+            pretok,
+            by_bytes,
+            pair_rank,
+            byte_rank,
+            decoder,
+            n_ranks: vocab.ranks.len(),
+            specials,
+            special_ids,
+            all_specials,
+            subsets: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn pretokenizer(&self) -> &Pretokenizer {
@@ -95,36 +141,62 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Encode with the given special tokens recognised in the text (all others are plain text here; the caller
-    /// checks for disallowed ones, as tiktoken does in Python).
-    pub fn encode_with_specials<T: TokenId>(&self, text: &str, allowed: &[String]) -> Result<Vec<T>> {
-        let allowed: Vec<(&str, u32)> = allowed
+    /// The automaton for `names` (None: all specials); None when the set is empty. Unknown names are an error.
+    fn matcher(&self, names: Option<&[String]>) -> Result<Option<Arc<SpecialMatcher>>> {
+        let Some(names) = names else { return Ok(self.all_specials.clone()) };
+        let mut ids: Vec<u32> = names
             .iter()
-            .map(|name| {
-                self.specials
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(n, id)| (n.as_str(), *id))
-                    .ok_or_else(|| arg_err!("unknown special token {name:?}"))
-            })
+            .map(|n| self.special_ids.get(n.as_str()).copied().ok_or_else(|| arg_err!("unknown special token {n:?}")))
             .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(text.len() / 3);
-        let mut rest = text;
-        loop {
-            // Leftmost special; at equal positions the one listed first.
-            let next = allowed.iter().filter_map(|&(n, id)| rest.find(n).map(|p| (p, n, id))).min_by_key(|x| x.0);
-            match next {
-                Some((p, n, id)) => {
-                    self.encode_ordinary_into(&rest[..p], &mut out)?;
-                    out.push(T::from_u32(id));
-                    rest = &rest[p + n.len()..];
-                }
-                None => {
-                    self.encode_ordinary_into(rest, &mut out)?;
-                    return Ok(out);
-                }
-            }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(None);
         }
+        if ids.len() == self.specials.len() {
+            return Ok(self.all_specials.clone());
+        }
+        let mut cache = self.subsets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = cache.iter().position(|(k, _)| *k == ids) {
+            let hit = cache.remove(i);
+            let m = hit.1.clone();
+            cache.push(hit);
+            return Ok(Some(m));
+        }
+        let chosen: Vec<(String, u32)> =
+            ids.iter().map(|&id| self.specials[id as usize - self.n_ranks].clone()).collect();
+        let m = Arc::new(build_matcher(&chosen, ids.clone())?);
+        if cache.len() >= MATCHER_CACHE {
+            cache.remove(0);
+        }
+        cache.push((ids, m.clone()));
+        Ok(Some(m))
+    }
+
+    /// The first special token of `names` (None: all) in `text`, leftmost-longest: (id, byte offset).
+    pub fn find_special(&self, text: &str, names: Option<&[String]>) -> Result<Option<(u32, usize)>> {
+        let Some(m) = self.matcher(names)? else { return Ok(None) };
+        Ok(m.ac.find(text).map(|hit| (m.ids[hit.pattern().as_usize()], hit.start())))
+    }
+
+    /// Encode with the given special tokens recognised in the text (None: all of them; all others are plain text
+    /// here; the caller checks for disallowed ones, as tiktoken does in Python). One pass over the text: where two
+    /// allowed specials start at the same place the longer wins.
+    pub fn encode_with_specials<T: TokenId>(&self, text: &str, allowed: Option<&[String]>) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(text.len() / 3);
+        let Some(m) = self.matcher(allowed)? else {
+            self.encode_ordinary_into(text, &mut out)?;
+            return Ok(out);
+        };
+        let mut last = 0;
+        for hit in m.ac.find_iter(text) {
+            // Names are UTF-8, so a match starts and ends on character boundaries.
+            self.encode_ordinary_into(&text[last..hit.start()], &mut out)?;
+            out.push(T::from_u32(m.ids[hit.pattern().as_usize()]));
+            last = hit.end();
+        }
+        self.encode_ordinary_into(&text[last..], &mut out)?;
+        Ok(out)
     }
 
     /// Encode many texts in parallel, optionally with a BOS id in front of each.
@@ -175,7 +247,7 @@ impl Encoder {
     /// BPE of one piece that is not itself a token. `out` is replaced by its ids.
     fn bpe(&self, piece: &[u8], out: &mut Vec<u32>) {
         out.clear();
-        out.extend(piece.iter().map(|&b| b as u32));
+        out.extend(piece.iter().map(|&b| self.byte_rank[b as usize]));
         if piece.len() > LONG_PIECE {
             self.bpe_long(out);
             return;
@@ -205,56 +277,102 @@ impl Encoder {
         }
     }
 
-    /// The same merges with a heap and a linked list: O(n log n) for long pieces.
+    /// The same merges for long pieces, in place over byte positions: `ids[i]` is the token that starts at byte i
+    /// (it covers the next `len(token)` bytes) or DEAD inside a token; a min-tree holds the rank of each live token's
+    /// pair with the next one. O(n log n) time; 4 bytes per byte for the ids, 4 for the tree's leaves, 1 above.
     fn bpe_long(&self, ids: &mut Vec<u32>) {
+        const DEAD: u32 = u32::MAX;
         let n = ids.len();
-        let mut next: Vec<usize> = (1..=n).collect();
-        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
-        let mut alive = vec![true; n];
-        let mut heap: BinaryHeap<Reverse<(u32, usize)>> = BinaryHeap::new();
-        for i in 0..n - 1 {
-            let r = self.merged(ids[i], ids[i + 1]);
-            if r != u32::MAX {
-                heap.push(Reverse((r, i)));
-            }
-        }
-        // (rank, position of the left part): the lowest rank first, leftmost among equals.
-        while let Some(Reverse((r, i))) = heap.pop() {
-            if !alive[i] || next[i] >= n {
-                continue;
-            }
-            let j = next[i];
-            if self.merged(ids[i], ids[j]) != r {
-                continue; // stale
-            }
+        let leaves: Vec<u32> = (0..n).map(|i| if i + 1 < n { self.merged(ids[i], ids[i + 1]) } else { DEAD }).collect();
+        let mut tree = MinTree::new(leaves);
+        while let Some((r, i)) = tree.leftmost_min() {
+            let j = i + self.decoder[ids[i] as usize].len();
             ids[i] = r;
-            alive[j] = false;
-            next[i] = next[j];
-            if next[i] < n {
-                prev[next[i]] = i;
-            }
-            let p = prev[i];
-            if p != usize::MAX {
-                let pr = self.merged(ids[p], ids[i]);
-                if pr != u32::MAX {
-                    heap.push(Reverse((pr, p)));
+            ids[j] = DEAD;
+            tree.set(j, u32::MAX);
+            let k = i + self.decoder[r as usize].len();
+            tree.set(i, if k < n { self.merged(r, ids[k]) } else { u32::MAX });
+            if i > 0 {
+                // Position 0 is never merged away, so this stops.
+                let mut p = i - 1;
+                while ids[p] == DEAD {
+                    p -= 1;
                 }
-            }
-            if next[i] < n {
-                let nr = self.merged(ids[i], ids[next[i]]);
-                if nr != u32::MAX {
-                    heap.push(Reverse((nr, i)));
-                }
+                tree.set(p, self.merged(ids[p], r));
             }
         }
-        let mut w = 0;
-        for i in 0..n {
-            if alive[i] {
-                ids[w] = ids[i];
-                w += 1;
-            }
+        ids.retain(|&x| x != DEAD);
+    }
+}
+
+fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
+    let ac = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(specials.iter().map(|s| s.0.as_bytes()))
+        .map_err(|e| arg_err!("cannot build the special-token matcher: {e}"))?;
+    Ok(SpecialMatcher { ac, ids })
+}
+
+/// Leaves per block of the min-tree: a block is scanned, the tree above it holds each block's minimum.
+const BLOCK: usize = 16;
+
+/// The leftmost minimum of an array under point updates, in O(log n): the array itself plus a complete binary tree
+/// over blocks of 16 (about 1 byte per element).
+struct MinTree {
+    leaves: Vec<u32>,
+    /// node[1] is the root; node[base + b] is block b's minimum.
+    node: Vec<u32>,
+    base: usize,
+}
+
+impl MinTree {
+    fn new(leaves: Vec<u32>) -> Self {
+        let blocks = leaves.len().div_ceil(BLOCK).max(1);
+        let base = blocks.next_power_of_two();
+        let mut node = vec![u32::MAX; 2 * base];
+        for (b, chunk) in leaves.chunks(BLOCK).enumerate() {
+            node[base + b] = chunk.iter().copied().min().unwrap_or(u32::MAX);
         }
-        ids.truncate(w);
+        for k in (1..base).rev() {
+            node[k] = node[2 * k].min(node[2 * k + 1]);
+        }
+        MinTree { leaves, node, base }
+    }
+
+    /// (value, position) of the leftmost smallest value below u32::MAX.
+    fn leftmost_min(&self) -> Option<(u32, usize)> {
+        let m = self.node[1];
+        if m == u32::MAX {
+            return None;
+        }
+        let mut k = 1;
+        while k < self.base {
+            k = if self.node[2 * k] == m { 2 * k } else { 2 * k + 1 };
+        }
+        let start = (k - self.base) * BLOCK;
+        let end = (start + BLOCK).min(self.leaves.len());
+        let at = self.leaves[start..end].iter().position(|&x| x == m)?;
+        Some((m, start + at))
+    }
+
+    fn set(&mut self, i: usize, v: u32) {
+        self.leaves[i] = v;
+        let b = i / BLOCK;
+        let end = ((b + 1) * BLOCK).min(self.leaves.len());
+        let mut k = self.base + b;
+        let m = self.leaves[b * BLOCK..end].iter().copied().min().unwrap_or(u32::MAX);
+        if self.node[k] == m {
+            return;
+        }
+        self.node[k] = m;
+        while k > 1 {
+            k /= 2;
+            let m = self.node[2 * k].min(self.node[2 * k + 1]);
+            if self.node[k] == m {
+                return;
+            }
+            self.node[k] = m;
+        }
     }
 }
 
@@ -295,9 +413,9 @@ mod tests {
         for len in [300usize, 1000, 4099] {
             let piece: Vec<u8> = (0..len).map(|i| if i % 7 == 3 { b'b' } else { b'a' }).collect();
             let mut a = Vec::new();
-            a.extend(piece.iter().map(|&b| b as u32));
+            a.extend(piece.iter().map(|&b| e.byte_rank[b as usize]));
             e.bpe_long(&mut a);
-            let mut b: Vec<u32> = piece.iter().map(|&b| b as u32).collect();
+            let mut b: Vec<u32> = piece.iter().map(|&b| e.byte_rank[b as usize]).collect();
             // Force the rescan on the long piece.
             let mut ranks: Vec<u32> = b.windows(2).map(|w| e.merged(w[0], w[1])).collect();
             loop {
@@ -324,11 +442,11 @@ mod tests {
         let v = small_vocab();
         let e = Encoder::new(&v).unwrap();
         let bos = v.specials[0].1;
-        let ids: Vec<u32> = e.encode_with_specials("<|bos|>the end", &["<|bos|>".into()]).unwrap();
+        let ids: Vec<u32> = e.encode_with_specials("<|bos|>the end", Some(&["<|bos|>".into()])).unwrap();
         assert_eq!(ids[0], bos);
         let plain: Vec<u32> = e.encode_ordinary("<|bos|>").unwrap();
         assert!(!plain.contains(&bos));
         assert!(e.decode_bytes(&[999_999u32]).unwrap_err().to_string().contains("999999"));
-        assert!(e.encode_with_specials::<u32>("x", &["<|nope|>".into()]).is_err());
+        assert!(e.encode_with_specials::<u32>("x", Some(&["<|nope|>".into()])).is_err());
     }
 }

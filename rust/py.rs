@@ -168,6 +168,17 @@ impl PyTokenizer {
         })
     }
 
+    /// Build from a bare `.tiktoken` file (any valid one: single bytes at any rank) plus a pattern.
+    #[staticmethod]
+    #[pyo3(signature = (path, pattern, specials))]
+    fn from_tiktoken_file(py: Python<'_>, path: PathBuf, pattern: String, specials: Vec<String>) -> PyResult<Self> {
+        detached(py, None, move || {
+            let ranks = crate::vocab::read_tiktoken(&path)?;
+            let v = Vocab::new(&pattern, ranks, &specials, 0, None, serde_json::json!({}))?;
+            PyTokenizer::from_vocab(v)
+        })
+    }
+
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let v = self.vocab.clone();
         detached(py, None, move || v.save(&path))
@@ -240,9 +251,28 @@ impl PyTokenizer {
         Ok(ids_to_numpy(py, self.vocab.width, ids))
     }
 
-    fn encode_with_specials(&self, py: Python<'_>, text: String, allowed: Vec<String>) -> PyResult<Vec<u32>> {
+    /// Encode recognising the `allowed` specials (None: all of them).
+    #[pyo3(signature = (text, allowed=None))]
+    fn encode_with_specials(&self, py: Python<'_>, text: String, allowed: Option<Vec<String>>) -> PyResult<Vec<u32>> {
         let enc = self.enc.clone();
-        detached(py, None, move || enc.encode_with_specials::<u32>(&text, &allowed))
+        detached(py, None, move || enc.encode_with_specials::<u32>(&text, allowed.as_deref()))
+    }
+
+    /// The first of the `names` specials (None: all) in `text`, as (name, character offset), or None.
+    #[pyo3(signature = (text, names=None))]
+    fn find_special(
+        &self,
+        py: Python<'_>,
+        text: String,
+        names: Option<Vec<String>>,
+    ) -> PyResult<Option<(String, usize)>> {
+        let enc = self.enc.clone();
+        detached(py, None, move || {
+            Ok(enc.find_special(&text, names.as_deref())?.map(|(id, at)| {
+                let name = String::from_utf8_lossy(enc.token_bytes(id).unwrap_or_default()).into_owned();
+                (name, text[..at].chars().count())
+            }))
+        })
     }
 
     /// One numpy array per text, in parallel.
@@ -372,6 +402,7 @@ impl PyWordCounter {
             progress,
         };
         trainer::validate(&opts).map_err(to_pyerr)?;
+        crate::vocab::check_special_names(&opts.specials, opts.reserve).map_err(to_pyerr)?;
         if self.documents == 0 || self.unique_words() == 0 {
             return Err(DataError::new_err("empty input: the iterator gave no text"));
         }
@@ -431,6 +462,7 @@ fn train_files(
         width: token_width,
         progress,
     };
+    crate::vocab::check_special_names(&opts.specials, opts.reserve).map_err(to_pyerr)?;
     let (vocab, summary) = long_running(py, threads, move || {
         let (vocab, mut summary) = trainer::train_files(&opts)?;
         if let Some(dir) = &out {

@@ -72,16 +72,20 @@ impl Vocab {
         width: Option<u32>,
         training: Value,
     ) -> Result<Self> {
-        check_specials(specials)?;
+        check_special_names(specials, reserve)?;
+        check_ranks(&ranks).map_err(|m| arg_err!("ranks: {m}"))?;
+        if pattern.is_empty() {
+            return Err(arg_err!("the split pattern is empty (it would encode every text to no tokens)"));
+        }
+        let total = ranks.len() as u64 + specials.len() as u64 + reserve as u64;
+        let width = choose_width(total, width)?;
         let n = ranks.len() as u32;
         let specials: Vec<(String, u32)> =
             specials.iter().enumerate().map(|(i, s)| (s.clone(), n + i as u32)).collect();
         let base = n + specials.len() as u32;
-        let reserved: Vec<(String, u32)> =
-            (0..reserve).map(|i| (format!("<|reserved_{i}|>"), base + i as u32)).collect();
-        let total = base as u64 + reserve as u64;
-        let width = choose_width(total, width)?;
-        Ok(Vocab { pattern: pattern.to_string(), ranks, specials, reserved, width, training })
+        let reserved: Vec<(String, u32)> = (0..reserve).map(|i| (reserved_name(i), base + i as u32)).collect();
+        let pattern = crate::pretokenize::resolve_pattern(pattern).to_string();
+        Ok(Vocab { pattern, ranks, specials, reserved, width, training })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -98,7 +102,8 @@ impl Vocab {
     }
 
     /// The same tokenizer cut to `vocab_size` ids: the first ranks, then the same specials re-numbered.
-    /// BPE merges form a prefix sequence, so this equals training to that size directly.
+    /// For a trained vocab (merges in order) this equals training to that size directly. A vocab whose single bytes
+    /// sit at high ranks (cl100k-style files) cannot be cut below its last single byte.
     pub fn truncated(&self, vocab_size: usize) -> Result<Vocab> {
         let n_spec = self.specials.len() + self.reserved.len();
         if vocab_size < 256 + n_spec {
@@ -107,19 +112,38 @@ impl Vocab {
         if vocab_size > self.vocab_size() {
             return Err(arg_err!("vocab size {vocab_size} is larger than this tokenizer's {}", self.vocab_size()));
         }
+        // The first rank of each single byte; the cut must keep all 256.
+        let mut first = [usize::MAX; 256];
+        for (r, b) in self.ranks.iter().enumerate() {
+            if let [x] = b[..] {
+                first[x as usize] = first[x as usize].min(r);
+            }
+        }
+        let (last_rank, byte) = first.iter().enumerate().map(|(b, &r)| (r, b)).max().unwrap_or((0, 0));
+        if vocab_size - n_spec <= last_rank {
+            return Err(arg_err!(
+                "vocab size {vocab_size} would drop the single byte 0x{byte:02x} (rank {last_rank}); this tokenizer \
+                 cannot be cut below {} ids",
+                last_rank + 1 + n_spec
+            ));
+        }
         let names: Vec<String> = self.specials.iter().map(|s| s.0.clone()).collect();
         let mut training = self.training.clone();
         if let Value::Object(m) = &mut training {
             m.insert("truncated_from".into(), json!(self.vocab_size()));
         }
-        Vocab::new(
+        let mut v = Vocab::new(
             &self.pattern,
             self.ranks[..vocab_size - n_spec].to_vec(),
             &names,
             self.reserved.len(),
             None,
             training,
-        )
+        )?;
+        // Keep the reserved slots' names (a loaded file may name them differently), re-numbered after the specials.
+        let base = v.ranks.len() as u32 + v.specials.len() as u32;
+        v.reserved = self.reserved.iter().enumerate().map(|(i, (name, _))| (name.clone(), base + i as u32)).collect();
+        Ok(v)
     }
 
     /// The `.tiktoken` text.
@@ -176,134 +200,277 @@ impl Vocab {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such tokenizer directory"),
             ));
         }
-        let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-        let meta: Value =
-            serde_json::from_str(&meta_text).map_err(|e| data_err!("{}: invalid JSON: {e}", meta_path.display()))?;
-        let bad = |what: &str| data_err!("{}: {what}", meta_path.display());
-        if meta.get("format").and_then(Value::as_str) != Some("nanobpe") {
-            return Err(bad("not a nanobpe tokenizer file (\"format\" is not \"nanobpe\")"));
-        }
-        let version = meta.get("version").and_then(Value::as_u64).ok_or_else(|| bad("missing \"version\""))?;
-        if version > FORMAT_VERSION {
-            return Err(bad(&format!(
-                "format version {version} is newer than this nanobpe understands ({FORMAT_VERSION})"
-            )));
-        }
-        let pattern = meta.get("pattern").and_then(Value::as_str).ok_or_else(|| bad("missing \"pattern\""))?;
-        let width = meta.get("token_width").and_then(Value::as_u64).ok_or_else(|| bad("missing \"token_width\""))?;
-        if width != 16 && width != 32 {
-            return Err(bad(&format!("unknown token width {width} (expected 16 or 32)")));
-        }
-        let read_map = |key: &str| -> Result<Vec<(String, u32)>> {
-            let Some(v) = meta.get(key) else { return Ok(Vec::new()) };
-            let obj = v.as_object().ok_or_else(|| bad(&format!("\"{key}\" is not an object")))?;
-            obj.iter()
-                .map(|(k, v)| {
-                    let id = v
-                        .as_u64()
-                        .filter(|&x| x < 1 << 32)
-                        .ok_or_else(|| bad(&format!("{key}: id of {k:?} is not a valid id")))?;
-                    Ok((k.clone(), id as u32))
-                })
-                .collect()
-        };
-        let mut specials = read_map("special_tokens")?;
-        let mut reserved = read_map("reserved_tokens")?;
-        specials.sort_by_key(|s| s.1);
-        reserved.sort_by_key(|s| s.1);
+        let meta = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        // Check the small file first, so a bad nanobpe.json is named before the ranks are read.
+        let meta = Meta::parse(&meta).map_err(|m| data_err!("{}: {m}", meta_path.display()))?;
+        let ranks = std::fs::read(&ranks_path).map_err(|e| Error::io(&ranks_path, e))?;
+        let ranks = parse_tiktoken(&ranks).map_err(|m| data_err!("{}: {m}", ranks_path.display()))?;
+        meta.into_vocab(ranks).map_err(|m| data_err!("{}: {m}", meta_path.display()))
+    }
 
-        let ranks = read_tiktoken(&ranks_path)?;
-        let n = ranks.len() as u32;
-        // Specials must be exactly the ids right after the ranks.
-        for (i, (name, id)) in specials.iter().chain(reserved.iter()).enumerate() {
-            if *id != n + i as u32 {
-                return Err(bad(&format!(
-                    "special token {name:?} has id {id}, expected {} (ids must follow the {n} ranks without gaps)",
-                    n + i as u32
-                )));
-            }
-        }
-        let vocab = Vocab {
-            pattern: pattern.to_string(),
-            ranks,
-            specials,
-            reserved,
-            width: width as u32,
-            training: meta.get("training").cloned().unwrap_or(Value::Null),
-        };
-        if let Some(v) = meta.get("vocab_size").and_then(Value::as_u64) {
-            if v as usize != vocab.vocab_size() {
-                return Err(bad(&format!(
-                    "vocab_size says {v} but the files hold {} ranks + {} special tokens = {}",
-                    vocab.ranks.len(),
-                    vocab.specials.len() + vocab.reserved.len(),
-                    vocab.vocab_size()
-                )));
-            }
-        }
-        if width == 16 && vocab.vocab_size() > 1 << 16 {
-            return Err(bad(&format!("token width 16 cannot hold {} ids", vocab.vocab_size())));
-        }
-        crate::pretokenize::Pretokenizer::new(pattern)?;
-        Ok(vocab)
+    /// `load` on the two files' contents (for tests and fuzzing): errors name the file they are about.
+    pub fn from_file_contents(meta: &[u8], ranks: &[u8]) -> Result<Vocab> {
+        let meta = Meta::parse(meta).map_err(|m| data_err!("{META_FILE}: {m}"))?;
+        let ranks = parse_tiktoken(ranks).map_err(|m| data_err!("{RANKS_FILE}: {m}"))?;
+        meta.into_vocab(ranks).map_err(|m| data_err!("{META_FILE}: {m}"))
     }
 }
 
-fn check_specials(specials: &[String]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+/// The name of reserved slot `i`.
+pub fn reserved_name(i: usize) -> String {
+    format!("<|reserved_{i}|>")
+}
+
+/// Special token names (and the `reserve` reserved slots after them) must be non-empty and distinct: an empty name
+/// matches everywhere, and two tokens with one name make its id ambiguous. Checked before training starts.
+pub fn check_special_names(specials: &[String], reserve: usize) -> Result<()> {
+    check_names(specials.iter().map(String::as_str)).map_err(Error::Arg)?;
     for s in specials {
-        if s.is_empty() {
-            return Err(arg_err!("special token names must not be empty"));
-        }
-        if !seen.insert(s) {
-            return Err(arg_err!("special token {s:?} is given twice"));
+        let slot = s.strip_prefix("<|reserved_").and_then(|r| r.strip_suffix("|>")).and_then(|i| i.parse().ok());
+        if let Some(i) = slot.filter(|&i: &usize| i < reserve && reserved_name(i) == *s) {
+            return Err(arg_err!("special token name {s:?} is also the name of reserved slot {i} (reserve {reserve})"));
         }
     }
     Ok(())
 }
 
-/// Read a `.tiktoken` file and check that its ranks are exactly 0..n-1.
-pub fn read_tiktoken(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(text)
-        .map_err(|e| data_err!("{}: not UTF-8 at byte offset {}", path.display(), e.utf8_error().valid_up_to()))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut slots: Vec<Option<Vec<u8>>> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.is_empty() {
-            continue;
+fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for s in names {
+        if s.is_empty() {
+            return Err("special token names must not be empty".into());
         }
-        let at = || format!("{}: line {}", path.display(), i + 1);
-        let (tok, rank) =
-            line.split_once(' ').ok_or_else(|| data_err!("{}: expected \"<base64> <rank>\", got {line:?}", at()))?;
-        let bytes = b64.decode(tok).map_err(|e| data_err!("{}: bad base64 {tok:?}: {e}", at()))?;
-        let rank: usize = rank.trim().parse().map_err(|_| data_err!("{}: bad rank {rank:?}", at()))?;
-        if rank > 1 << 32 {
-            return Err(data_err!("{}: rank {rank} is out of range", at()));
+        if !seen.insert(s) {
+            return Err(format!("special token name {s:?} is given twice"));
         }
-        if rank >= slots.len() {
-            slots.resize(rank + 1, None);
-        }
-        if slots[rank].is_some() {
-            return Err(data_err!("{}: duplicate rank {rank}", at()));
-        }
-        slots[rank] = Some(bytes);
     }
-    if slots.is_empty() {
-        return Err(data_err!("{}: no ranks (empty or truncated file)", path.display()));
+    Ok(())
+}
+
+/// What byte-level BPE needs of the ranks, at whatever ranks the single bytes are: no empty token, all 256 single
+/// bytes present (tiktoken needs them too: every piece starts as bytes), and ids that fit 32 bits.
+pub fn check_ranks(ranks: &[Vec<u8>]) -> std::result::Result<(), String> {
+    if ranks.len() as u64 > u32::MAX as u64 {
+        return Err(format!("{} ranks do not fit 32-bit token ids", ranks.len()));
     }
-    let mut ranks = Vec::with_capacity(slots.len());
-    for (r, s) in slots.into_iter().enumerate() {
-        ranks.push(s.ok_or_else(|| data_err!("{}: rank {r} is missing (ranks must be 0..n-1)", path.display()))?);
+    let mut has = [false; 256];
+    for (r, b) in ranks.iter().enumerate() {
+        match b[..] {
+            [] => return Err(format!("rank {r} is an empty token")),
+            [x] => has[x as usize] = true,
+            _ => {}
+        }
     }
-    if ranks.len() < 256 {
-        return Err(data_err!(
-            "{}: only {} ranks; a byte-level tokenizer needs the 256 single bytes",
-            path.display(),
-            ranks.len()
+    let missing: Vec<String> = (0..256).filter(|&b| !has[b]).map(|b| format!("0x{b:02x}")).collect();
+    if !missing.is_empty() {
+        let shown = missing.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+        return Err(format!(
+            "{} of the 256 single bytes have no rank ({shown}{}); a byte-level tokenizer needs every byte as a token",
+            missing.len(),
+            if missing.len() > 8 { ", ..." } else { "" }
         ));
     }
+    Ok(())
+}
+
+/// The checked fields of `nanobpe.json`, before the ranks are known.
+struct Meta {
+    pattern: String,
+    width: u32,
+    vocab_size: u64,
+    num_ranks: u64,
+    num_merges: u64,
+    specials: Vec<(String, u32)>,
+    reserved: Vec<(String, u32)>,
+    training: Value,
+}
+
+/// `field "x" is ...` with the JSON text of the value, cut short.
+fn bad_field(key: &str, v: &Value, what: &str) -> String {
+    let mut shown = v.to_string();
+    if shown.len() > 60 {
+        let cut = (0..=60).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    format!("field {key:?} must be {what}, not {shown}")
+}
+
+impl Meta {
+    /// Every field the writer puts there is required and checked for type and value; errors name the field.
+    fn parse(text: &[u8]) -> std::result::Result<Meta, String> {
+        let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8 at byte offset {}", e.valid_up_to()))?;
+        let meta: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let obj = meta.as_object().ok_or("not a JSON object")?;
+        let get = |key: &str| obj.get(key).ok_or_else(|| format!("missing field {key:?}"));
+        let uint = |key: &str| -> std::result::Result<u64, String> {
+            let v = get(key)?;
+            v.as_u64().ok_or_else(|| bad_field(key, v, "a non-negative integer"))
+        };
+        if get("format")?.as_str() != Some("nanobpe") {
+            return Err("not a nanobpe tokenizer file (field \"format\" is not \"nanobpe\")".into());
+        }
+        let version = uint("version")?;
+        if version == 0 || version > FORMAT_VERSION {
+            return Err(format!("format version {version} is not one this nanobpe understands (1..={FORMAT_VERSION})"));
+        }
+        let pattern = get("pattern")?;
+        let pattern = pattern.as_str().ok_or_else(|| bad_field("pattern", pattern, "a string"))?;
+        if pattern.is_empty() {
+            return Err("field \"pattern\" is empty (it would encode every text to no tokens)".into());
+        }
+        if let Err(e) = crate::pretokenize::Pretokenizer::new(pattern) {
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or("").trim_start_matches("invalid --pattern: ");
+            return Err(format!("field \"pattern\" is not a valid regex: {first}"));
+        }
+        let width = uint("token_width")?;
+        if width != 16 && width != 32 {
+            return Err(format!("unknown token width {width} (expected 16 or 32)"));
+        }
+        let names = |key: &str| -> std::result::Result<Vec<(String, u32)>, String> {
+            let v = get(key)?;
+            let obj = v.as_object().ok_or_else(|| bad_field(key, v, "an object of name: id"))?;
+            let mut out = Vec::with_capacity(obj.len());
+            for (name, id) in obj {
+                let id = id
+                    .as_u64()
+                    .filter(|&x| x <= u32::MAX as u64)
+                    .ok_or_else(|| bad_field(&format!("{key}.{name}"), id, "an integer id below 2^32"))?;
+                out.push((name.clone(), id as u32));
+            }
+            out.sort_by_key(|s| s.1);
+            Ok(out)
+        };
+        let specials = names("special_tokens")?;
+        let reserved = names("reserved_tokens")?;
+        check_names(specials.iter().chain(reserved.iter()).map(|s| s.0.as_str()))?;
+        if let Some(v) = obj.get("ranks_file") {
+            if v.as_str() != Some(RANKS_FILE) {
+                return Err(bad_field("ranks_file", v, &format!("{RANKS_FILE:?}")));
+            }
+        }
+        let training = obj.get("training").cloned().unwrap_or(Value::Null);
+        if !(training.is_object() || training.is_null()) {
+            return Err(bad_field("training", &training, "an object"));
+        }
+        Ok(Meta {
+            pattern: crate::pretokenize::resolve_pattern(pattern).to_string(),
+            width: width as u32,
+            vocab_size: uint("vocab_size")?,
+            num_ranks: uint("num_ranks")?,
+            num_merges: uint("num_merges")?,
+            specials,
+            reserved,
+            training,
+        })
+    }
+
+    /// The vocab, once the counts agree with the ranks read from the `.tiktoken` file.
+    fn into_vocab(self, ranks: Vec<Vec<u8>>) -> std::result::Result<Vocab, String> {
+        let n = ranks.len() as u64;
+        if self.num_ranks != n {
+            return Err(format!("field \"num_ranks\" says {} but {RANKS_FILE} holds {n} ranks", self.num_ranks));
+        }
+        if self.num_merges != n.saturating_sub(256) {
+            return Err(format!(
+                "field \"num_merges\" says {} but {RANKS_FILE} holds {n} ranks = 256 bytes + {} merges",
+                self.num_merges,
+                n.saturating_sub(256)
+            ));
+        }
+        // Specials must be exactly the ids right after the ranks.
+        for (i, (name, id)) in self.specials.iter().chain(self.reserved.iter()).enumerate() {
+            let want = n + i as u64;
+            if *id as u64 != want {
+                return Err(format!(
+                    "special token {name:?} has id {id}, expected {want} (ids must follow the {n} ranks without gaps)"
+                ));
+            }
+        }
+        let total = n + self.specials.len() as u64 + self.reserved.len() as u64;
+        if self.vocab_size != total {
+            return Err(format!(
+                "field \"vocab_size\" says {} but the files hold {n} ranks + {} special tokens = {total}",
+                self.vocab_size,
+                self.specials.len() + self.reserved.len()
+            ));
+        }
+        if total > 1 << 32 || (self.width == 16 && total > 1 << 16) {
+            return Err(format!("token width {} cannot hold {total} ids", self.width));
+        }
+        Ok(Vocab {
+            pattern: self.pattern,
+            ranks,
+            specials: self.specials,
+            reserved: self.reserved,
+            width: self.width,
+            training: self.training,
+        })
+    }
+}
+
+/// Read a `.tiktoken` file: see `parse_tiktoken`; errors name the file and line.
+pub fn read_tiktoken(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_tiktoken(&data).map_err(|m| data_err!("{}: {m}", path.display()))
+}
+
+/// Parse `.tiktoken` text: one `base64 rank` line per token (blank lines skipped, fields split on whitespace as
+/// tiktoken does), ranks exactly `0..n-1` in any order, and the 256 single bytes present at whatever ranks.
+/// Nothing is sized from a rank before it is known to be below the number of lines, so a tampered rank is an
+/// error, never a huge allocation.
+pub fn parse_tiktoken(data: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8 at byte offset {}", e.valid_up_to()))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut lines: Vec<(u64, usize, Vec<u8>)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut fields = line.split_ascii_whitespace();
+        let (tok, rank) = match (fields.next(), fields.next(), fields.next()) {
+            (None, _, _) => continue,
+            (Some(tok), Some(rank), None) => (tok, rank),
+            _ => return Err(format!("line {}: expected \"<base64> <rank>\", got {:?}", i + 1, short(line))),
+        };
+        let bytes = b64.decode(tok).map_err(|e| format!("line {}: bad base64 {:?}: {e}", i + 1, short(tok)))?;
+        let rank: u64 = rank.parse().map_err(|_| format!("line {}: bad rank {:?}", i + 1, short(rank)))?;
+        lines.push((rank, i + 1, bytes));
+    }
+    if lines.is_empty() {
+        return Err("no ranks (empty or truncated file)".into());
+    }
+    let n = lines.len();
+    let mut slots: Vec<Option<(usize, Vec<u8>)>> = vec![None; n];
+    let mut out_of_range = None;
+    for (rank, line, bytes) in lines {
+        if rank >= n as u64 {
+            out_of_range.get_or_insert((line, rank));
+            continue;
+        }
+        let slot = &mut slots[rank as usize];
+        if let Some((first, _)) = slot {
+            return Err(format!("line {line}: duplicate rank {rank} (also on line {first})"));
+        }
+        *slot = Some((line, bytes));
+    }
+    if let Some((line, rank)) = out_of_range {
+        // n lines, no duplicates, one rank >= n: some rank below n is missing.
+        let missing = slots.iter().position(Option::is_none).unwrap_or(0);
+        return Err(format!(
+            "rank {missing} is missing and line {line} has rank {rank}: the {n} ranks must be exactly 0..{}",
+            n - 1
+        ));
+    }
+    let ranks: Vec<Vec<u8>> = slots.into_iter().map(|s| s.map(|(_, b)| b).unwrap_or_default()).collect();
+    check_ranks(&ranks)?;
     Ok(ranks)
+}
+
+/// At most 40 characters of `s`, for error messages about long garbage lines.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// Write `files` into `dir` via a temporary sibling directory and a rename.
@@ -386,7 +553,7 @@ mod tests {
         let good = std::fs::read_to_string(out.join(RANKS_FILE)).unwrap();
         let cases = [
             (good.replace("YWI= 256", "YWI= 255"), "duplicate rank 255"),
-            (good.replace("YWI= 256\n", ""), "special token"),
+            (good.replace("YWI= 256\n", ""), "\"num_ranks\" says 257 but tokenizer.tiktoken holds 256"),
             (good.replace("YWI= 256", "Y!!= 256"), "bad base64"),
             (good.replace("AA== 0\n", ""), "rank 0 is missing"),
             (String::new(), "no ranks"),

@@ -83,10 +83,10 @@ def test_truncated_load_equals_training_to_the_smaller_size(trained, tmp_path):
     "mutate, message",
     [
         (lambda t: t.replace(" 300\n", " 299\n", 1), "duplicate rank 299"),
-        (lambda t: "\n".join(t.splitlines()[:-5]) + "\n", "special token"),
+        (lambda t: "\n".join(t.splitlines()[:-5]) + "\n", "num_ranks"),
         (lambda t: t.replace(" 100\n", "@@ 100\n", 1), "bad base64"),
         (lambda t: "\n".join(ln for ln in t.splitlines() if not ln.endswith(" 7")) + "\n", "rank 7 is missing"),
-        (lambda t: t[: len(t) // 3].rsplit("\n", 1)[0] + "\n", "special token"),
+        (lambda t: t[: len(t) // 3].rsplit("\n", 1)[0] + "\n", "num_ranks"),
         (lambda t: "", "no ranks"),
     ],
     ids=["duplicate-rank", "missing-tail", "bad-base64", "missing-rank", "truncated", "empty"],

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nanobpe
 from nanobpe import _nanobpe
@@ -200,7 +200,15 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     tok = nanobpe.load(args.tokenizer, args.vocab_size)
     text = _read_input_text(args.input)
-    allowed = "all" if list(args.allowed_special) == ["all"] else set(args.allowed_special)
+    allowed: Literal["all"] | set[str] = "all" if list(args.allowed_special) == ["all"] else set(args.allowed_special)
+    hit = tok.find_disallowed_special(text, allowed)
+    if hit is not None:
+        name, at = hit
+        where = "stdin" if args.input == "-" else args.input
+        raise ValueError(
+            f"{where}: line {text.count(chr(10), 0, at) + 1}: disallowed special token {name!r}; "
+            f"pass --allowed-special {name!r} (or all) to encode it as a special token"
+        )
     ids = tok.encode(text, allowed_special=allowed)
     if args.bos:
         ids = [tok._bos(True)] + ids

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -33,7 +32,6 @@ class Tokenizer:
     def __init__(self, core: _nanobpe.CoreTokenizer, summary: dict[str, Any] | None = None):
         self._core = core
         self._specials: dict[str, int] = dict(core.special_tokens) | dict(core.reserved_tokens)
-        self._special_re: re.Pattern[str] | None = None
         #: What training measured (documents, chars, seconds, ...) when this tokenizer was just trained.
         self.summary = summary or {}
 
@@ -79,17 +77,12 @@ class Tokenizer:
     def from_tiktoken_file(
         cls, path: PathLike, pattern: str = "nanochat", special_tokens: Sequence[str] = ()
     ) -> Tokenizer:
-        """A tokenizer from a bare ``.tiktoken`` ranks file plus a pattern (e.g. to compare in ``nanobpe eval``)."""
-        import base64
+        """A tokenizer from a bare ``.tiktoken`` ranks file plus a pattern (e.g. to compare in ``nanobpe eval``).
 
-        ranks: dict[int, bytes] = {}
-        with open(path, "rb") as f:
-            for line in f:
-                if line.strip():
-                    tok, rank = line.split()
-                    ranks[int(rank)] = base64.b64decode(tok)
-        ordered = [ranks[i] for i in range(len(ranks))]
-        return cls(_nanobpe.CoreTokenizer.from_ranks(ordered, pattern, list(special_tokens), None))
+        Any valid file loads (single bytes at any rank, as in OpenAI's ``cl100k_base``) and encodes like tiktoken;
+        ranks that are not dense ``0..n-1`` or a missing single byte are a ``DataError`` naming the file and line.
+        """
+        return cls(_nanobpe.CoreTokenizer.from_tiktoken_file(os.fspath(path), pattern, list(special_tokens)))
 
     def save(self, path: PathLike) -> None:
         """Write ``tokenizer.tiktoken`` and ``nanobpe.json`` into ``path`` (atomically)."""
@@ -176,27 +169,64 @@ class Tokenizer:
         allowed_special: Literal["all"] | Collection[str] = (),
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> list[int]:
-        """Ids of ``text`` with tiktoken's special-token rules: special text raises unless allowed."""
-        allowed = self.special_tokens_set if allowed_special == "all" else set(allowed_special)
-        unknown = allowed - self.special_tokens_set
-        if unknown:
-            raise ValueError(f"unknown special tokens {sorted(unknown)}; known: {sorted(self._specials)}")
-        disallowed = self.special_tokens_set - allowed if disallowed_special == "all" else set(disallowed_special)
-        if disallowed:
-            pat = re.compile("|".join(re.escape(s) for s in sorted(disallowed, key=len, reverse=True)))
-            m = pat.search(text)
-            if m:
-                raise ValueError(
-                    f"Encountered text corresponding to disallowed special token {m.group()!r}.\n"
-                    f"Pass `allowed_special={{{m.group()!r}, ...}}` to encode it as a special token, "
-                    "or `disallowed_special=()` to encode it as normal text."
-                )
-        if not allowed:
+        """Ids of ``text`` with tiktoken's special-token rules: special text raises unless allowed.
+
+        Specials are found in one pass (an automaton built once per allowed set); where two allowed specials start at
+        the same character, the longer one wins.
+        """
+        allowed = self._allowed_names(allowed_special)
+        hit = self.find_disallowed_special(text, allowed_special, disallowed_special)
+        if hit is not None:
+            name, at = hit
+            raise ValueError(
+                f"Encountered text corresponding to disallowed special token {name!r} at character {at}: pass "
+                f"allowed_special={{{name!r}, ...}} to encode it as a special token, or disallowed_special=() to "
+                "encode it as normal text"
+            )
+        if allowed is not None and not allowed:
             return self.encode_ordinary(text)
         try:
-            return self._core.encode_with_specials(text, sorted(allowed))
+            return self._core.encode_with_specials(text, allowed)
         except UnicodeEncodeError:
-            return self._core.encode_with_specials(_fix_surrogates(text), sorted(allowed))
+            return self._core.encode_with_specials(_fix_surrogates(text), allowed)
+
+    def _allowed_names(self, allowed_special: Literal["all"] | Collection[str]) -> list[str] | None:
+        """The allowed specials as a list for the core (None: all of them); unknown names are an error."""
+        if allowed_special == "all":
+            return None
+        allowed = set(allowed_special)
+        unknown = allowed - self._specials.keys()
+        if unknown:
+            raise ValueError(f"unknown special tokens {sorted(unknown)}; known: {sorted(self._specials)}")
+        return sorted(allowed)
+
+    def find_disallowed_special(
+        self,
+        text: str,
+        allowed_special: Literal["all"] | Collection[str] = (),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> tuple[str, int] | None:
+        """The first disallowed special token's text in ``text`` as (name, character offset), or None.
+
+        ``encode`` raises when there is one; the arguments mean the same as there.
+        """
+        if disallowed_special == "all":
+            if allowed_special == "all":
+                return None
+            names: list[str] | None = (
+                None if not allowed_special else sorted(self._specials.keys() - set(allowed_special))
+            )
+        else:
+            names = sorted(disallowed_special)
+            unknown = set(names) - self._specials.keys()
+            if unknown:
+                raise ValueError(f"unknown special tokens {sorted(unknown)}; known: {sorted(self._specials)}")
+        if names is not None and not names:
+            return None
+        try:
+            return self._core.find_special(text, names)
+        except UnicodeEncodeError:
+            return self._core.find_special(_fix_surrogates(text), names)
 
     def encode_numpy(self, text: str) -> np.ndarray:
         """``encode_ordinary`` as a numpy array of the tokenizer's dtype."""
