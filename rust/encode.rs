@@ -449,4 +449,155 @@ mod tests {
         assert!(e.decode_bytes(&[999_999u32]).unwrap_err().to_string().contains("999999"));
         assert!(e.encode_with_specials::<u32>("x", Some(&["<|nope|>".into()])).is_err());
     }
+
+    /// tiktoken's rule written plainly: start from single bytes, merge the leftmost adjacent pair whose
+    /// concatenation has the lowest rank, until none is a token. O(n²), for tests only.
+    fn reference(ranks: &[Vec<u8>], pattern: &str, text: &str) -> Vec<u32> {
+        let by: std::collections::HashMap<&[u8], u32> =
+            ranks.iter().enumerate().map(|(r, b)| (b.as_slice(), r as u32)).collect();
+        let mut out = Vec::new();
+        for piece in Pretokenizer::new(pattern).unwrap().split(text).unwrap() {
+            if let Some(&r) = by.get(piece.as_bytes()) {
+                out.push(r);
+                continue;
+            }
+            let mut parts: Vec<Vec<u8>> = piece.bytes().map(|b| vec![b]).collect();
+            loop {
+                let best = (0..parts.len().saturating_sub(1))
+                    .filter_map(|i| by.get([&parts[i][..], &parts[i + 1][..]].concat().as_slice()).map(|&r| (r, i)))
+                    .min();
+                let Some((_, i)) = best else { break };
+                let right = parts.remove(i + 1);
+                parts[i].extend(right);
+            }
+            out.extend(parts.iter().map(|p| by[p.as_slice()]));
+        }
+        out
+    }
+
+    /// A vocab whose single bytes are at shuffled ranks, interleaved with multi-byte tokens (cl100k-style).
+    fn shuffled_vocab(extra: &[Vec<u8>], seed: u64) -> Vec<Vec<u8>> {
+        let mut ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for t in extra {
+            if t.len() > 1 && !ranks.contains(t) {
+                ranks.push(t.clone());
+            }
+        }
+        // A small deterministic shuffle (xorshift), so the test needs no rand crate.
+        let mut x = seed | 1;
+        for i in (1..ranks.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ranks.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        ranks
+    }
+
+    #[test]
+    fn byte_ranks_are_read_not_assumed() {
+        // Ranks 0 and 1 swapped: "\x00\x01" is [1, 0] (tiktoken's ids), and it decodes back.
+        let mut ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        ranks.swap(0, 1);
+        let v = Vocab::new("nanochat", ranks, &[], 0, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        let ids: Vec<u32> = e.encode_ordinary("\x00\x01").unwrap();
+        assert_eq!(ids, [1, 0]);
+        assert_eq!(e.decode_bytes(&ids).unwrap(), b"\x00\x01");
+        // A shuffled vocab with merges agrees with the plain rule on short and long pieces.
+        let extra: Vec<Vec<u8>> =
+            ["ab", "bc", "abc", "ca", "aa", "aaa", "aaaa", " a", " ab", "cab", "bca", "xy", "yx", "xyx"]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect();
+        let ranks = shuffled_vocab(&extra, 7);
+        let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        let long: String = (0..3000).map(|i| ['a', 'b', 'c', 'a', 'x', 'y'][(i * 7 + i / 5) % 6]).collect();
+        for text in ["abcabc aab caab", "xyxyxyx yx", "aaaaaaaaa", long.as_str(), "\u{0}\u{1}é中"] {
+            let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
+            assert_eq!(ids, reference(&ranks, "nanochat", text), "{:?}", &text[..text.len().min(30)]);
+            assert_eq!(e.decode_bytes(&ids).unwrap(), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn specials_are_one_pass_and_longest_first() {
+        let ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        let names: Vec<String> = ["<|a|>", "<|a|>b", "<|c|>"].iter().map(|s| s.to_string()).collect();
+        let v = Vocab::new("nanochat", ranks, &names, 1, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        let text = "x<|a|>b<|a|><|c|><|reserved_0|>".repeat(1000);
+        let ids: Vec<u32> = e.encode_with_specials(&text, None).unwrap();
+        assert_eq!(ids.len(), 5 * 1000);
+        assert_eq!(&ids[..5], &[b'x' as u32, 257, 256, 258, 259]);
+        // A subset: "<|c|>" is plain text here; the cached automaton gives the same answer twice.
+        let only_a = ["<|a|>".to_string()];
+        let a: Vec<u32> = e.encode_with_specials("<|a|>b<|c|>", Some(&only_a)).unwrap();
+        let b: Vec<u32> = e.encode_with_specials("<|a|>b<|c|>", Some(&only_a)).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a[0], 256);
+        assert!(!a.contains(&258));
+        assert_eq!(e.find_special("ab<|c|><|a|>", None).unwrap(), Some((258, 2)));
+        assert_eq!(e.find_special("ab<|c|>", Some(&only_a)).unwrap(), None);
+        let none: Vec<u32> = e.encode_with_specials("<|a|>", Some(&[])).unwrap();
+        assert_eq!(none.len(), 5);
+    }
+
+    #[test]
+    fn vocabs_without_every_byte_or_with_bad_names_are_refused() {
+        let mut ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        ranks[65] = b"AA".to_vec();
+        let e = Vocab::new("nanochat", ranks, &[], 0, None, serde_json::json!({})).unwrap_err().to_string();
+        assert!(e.contains("0x41"), "{e}");
+        let ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for (names, reserve, want) in [
+            (vec![""], 0, "must not be empty"),
+            (vec!["<|x|>", "<|x|>"], 0, "given twice"),
+            (vec!["<|reserved_1|>"], 2, "reserved slot 1"),
+        ] {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            let e = Vocab::new("nanochat", ranks.clone(), &names, reserve, None, serde_json::json!({}));
+            assert!(e.unwrap_err().to_string().contains(want), "{want}");
+        }
+        assert!(Vocab::new("", ranks, &[], 0, None, serde_json::json!({})).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[abcxy \n1é]{0,60}",
+                "[abcxy]{250,700}",
+                any::<String>().prop_map(|s| s.chars().take(80).collect()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+            /// encode == tiktoken's rule on vocabs with shuffled byte ranks; decode(encode(x)) == x.
+            #[test]
+            fn encode_matches_reference(
+                extra in proptest::collection::vec("[abcxy ]{2,5}", 0..40),
+                seed in any::<u64>(),
+                texts in proptest::collection::vec(text(), 1..4),
+            ) {
+                let extra: Vec<Vec<u8>> = extra.iter().map(|s| s.as_bytes().to_vec()).collect();
+                let ranks = shuffled_vocab(&extra, seed);
+                let v = Vocab::new("nanochat", ranks.clone(), &["<|s|>".into()], 0, None, serde_json::json!({}))
+                    .unwrap();
+                let e = Encoder::new(&v).unwrap();
+                for t in &texts {
+                    let ids: Vec<u32> = e.encode_ordinary(t).unwrap();
+                    prop_assert_eq!(&ids, &reference(&ranks, "nanochat", t));
+                    prop_assert_eq!(e.decode_bytes(&ids).unwrap(), t.as_bytes());
+                    let with: Vec<u32> = e.encode_with_specials(&format!("{t}<|s|>{t}"), None).unwrap();
+                    prop_assert_eq!(with.len(), 2 * ids.len() + 1);
+                }
+            }
+        }
+    }
 }

@@ -520,6 +520,7 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, String)]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::Encoder;
 
     fn sample() -> Vocab {
         let mut ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
@@ -584,5 +585,122 @@ mod tests {
         let e = sample().save(dir.path()).unwrap_err().to_string();
         assert!(e.contains("refusing"), "{e}");
         assert!(dir.path().join("precious.txt").exists());
+    }
+
+    fn files() -> (String, String) {
+        let v = sample();
+        (serde_json::to_string_pretty(&v.meta_json()).unwrap(), v.tiktoken_text())
+    }
+
+    #[test]
+    fn huge_or_sparse_ranks_are_errors_not_allocations() {
+        let (meta, good) = files();
+        for bad in ["QUFB 4294967296", "QUFB 3000000000", "QUFB 18446744073709551615"] {
+            let body = good.replace("YWI= 256", bad);
+            let e = Vocab::from_file_contents(meta.as_bytes(), body.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("rank 256 is missing") && e.contains("line 257"), "{e}");
+        }
+        let e = parse_tiktoken(b"QUFB 99999999999999999999999").unwrap_err();
+        assert!(e.contains("bad rank"), "{e}");
+        // Only single bytes at other ranks are fine: the two first lines swapped.
+        let swapped = good.replacen("AA== 0\nAQ== 1", "AQ== 0\nAA== 1", 1);
+        let v = Vocab::from_file_contents(meta.as_bytes(), swapped.as_bytes()).unwrap();
+        assert_eq!(v.ranks[0], [1u8]);
+        // Tabs and extra spaces separate fields, as in tiktoken.
+        assert!(parse_tiktoken(good.replace(' ', "\t ").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn meta_fields_are_checked_strictly() {
+        let (meta, ranks) = files();
+        let cases: [(&str, &str, &str); 12] = [
+            ("\"vocab_size\": 268", "\"vocab_size\": \"268\"", "field \"vocab_size\" must be a non-negative integer"),
+            ("\"vocab_size\": 268", "\"vocab_size\": -1", "field \"vocab_size\" must be"),
+            ("\"vocab_size\": 268", "\"vocab_size\": 1e30", "field \"vocab_size\" must be"),
+            ("\"vocab_size\": 268", "\"vocab_size\": 269", "field \"vocab_size\" says 269"),
+            ("\"num_ranks\": 257", "\"num_ranks\": 300", "field \"num_ranks\" says 300"),
+            ("\"num_merges\": 1", "\"num_merges\": 0", "field \"num_merges\" says 0"),
+            ("\"pattern\": \"", "\"pattern\": \"\", \"x\": \"", "field \"pattern\" is empty"),
+            ("\"pattern\": \"", "\"pattern\": \"(\", \"x\": \"", "field \"pattern\" is not a valid regex"),
+            ("\"<|bos|>\": 257", "\"\": 257", "must not be empty"),
+            ("\"<|reserved_0|>\": 266", "\"<|bos|>\": 266", "\"<|bos|>\" is given twice"),
+            ("\"version\": 1", "\"version\": 0", "format version 0"),
+            ("\"token_width\": 16", "\"token_width\": 16.0", "field \"token_width\" must be"),
+        ];
+        for (from, to, want) in cases {
+            assert!(meta.contains(from), "{from}");
+            let bad = meta.replacen(from, to, 1);
+            let e = Vocab::from_file_contents(bad.as_bytes(), ranks.as_bytes()).unwrap_err().to_string();
+            assert!(e.starts_with("nanobpe.json: ") && e.contains(want), "{want:?} not in {e:?}");
+            assert!(!e.contains('\n'), "{e:?}");
+        }
+        assert!(Vocab::from_file_contents(meta.as_bytes(), ranks.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn truncation_keeps_every_byte() {
+        let mut v = sample();
+        v.ranks.swap(3, 256); // byte 0x03 now at rank 256, the last one
+        let e = v.truncated(256 + 11).unwrap_err().to_string();
+        assert!(e.contains("0x03") && e.contains("cannot be cut below 268"), "{e}");
+        assert_eq!(sample().truncated(267).unwrap().ranks.len(), 256);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes never panic the `.tiktoken` reader; what it accepts is dense and byte-complete.
+            #[test]
+            fn tiktoken_reader_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+                if let Ok(r) = parse_tiktoken(&data) {
+                    prop_assert!(check_ranks(&r).is_ok());
+                }
+            }
+
+            /// Lines of plausible shape with arbitrary ranks: an error or dense ranks, never a panic or a big alloc.
+            #[test]
+            fn tiktoken_lines_with_any_ranks(
+                lines in proptest::collection::vec(("[A-Za-z0-9+/]{0,6}={0,2}", any::<u64>(), 0u8..4), 0..40),
+            ) {
+                let text: String = lines
+                    .iter()
+                    .map(|(b, r, k)| match k { 0 => format!("{b} {r}\n"), 1 => format!("{b} {}\n", r % 64), _ => format!("{b}\n") })
+                    .collect();
+                let _ = parse_tiktoken(text.as_bytes());
+            }
+
+            /// Mutated nanobpe.json (any field replaced by any JSON scalar) loads or errors on one line naming the file.
+            #[test]
+            fn meta_mutations_are_one_line_errors(
+                key in prop_oneof![
+                    Just("version"), Just("vocab_size"), Just("num_ranks"), Just("num_merges"), Just("token_width"),
+                    Just("pattern"), Just("special_tokens"), Just("reserved_tokens"), Just("format"), Just("training"),
+                    Just("ranks_file"),
+                ],
+                value in prop_oneof![
+                    Just(serde_json::Value::Null),
+                    any::<bool>().prop_map(serde_json::Value::from),
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    any::<f64>().prop_map(|x| serde_json::json!(x)),
+                    ".{0,8}".prop_map(serde_json::Value::from),
+                    proptest::collection::hash_map(".{0,6}", any::<u32>(), 0..4).prop_map(|m| serde_json::json!(m)),
+                ],
+            ) {
+                let (meta, ranks) = files();
+                let mut m: serde_json::Value = serde_json::from_str(&meta).unwrap();
+                m[key] = value;
+                match Vocab::from_file_contents(m.to_string().as_bytes(), ranks.as_bytes()) {
+                    Ok(v) => prop_assert!(Encoder::new(&v).is_ok()),
+                    Err(e) => {
+                        let e = e.to_string();
+                        prop_assert!(e.starts_with("nanobpe.json: ") && !e.contains('\n'), "{}", e);
+                    }
+                }
+            }
+        }
     }
 }
