@@ -418,11 +418,8 @@ mod tests {
             let mut b: Vec<u32> = piece.iter().map(|&b| e.byte_rank[b as usize]).collect();
             // Force the rescan on the long piece.
             let mut ranks: Vec<u32> = b.windows(2).map(|w| e.merged(w[0], w[1])).collect();
-            loop {
-                let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0))
-                else {
-                    break;
-                };
+            while let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0))
+            {
                 b[i] = r;
                 b.remove(i + 1);
                 ranks.remove(i);

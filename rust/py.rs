@@ -382,6 +382,7 @@ impl PyWordCounter {
 
     /// Learn the merges; returns (tokenizer, summary JSON).
     #[pyo3(signature = (vocab_size, specials, reserve=0, token_width=None, progress=false, threads=None))]
+    #[allow(clippy::too_many_arguments)]
     fn train(
         &mut self,
         py: Python<'_>,

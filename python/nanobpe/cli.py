@@ -211,7 +211,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         )
     ids = tok.encode(text, allowed_special=allowed)
     if args.bos:
-        ids = [tok._bos(True)] + ids
+        bos = tok._bos(True)  # raises if the tokenizer has no <|bos|>
+        ids = ([] if bos is None else [bos]) + ids
     arr = np.asarray(ids, dtype=tok.dtype)
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115 (closed below unless stdout)
     try:
