@@ -3,6 +3,10 @@
 The model is a byte-level BPE with `ignore_merges` (a piece that is a whole token is that token, as in tiktoken) and
 a merge list that holds, for every token, each way its bytes split into two tokens, ranked by the token's rank. HF
 then merges by the same rule as tiktoken (lowest-ranked result first), so both give the same ids.
+
+Nothing here assumes byte b is id b: the vocab maps each byte's GPT-2 character to that byte's own rank, so files
+with single bytes at other ranks (OpenAI's cl100k_base, permuted vocabularies) export to the same ids as tiktoken
+(tests/test_hardening_tokenizer.py checks a cl100k-shaped file).
 """
 
 from __future__ import annotations
