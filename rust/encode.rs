@@ -14,8 +14,8 @@ use foldhash::fast::FixedState;
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::merge::TokenId;
 use crate::pretokenize::Pretokenizer;
-use crate::train::TokenId;
 use crate::vocab::Vocab;
 use crate::{arg_err, data_err};
 
@@ -261,8 +261,8 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge::{learn_merges, token_bytes};
     use crate::progress::Progress;
-    use crate::train::{learn_merges, token_bytes};
 
     fn small_vocab() -> Vocab {
         let text = "the quick brown fox jumps over the lazy dog; aaaaaaaaaaaaaaaaaaaa abababab 12345 the end";
@@ -300,11 +300,8 @@ mod tests {
             let mut b: Vec<u32> = piece.iter().map(|&b| b as u32).collect();
             // Force the rescan on the long piece.
             let mut ranks: Vec<u32> = b.windows(2).map(|w| e.merged(w[0], w[1])).collect();
-            loop {
-                let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0))
-                else {
-                    break;
-                };
+            while let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0))
+            {
                 b[i] = r;
                 b.remove(i + 1);
                 ranks.remove(i);
