@@ -235,6 +235,7 @@ def test_existing_unrelated_directory_is_not_replaced(corpus, tmp_path):
     assert (out / "precious.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_writes_nothing(corpus, tmp_path):
     import os
     import signal
