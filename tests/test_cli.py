@@ -249,6 +249,9 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(corpus, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell ignores SIGINT in the jobs it starts in the background (`pytest &`), the child would inherit that
+        # and Python would then install no Ctrl-C handler: give the child the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
