@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json
+from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
 
 SETUP = """
 import sys, time
-sys.path.insert(0, {python!r})
 import torch
 import nanobpe
 tok = nanobpe.load({tokenizer!r})
@@ -115,7 +114,6 @@ def main() -> None:
     args = ap.parse_args()
     files = [str(f) for f in sorted(Path(args.data).glob("*.parquet"))[:-1]]
     fmt = dict(
-        python=str(ROOT / "python"),
         tokenizer=str(Path(args.tokenizer).resolve()),
         files=files,
         B=args.batch_size,

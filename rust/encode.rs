@@ -18,8 +18,8 @@ use foldhash::fast::FixedState;
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::merge::TokenId;
 use crate::pretokenize::Pretokenizer;
-use crate::train::TokenId;
 use crate::vocab::Vocab;
 use crate::{arg_err, data_err};
 
@@ -379,8 +379,8 @@ impl MinTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge::{learn_merges, token_bytes};
     use crate::progress::Progress;
-    use crate::train::{learn_merges, token_bytes};
 
     fn small_vocab() -> Vocab {
         let text = "the quick brown fox jumps over the lazy dog; aaaaaaaaaaaaaaaaaaaa abababab 12345 the end";

@@ -4,7 +4,7 @@
 //!
 //! Data flow of `nanobpe train`:
 //! `input` (parquet/txt/jsonl → capped documents) → `count` (pretokenize + count unique pieces, in parallel)
-//! → `train` (merge loop, generic over the token width) → `vocab` (ranks, specials, files on disk).
+//! → `merge` (merge loop, generic over the token width) → `vocab` (ranks, specials, files on disk).
 
 pub mod cancel;
 pub mod count;
@@ -12,11 +12,11 @@ pub mod encode;
 pub mod error;
 pub mod input;
 pub mod loader;
+pub mod merge;
 pub mod pretokenize;
 pub mod progress;
 pub mod pull;
 pub mod shards;
-pub mod train;
 pub mod trainer;
 pub mod unicode;
 pub mod vocab;

@@ -553,7 +553,7 @@ impl Loader {
     }
 
     /// The next batch (blocks until the producer has it).
-    pub fn next(&mut self) -> Result<PackedBatch> {
+    pub fn next_batch(&mut self) -> Result<PackedBatch> {
         let rx = self.rx.get_mut().map_err(|_| data_err!("the loader thread stopped after an error"))?;
         let b = rx.recv().map_err(|_| data_err!("the loader thread stopped after an error"))??;
         self.last_state = b.state.clone();

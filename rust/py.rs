@@ -21,6 +21,7 @@ use crate::count::WordCounts;
 use crate::encode::Encoder;
 use crate::error::Error;
 use crate::input::InputSpec;
+use crate::merge::TokenId;
 use crate::pretokenize::{Pretokenizer, GPT4_PATTERN, NANOCHAT_PATTERN};
 use crate::trainer::{self, TrainOptions};
 use crate::vocab::{Vocab, NANOCHAT_SPECIALS};
@@ -127,13 +128,19 @@ impl PyTokenizer {
     }
 }
 
-/// A numpy array of the tokenizer's width.
-fn ids_to_numpy<'py>(py: Python<'py>, width: u32, ids: Vec<u32>) -> Bound<'py, PyAny> {
-    if width == 16 {
-        ids.into_iter().map(|x| x as u16).collect::<Vec<u16>>().into_pyarray(py).into_any()
-    } else {
-        ids.into_pyarray(py).into_any()
-    }
+/// `with_token_type!(width, |T| body)`: evaluate `body` with the type `T` standing for the Rust type of a token
+/// width (16 → u16, else u32). The one place a width in bits becomes a type; `T` is a `TokenId` and a numpy
+/// `Element`. (A macro, not a generic fn with a closure: Rust closures cannot be generic over a type.)
+macro_rules! with_token_type {
+    ($width:expr, |$T:ident| $body:expr) => {
+        if $width == 16 {
+            type $T = u16;
+            $body
+        } else {
+            type $T = u32;
+            $body
+        }
+    };
 }
 
 #[pymethods]
@@ -247,8 +254,10 @@ impl PyTokenizer {
 
     fn encode_ordinary_numpy<'py>(&self, py: Python<'py>, text: String) -> PyResult<Bound<'py, PyAny>> {
         let enc = self.enc.clone();
-        let ids = detached(py, None, move || enc.encode_ordinary::<u32>(&text))?;
-        Ok(ids_to_numpy(py, self.vocab.width, ids))
+        with_token_type!(self.vocab.width, |T| {
+            let ids = detached(py, None, move || enc.encode_ordinary::<T>(&text))?;
+            Ok(ids.into_pyarray(py).into_any())
+        })
     }
 
     /// Encode recognising the `allowed` specials (None: all of them).
@@ -285,13 +294,10 @@ impl PyTokenizer {
         threads: Option<usize>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let enc = self.enc.clone();
-        if self.vocab.width == 16 {
-            let out = detached(py, threads, move || enc.encode_batch::<u16>(&texts, bos))?;
+        with_token_type!(self.vocab.width, |T| {
+            let out = detached(py, threads, move || enc.encode_batch::<T>(&texts, bos))?;
             Ok(out.into_iter().map(|v| v.into_pyarray(py).into_any()).collect())
-        } else {
-            let out = detached(py, threads, move || enc.encode_batch::<u32>(&texts, bos))?;
-            Ok(out.into_iter().map(|v| v.into_pyarray(py).into_any()).collect())
-        }
+        })
     }
 
     /// All texts' ids in one array plus int64 offsets (`len(texts) + 1` of them).
@@ -303,7 +309,7 @@ impl PyTokenizer {
         bos: Option<u32>,
         threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<i64>>)> {
-        fn flat<T: crate::train::TokenId>(parts: Vec<Vec<T>>) -> (Vec<T>, Vec<i64>) {
+        fn flat<T: TokenId>(parts: Vec<Vec<T>>) -> (Vec<T>, Vec<i64>) {
             let mut offsets = Vec::with_capacity(parts.len() + 1);
             offsets.push(0i64);
             let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -315,13 +321,10 @@ impl PyTokenizer {
             (ids, offsets)
         }
         let enc = self.enc.clone();
-        if self.vocab.width == 16 {
-            let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<u16>(&texts, bos)?)))?;
+        with_token_type!(self.vocab.width, |T| {
+            let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<T>(&texts, bos)?)))?;
             Ok((ids.into_pyarray(py).into_any(), off.into_pyarray(py)))
-        } else {
-            let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<u32>(&texts, bos)?)))?;
-            Ok((ids.into_pyarray(py).into_any(), off.into_pyarray(py)))
-        }
+        })
     }
 
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
@@ -382,7 +385,7 @@ impl PyWordCounter {
 
     /// Learn the merges; returns (tokenizer, summary JSON).
     #[pyo3(signature = (vocab_size, specials, reserve=0, token_width=None, progress=false, threads=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn train(
         &mut self,
         py: Python<'_>,
@@ -416,22 +419,22 @@ impl PyWordCounter {
 
 /// Train from files (`nanobpe train`). Returns (tokenizer, summary JSON); writes `out` if given.
 #[pyfunction]
-#[pyo3(signature = (paths, vocab_size, *, pattern="nanochat".to_string(), specials=None, reserve=0, token_width=None,
-    doc_cap=10_000, max_chars=2_000_000_000, text_column="text".to_string(), jsonl_field="text".to_string(),
+#[pyo3(signature = (paths, vocab_size, *, pattern="nanochat", specials=None, reserve=0, token_width=None,
+    doc_cap=10_000, max_chars=2_000_000_000, text_column="text", jsonl_field="text",
     lines=false, include_val=false, progress=false, threads=None, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
     paths: Vec<PathBuf>,
     vocab_size: u64,
-    pattern: String,
+    pattern: &str,
     specials: Option<Vec<String>>,
     reserve: usize,
     token_width: Option<u32>,
     doc_cap: i64,
     max_chars: i64,
-    text_column: String,
-    jsonl_field: String,
+    text_column: &str,
+    jsonl_field: &str,
     lines: bool,
     include_val: bool,
     progress: bool,
@@ -448,15 +451,15 @@ fn train_files(
         input: InputSpec {
             paths,
             include_val,
-            text_column,
-            jsonl_field,
+            text_column: text_column.into(),
+            jsonl_field: jsonl_field.into(),
             lines,
             doc_cap: doc_cap as usize,
             max_chars: max_chars as u64,
             rank: 0,
             world: 1,
         },
-        pattern,
+        pattern: pattern.into(),
         vocab_size,
         specials: specials.unwrap_or_else(|| NANOCHAT_SPECIALS.iter().map(|s| s.to_string()).collect()),
         reserve,
@@ -525,13 +528,15 @@ fn rows_mut<'py, T: numpy::Element>(
 struct PyLoader {
     loader: Option<crate::loader::Loader>,
     shape: (usize, usize),
+    /// The tokenizer's token width in bits.
+    width: u32,
 }
 
 #[pymethods]
 impl PyLoader {
     #[new]
     #[pyo3(signature = (tokenizer, paths, batch_size, seq_len, *, rank=0, world=1, buffer_docs=1000, prefetch=4,
-        threads=None, state=None, text_column="text".to_string()))]
+        threads=None, state=None, text_column="text"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -545,12 +550,12 @@ impl PyLoader {
         prefetch: usize,
         threads: Option<usize>,
         state: Option<String>,
-        text_column: String,
+        text_column: &str,
     ) -> PyResult<Self> {
         let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let opts = crate::loader::LoaderOptions {
             paths,
-            text_column,
+            text_column: text_column.into(),
             rank,
             world,
             batch_size,
@@ -568,36 +573,37 @@ impl PyLoader {
         };
         let (vocab, enc) = (tokenizer.vocab.clone(), tokenizer.enc.clone());
         let loader = detached(py, None, move || crate::loader::Loader::new(&vocab, enc, &opts, state))?;
-        Ok(PyLoader { loader: Some(loader), shape: (batch_size, seq_len + 1) })
+        Ok(PyLoader { loader: Some(loader), shape: (batch_size, seq_len + 1), width: tokenizer.vocab.width })
     }
 
     /// Copy the next batch into `out`, a C-contiguous uint16 or uint32 array of shape (batch_size, seq_len + 1).
     fn next_into(&mut self, py: Python<'_>, out: &Bound<'_, PyAny>) -> PyResult<()> {
         // Check `out` before taking a batch off the queue, so a wrong array loses no data.
         let (b, t) = self.shape;
-        let bad =
-            || PyValueError::new_err(format!("out must be a C-contiguous uint16 or uint32 array of shape ({b}, {t})"));
-        let mut dst = match (rows_mut::<u16>(out, [b, t]), rows_mut::<u32>(out, [b, t])) {
-            (Some(w), _) => Rows::U16(w),
-            (None, Some(w)) => Rows::U32(w),
-            _ => return Err(bad()),
+        // A 16-bit tokenizer's ids fit either width; a 32-bit one's only uint32 (uint16 would cut them silently).
+        let dtypes = if self.width == 16 { "uint16 or uint32" } else { "uint32" };
+        let bad = || PyValueError::new_err(format!("out must be a C-contiguous {dtypes} array of shape ({b}, {t})"));
+        let mut dst = match rows_mut::<u16>(out, [b, t]) {
+            Some(w) if self.width == 16 => Rows::U16(w),
+            _ => Rows::U32(rows_mut::<u32>(out, [b, t]).ok_or_else(bad)?),
         };
         let Some(mut loader) = self.loader.take() else {
             return Err(PyRuntimeError::new_err("the loader stopped after an error"));
         };
-        let batch = match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| loader.next()))) {
+        let batch = match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| loader.next_batch()))) {
             Ok(Ok(batch)) => batch,
             Ok(Err(e)) => return Err(to_pyerr(e)),
             Err(_) => return Err(panic_err()),
         };
         self.loader = Some(loader);
-        match &mut dst {
-            Rows::U16(w) => {
-                for (d, &s) in w.as_slice_mut().map_err(|_| bad())?.iter_mut().zip(&batch.tokens) {
-                    *d = s as u16;
-                }
+        fn fill<T: TokenId>(dst: &mut [T], src: &[u32]) {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = T::from_u32(s);
             }
-            Rows::U32(w) => w.as_slice_mut().map_err(|_| bad())?.copy_from_slice(&batch.tokens),
+        }
+        match &mut dst {
+            Rows::U16(w) => fill(w.as_slice_mut().map_err(|_| bad())?, &batch.tokens),
+            Rows::U32(w) => fill(w.as_slice_mut().map_err(|_| bad())?, &batch.tokens),
         }
         Ok(())
     }
@@ -670,8 +676,8 @@ fn pull(
 
 /// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
 #[pyfunction]
-#[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
-    jsonl_field="text".to_string(), lines=false, rank=0, world=1, threads=None))]
+#[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text",
+    jsonl_field="text", lines=false, rank=0, world=1, threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn read_texts(
     py: Python<'_>,
@@ -679,14 +685,15 @@ fn read_texts(
     doc_cap: Option<usize>,
     max_chars: Option<u64>,
     include_val: bool,
-    text_column: String,
-    jsonl_field: String,
+    text_column: &str,
+    jsonl_field: &str,
     lines: bool,
     rank: usize,
     world: usize,
     threads: Option<usize>,
 ) -> PyResult<Vec<String>> {
-    let spec = reader_spec(paths, doc_cap, max_chars, include_val, text_column, jsonl_field, lines, rank, world);
+    let spec =
+        reader_spec(paths, doc_cap, max_chars, include_val, text_column.into(), jsonl_field.into(), lines, rank, world);
     long_running(py, threads, move || {
         let reader = crate::input::Reader::open(&spec)?;
         let mut docs = Vec::new();
@@ -703,7 +710,7 @@ fn read_texts(
 /// Tokenize files into token shards (`nanobpe tokenize`); returns the manifest as JSON.
 #[pyfunction]
 #[pyo3(signature = (tokenizer, paths, out, *, bos=false, shard_tokens=100_000_000, rank=0, world=1, include_val=false,
-    text_column="text".to_string(), jsonl_field="text".to_string(), lines=false, progress=false, threads=None))]
+    text_column="text", jsonl_field="text", lines=false, progress=false, threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn tokenize_files(
     py: Python<'_>,
@@ -715,8 +722,8 @@ fn tokenize_files(
     rank: usize,
     world: usize,
     include_val: bool,
-    text_column: String,
-    jsonl_field: String,
+    text_column: &str,
+    jsonl_field: &str,
     lines: bool,
     progress: bool,
     threads: Option<usize>,
@@ -726,8 +733,8 @@ fn tokenize_files(
         input: InputSpec {
             paths,
             include_val,
-            text_column,
-            jsonl_field,
+            text_column: text_column.into(),
+            jsonl_field: jsonl_field.into(),
             lines,
             doc_cap: usize::MAX,
             max_chars: u64::MAX,
@@ -768,8 +775,8 @@ struct PyTextReader {
 #[pymethods]
 impl PyTextReader {
     #[new]
-    #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text".to_string(),
-        jsonl_field="text".to_string(), lines=false, rank=0, world=1))]
+    #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text",
+        jsonl_field="text", lines=false, rank=0, world=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -777,13 +784,23 @@ impl PyTextReader {
         doc_cap: Option<usize>,
         max_chars: Option<u64>,
         include_val: bool,
-        text_column: String,
-        jsonl_field: String,
+        text_column: &str,
+        jsonl_field: &str,
         lines: bool,
         rank: usize,
         world: usize,
     ) -> PyResult<Self> {
-        let spec = reader_spec(paths, doc_cap, max_chars, include_val, text_column, jsonl_field, lines, rank, world);
+        let spec = reader_spec(
+            paths,
+            doc_cap,
+            max_chars,
+            include_val,
+            text_column.into(),
+            jsonl_field.into(),
+            lines,
+            rank,
+            world,
+        );
         let reader = detached(py, None, move || crate::input::Reader::open(&spec))?;
         let files = reader.files();
         let ahead = crate::input::ReadAhead::spawn(Arc::new(reader), 2).map_err(to_pyerr)?;
@@ -793,8 +810,9 @@ impl PyTextReader {
     /// The documents of the next window, or None when everything was read.
     fn next_window<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let ahead = &mut self.ahead;
-        let window =
-            py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| ahead.next()))).map_err(|_| panic_err())?;
+        let window = py
+            .detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| ahead.next_window())))
+            .map_err(|_| panic_err())?;
         let Some(batches) = window.map_err(to_pyerr)? else { return Ok(None) };
         // Straight from the Arrow buffers to Python strings: one UTF-8 decode per document, no copies between.
         let docs = batches.iter().flat_map(|b| b.iter().map(|d| PyString::new(py, d)));
@@ -815,10 +833,10 @@ fn validation_file(folder: PathBuf) -> PyResult<String> {
 
 /// Split `text` with a pattern (preset name or regex). `regex_only` bypasses the hand-written scanner.
 #[pyfunction]
-#[pyo3(signature = (text, pattern="nanochat".to_string(), regex_only=false))]
-fn split(py: Python<'_>, text: String, pattern: String, regex_only: bool) -> PyResult<Vec<String>> {
+#[pyo3(signature = (text, pattern="nanochat", regex_only=false))]
+fn split(py: Python<'_>, text: String, pattern: &str, regex_only: bool) -> PyResult<Vec<String>> {
     detached(py, None, move || {
-        let p = if regex_only { Pretokenizer::regex_only(&pattern)? } else { Pretokenizer::new(&pattern)? };
+        let p = if regex_only { Pretokenizer::regex_only(pattern)? } else { Pretokenizer::new(pattern)? };
         Ok(p.split(&text)?.into_iter().map(String::from).collect())
     })
 }

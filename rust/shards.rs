@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::encode::Encoder;
 use crate::error::{Error, Result};
 use crate::input::{InputSpec, Reader};
+use crate::merge::TokenId;
 use crate::progress::{human_bytes, Progress};
-use crate::train::TokenId;
 use crate::vocab::Vocab;
 use crate::{arg_err, cancel, data_err};
 

@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use crate::count::{ThreadCounts, Word, WordCounts};
 use crate::error::Result;
 use crate::input::{InputSpec, Reader};
+use crate::merge::{learn_merges, token_bytes, MergeStats, TokenId};
 use crate::pretokenize::Pretokenizer;
 use crate::progress::{human_bytes, Progress};
-use crate::train::{learn_merges, token_bytes, MergeStats, TokenId};
 use crate::vocab::{choose_width, Vocab};
 use crate::{arg_err, cancel, data_err};
 

@@ -39,6 +39,17 @@ def read_docs(path: Path, n_docs: int, doc_cap: int = 10_000, row_groups: list[i
 
 
 @pytest.fixture(scope="session")
+def tok2048_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2048-token tokenizer (3M characters of shard 4), trained once for the loader, token shard and train.base
+    tests. Read-only: a test that changes a tokenizer saves its own copy."""
+    import nanobpe
+
+    out = tmp_path_factory.mktemp("tok2048") / "tok"
+    nanobpe.train([corpus_shards()[4]], 2048, out=out, max_chars=3_000_000)
+    return out
+
+
+@pytest.fixture(scope="session")
 def mixed_docs(corpus: Path) -> list[str]:
     """A few hundred documents from every shard: English, German and Chinese text."""
     docs: list[str] = []

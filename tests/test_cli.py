@@ -235,6 +235,7 @@ def test_existing_unrelated_directory_is_not_replaced(corpus, tmp_path):
     assert (out / "precious.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_writes_nothing(corpus, tmp_path):
     import os
     import signal
@@ -248,6 +249,9 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(corpus, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell ignores SIGINT in the jobs it starts in the background (`pytest &`), the child would inherit that
+        # and Python would then install no Ctrl-C handler: give the child the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)

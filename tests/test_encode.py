@@ -161,8 +161,13 @@ def test_encode_cli_errors(tokdir, tmp_path):
     assert run_cli("encode", tokdir, special, "--allowed-special", "all").returncode == 0
     proc = run_cli("encode", tmp_path / "nope", special)
     assert proc.returncode == 1 and "nope" in proc.stderr
+    nobos = tmp_path / "nobos"
+    nanobpe.Tokenizer.train_from_iterator(["ab ab ab"] * 10, 258, special_tokens=[]).save(nobos)
+    proc = run_cli("encode", nobos, special, "--bos")
+    assert proc.returncode == 1 and "--bos" in proc.stderr and "no <|bos|>" in proc.stderr
 
 
+@pytest.mark.slow
 def test_eval_cli_compares_tokenizers(corpus, tokdir, tmp_path):
     small = tmp_path / "small"
     nanobpe.load(tokdir, vocab_size=2048).save(small)

@@ -15,9 +15,8 @@ from nanobpe.shards import Shard
 
 
 @pytest.fixture(scope="module")
-def tok(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ld") / "tok"
-    return nanobpe.train([corpus_shards()[4]], 2048, out=out, max_chars=3_000_000)
+def tok(tok2048_dir):
+    return nanobpe.load(tok2048_dir)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +175,17 @@ def test_cropping_is_counted(tok, small):
     take(loader, 5)
     s = loader.stats()
     assert s["batches"] == 5 and s["tokens_used"] - s["tokens_cropped"] == 5 * 4 * 129
+
+
+def test_a_32_bit_tokenizer_fills_only_uint32_arrays(small):
+    # Its ids may not fit 16 bits: a uint16 array would cut them silently, so it is refused (and costs no batch).
+    tok32 = nanobpe.Tokenizer.train_from_iterator(read_docs(corpus_shards()[4], 200), 600, token_width=32)
+    loader = nanobpe.Loader(tok32, small, 2, 16)
+    with pytest.raises(ValueError, match="C-contiguous uint32 array"):
+        loader.next_into(np.zeros((2, 17), dtype=np.uint16))
+    out = np.zeros((2, 17), dtype=np.uint32)
+    loader.next_into(out)
+    np.testing.assert_array_equal(out, nanobpe.Loader(tok32, small, 2, 16).next())
 
 
 def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):

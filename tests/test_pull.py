@@ -20,6 +20,8 @@ import nanobpe
 from conftest import corpus_shards, run_cli
 from fault_server import FaultServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server (nginx or the fault server)
+
 FAST = ["--retries", "3", "--backoff", "0.05", "--timeout", "1", "--quiet"]
 
 

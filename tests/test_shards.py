@@ -12,10 +12,8 @@ from conftest import corpus_shards, read_docs, run_cli
 
 
 @pytest.fixture(scope="module")
-def tokdir(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sh") / "tok"
-    nanobpe.train([corpus_shards()[4]], 2048, out=out, max_chars=3_000_000)
-    return out
+def tokdir(tok2048_dir):
+    return tok2048_dir
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +55,7 @@ def test_shards_hold_the_same_tokens_as_encoding_again(tokdir, data, tmp_path):
     assert manifest["complete"] and sum(s["tokens"] for s in manifest["shards"]) == shards.n_tokens
 
 
+@pytest.mark.slow
 def test_same_bytes_whatever_the_thread_count(tokdir, data, tmp_path):
     tokenize(tokdir, data, tmp_path / "a", "--threads", "1")
     tokenize(tokdir, data, tmp_path / "b", "--threads", "2")
@@ -64,6 +63,7 @@ def test_same_bytes_whatever_the_thread_count(tokdir, data, tmp_path):
     assert a and [p.read_bytes() for p in a] == [(tmp_path / "b" / p.name).read_bytes() for p in a]
 
 
+@pytest.mark.slow
 def test_ranks_split_the_work_and_cover_it_all(tokdir, data, tmp_path):
     tokenize(tokdir, data, tmp_path / "one")
     for r in range(3):

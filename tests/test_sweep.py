@@ -11,6 +11,7 @@ from conftest import corpus_shards, run_cli
 from nanobpe.sweep import param_costs
 
 
+@pytest.mark.slow
 def test_prefix_property_against_independent_trainings(corpus, tmp_path):
     """Cutting a 6000-token run to 1000 and 3000 gives the same files as training those sizes directly."""
     data = [corpus_shards()[1], corpus_shards()[7]]
@@ -38,6 +39,7 @@ def test_prefix_property_against_independent_trainings(corpus, tmp_path):
         assert nanobpe.load(tmp_path / "sw" / f"vocab_{v}").to_tiktoken().n_vocab == v
 
 
+@pytest.mark.slow
 def test_sweep_report_table_and_plot(corpus, tmp_path):
     out = tmp_path / "sw"
     proc = run_cli(

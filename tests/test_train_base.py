@@ -13,10 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import nanobpe
 from conftest import ROOT, corpus_shards, run_cli
 
 torch = pytest.importorskip("torch", reason="train.base needs torch: pip install '.[train]'")
+
+pytestmark = pytest.mark.slow  # every test here trains a model (torchrun or one process)
 
 TINY = [
     "--device",
@@ -37,10 +38,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def tokdir(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tb") / "tok"
-    nanobpe.train([corpus_shards()[4]], 2048, out=out, max_chars=3_000_000)
-    return out
+def tokdir(tok2048_dir):
+    return tok2048_dir
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ def rustbpe_ranks(docs: list[str], n_merges: int, pattern: str) -> list[tuple[by
     return [(bytes(b), r) for b, r in tok.get_mergeable_ranks()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vocab_size", [1024, 4096, 32768])
 def test_same_merges_as_rustbpe_on_real_text(corpus, vocab_size):
     # Enough text for 32768: two whole shards of mixed languages.

@@ -1,6 +1,11 @@
-"""Type stubs for the private Rust extension `nanobpe._nanobpe` (checked against the binary by tests/test_stub.py)."""
+"""Type stubs for the private Rust extension `nanobpe._nanobpe`.
+
+Checked against the built module by `python -m mypy.stubtest nanobpe._nanobpe` (scripts/lint; false positives are
+listed, with the reason, in .ci/stubtest-allowlist).
+"""
 
 from collections.abc import Sequence
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
@@ -10,9 +15,31 @@ NANOCHAT_PATTERN: str
 GPT4_PATTERN: str
 NANOCHAT_SPECIALS: list[str]
 
+__all__ = [
+    "GPT4_PATTERN",
+    "NANOCHAT_PATTERN",
+    "NANOCHAT_SPECIALS",
+    "CoreTokenizer",
+    "DataError",
+    "Loader",
+    "NanobpeError",
+    "TextReader",
+    "WordCounter",
+    "__version__",
+    "peak_rss_mb",
+    "pull",
+    "read_shard_header",
+    "read_texts",
+    "split",
+    "tokenize_files",
+    "train_files",
+    "validation_file",
+]
+
 class NanobpeError(ValueError): ...
 class DataError(NanobpeError): ...
 
+@final
 class CoreTokenizer:
     @staticmethod
     def load(path: str, vocab_size: int | None = None) -> CoreTokenizer: ...
@@ -53,8 +80,9 @@ class CoreTokenizer:
     def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
     def token_bytes(self, id: int) -> bytes: ...
 
+@final
 class WordCounter:
-    def __init__(self, pattern: str) -> None: ...
+    def __new__(cls, pattern: str) -> WordCounter: ...
     def add(self, texts: Sequence[str], threads: int | None = None) -> None: ...
     @property
     def unique_words(self) -> int: ...
@@ -68,9 +96,10 @@ class WordCounter:
         threads: int | None = None,
     ) -> tuple[CoreTokenizer, str]: ...
 
+@final
 class TextReader:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         paths: Sequence[str],
         *,
         doc_cap: int | None = None,
@@ -81,13 +110,14 @@ class TextReader:
         lines: bool = False,
         rank: int = 0,
         world: int = 1,
-    ) -> None: ...
+    ) -> TextReader: ...
     def next_window(self) -> list[str] | None: ...
     def files(self) -> list[str]: ...
 
+@final
 class Loader:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tokenizer: CoreTokenizer,
         paths: Sequence[str],
         batch_size: int,
@@ -100,7 +130,7 @@ class Loader:
         threads: int | None = None,
         state: str | None = None,
         text_column: str = "text",
-    ) -> None: ...
+    ) -> Loader: ...
     def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None: ...
     def state(self) -> str: ...
     def stats(self) -> str: ...

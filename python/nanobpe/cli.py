@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +63,7 @@ def _fmt_secs(s: float) -> str:
 # --------------------------------------------------------------------------------------------- train
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
+def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "train",
         help="train a byte-level BPE tokenizer",
@@ -168,7 +169,7 @@ def _read_input_text(path: str) -> str:
         raise nanobpe.DataError(f"{where}: invalid UTF-8 at byte offset {e.start} (line {line})") from None
 
 
-def add_encode(sub: argparse._SubParsersAction) -> None:
+def add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "encode",
         help="encode a UTF-8 file to token ids",
@@ -211,8 +212,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
         )
     ids = tok.encode(text, allowed_special=allowed)
     if args.bos:
-        bos = tok._bos(True)  # raises if the tokenizer has no <|bos|>
-        ids = ([] if bos is None else [bos]) + ids
+        if tok.bos_id is None:
+            raise ValueError(f"--bos: the tokenizer in {args.tokenizer} has no <|bos|> token")
+        ids = [tok.bos_id] + ids
     arr = np.asarray(ids, dtype=tok.dtype)
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115 (closed below unless stdout)
     try:
@@ -226,7 +228,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_decode(sub: argparse._SubParsersAction) -> None:
+def add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "decode",
         help="decode token ids to text",
@@ -258,7 +260,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- export / eval
 
 
-def add_export(sub: argparse._SubParsersAction) -> None:
+def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export",
         help="export a tokenizer for other libraries",
@@ -279,7 +281,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval(sub: argparse._SubParsersAction) -> None:
+def add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "eval",
         help="compare tokenizers' compression on held-out text",
@@ -329,7 +331,7 @@ def parse_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--vocab-sizes: {e}") from None
 
 
-def add_sweep(sub: argparse._SubParsersAction) -> None:
+def add_sweep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sweep",
         help="train once, measure every vocab size",
@@ -396,7 +398,7 @@ def _env_int(*names: str) -> int | None:
     return None
 
 
-def add_tokenize(sub: argparse._SubParsersAction) -> None:
+def add_tokenize(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "tokenize",
         help="pre-tokenize text into u16/u32 token shards",
@@ -465,7 +467,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- pull
 
 
-def add_pull(sub: argparse._SubParsersAction) -> None:
+def add_pull(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from nanobpe.pull import default_dataset_dir
 
     p = sub.add_parser(
@@ -569,8 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return func(args)
     except KeyboardInterrupt:
         print("\nnanobpe: interrupted; nothing was written", file=sys.stderr)
         return 130

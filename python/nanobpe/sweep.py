@@ -12,7 +12,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ def reencode_failures(tok: Tokenizer) -> dict[str, int]:
     return {"not_reencoding": bad, "partial_utf8": partial}
 
 
+def _log_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def sweep(
     sizes: Sequence[int],
     data: Sequence[str],
@@ -71,7 +75,7 @@ def sweep(
     pattern: str = "nanochat",
     token_width: int | None = None,
     count_train_tokens: bool = True,
-    log=lambda msg: print(msg, file=sys.stderr, flush=True),
+    log: Callable[[str], None] = _log_stderr,
 ) -> dict[str, Any]:
     specials = list(_nanobpe.NANOCHAT_SPECIALS if special_tokens is None else special_tokens)
     sizes = sorted(set(int(s) for s in sizes))
@@ -179,7 +183,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path, log) -> None:
+def plot(report: dict[str, Any], path: Path, log: Callable[[str], None]) -> None:
     try:
         import matplotlib
 

@@ -147,7 +147,8 @@ class Tokenizer:
 
     def meta(self) -> dict[str, Any]:
         """The contents of ``nanobpe.json``."""
-        return json.loads(self._core.meta_json())
+        meta: dict[str, Any] = json.loads(self._core.meta_json())
+        return meta
 
     def split(self, text: str) -> list[str]:
         """The pieces the split pattern cuts ``text`` into."""

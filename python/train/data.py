@@ -53,8 +53,9 @@ class DeviceLoader:
         self.wait_s += time.perf_counter() - t0
         rows = self.bufs[i].to(self.device, non_blocking=True)
         if self.device.type == "cuda":
-            self.copied[i] = torch.cuda.Event()
-            self.copied[i].record()  # type: ignore[union-attr]
+            copied = torch.cuda.Event()  # type: ignore[no-untyped-call,unused-ignore]  # torch leaves Event.__init__ unannotated
+            copied.record()
+            self.copied[i] = copied
         rows = rows.to(torch.int64)
         if not self.wide:
             rows &= 0xFFFF

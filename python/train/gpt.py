@@ -72,7 +72,8 @@ class Attention(nn.Module):
         # Under bf16 autocast the norms may come back in fp32; attention wants one dtype.
         q, k = q.to(v.dtype), k.to(v.dtype)
         y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        out: torch.Tensor = self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return out
 
 
 class MLP(nn.Module):
@@ -82,7 +83,8 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * c.n_embd, c.n_embd, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.relu(self.c_fc(x)).square())
+        out: torch.Tensor = self.c_proj(F.relu(self.c_fc(x)).square())
+        return out
 
 
 class Block(nn.Module):
@@ -93,10 +95,15 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(norm(x), cos, sin)
-        return x + self.mlp(norm(x))
+        out: torch.Tensor = x + self.mlp(norm(x))
+        return out
 
 
 class GPT(nn.Module):
+    # Buffers (register_buffer below), declared so that type checkers know them as tensors.
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -123,9 +130,9 @@ class GPT(nn.Module):
                 fan_out, fan_in = m.weight.shape
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in)))
         nn.init.zeros_(self.lm_head.weight)
-        for b in self.blocks:
-            nn.init.zeros_(b.attn.c_proj.weight)
-            nn.init.zeros_(b.mlp.c_proj.weight)
+        for m in self.modules():
+            if isinstance(m, (Attention, MLP)):
+                nn.init.zeros_(m.c_proj.weight)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

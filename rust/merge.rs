@@ -267,16 +267,19 @@ pub struct MergeStats {
     pub seconds: f64,
 }
 
+/// Per pair: its count and the words holding it.
+type PairWords<T> = Map<Pair<T>, (u64, Vec<u32>)>;
+
 /// Initial pair counts and, per pair, the words holding it (ascending, each once). Parallel over word ranges; the
 /// ordered reduce keeps position lists sorted.
-fn count_pairs<T: TokenId>(arena: &Arena<T>) -> Map<Pair<T>, (u64, Vec<u32>)> {
+fn count_pairs<T: TokenId>(arena: &Arena<T>) -> PairWords<T> {
     let n = arena.meta.len();
     // One part per thread: fewer parts make the serial combine below cheaper.
     let chunk = n.div_ceil(rayon::current_num_threads()).max(4096);
-    let parts: Vec<Map<Pair<T>, (u64, Vec<u32>)>> = (0..n.div_ceil(chunk))
+    let parts: Vec<PairWords<T>> = (0..n.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {
-            let mut m: Map<Pair<T>, (u64, Vec<u32>)> = new_map();
+            let mut m: PairWords<T> = new_map();
             for i in c * chunk..((c + 1) * chunk).min(n) {
                 let w = arena.word(i);
                 let cnt = arena.meta[i].count;
@@ -383,6 +386,14 @@ struct SharedArena<T> {
 unsafe impl<T: Send> Send for SharedArena<T> {}
 unsafe impl<T: Send> Sync for SharedArena<T> {}
 
+impl<T> SharedArena<T> {
+    /// The raw pointers. A closure that calls this captures the whole (Sync) struct, not its raw-pointer fields
+    /// (which are not Sync), as it would by naming `shared.ids` directly.
+    fn ptrs(&self) -> (*mut T, *mut WordMeta) {
+        (self.ids, self.meta)
+    }
+}
+
 /// Per-chunk scratch space for parallel merges, kept across merges (fresh zeroed buffers for every merge would
 /// cost page faults).
 struct Scratch<T> {
@@ -404,13 +415,11 @@ fn merge_words_parallel<T: TokenId>(
     let shared = SharedArena { ids: arena.ids.as_mut_ptr(), meta: arena.meta.as_mut_ptr() };
     let chunk = pos.len().div_ceil(scratch.len());
     scratch.par_iter_mut().zip(pos.par_chunks(chunk)).for_each(|(sc, part)| {
-        let shared = shared;
+        let (ids, meta) = shared.ptrs();
         let dec = &mut sc.dec;
         // SAFETY: the chunks of `pos` are disjoint sets of words, and `arena` is borrowed mutably for the whole
         // call, so no one else touches it.
-        sc.lost = unsafe {
-            merge_words(shared.ids, shared.meta, part, merge, &mut sc.fresh, |p, c| *dec.entry(p).or_insert(0) += c)
-        };
+        sc.lost = unsafe { merge_words(ids, meta, part, merge, &mut sc.fresh, |p, c| *dec.entry(p).or_insert(0) += c) };
     });
     let mut lost_ab = 0;
     for sc in scratch.iter_mut() {
@@ -461,7 +470,7 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
             }
             continue;
         }
-        if merges.len() % 256 == 0 {
+        if merges.len().is_multiple_of(256) {
             cancel::check()?;
             let done = merges.len();
             progress.update(|| format!("merging: {done}/{num_merges} merges"));
