@@ -123,3 +123,200 @@ def test_the_loader_checks_ids_as_it_reads(tok: nanobpe.Tokenizer, tmp_path: Pat
     p = write_shard(tmp_path / "ids.bin", ids, [0, 2, 5], vocab_size=tok.n_vocab, checksum=tok._core.checksum())
     with pytest.raises(DataError, match=r"ids\.bin: token 3 holds id 65000, outside the vocab \(300 ids\)"):
         loader_first_batch(tok, p)
+
+
+# ------------------------------------------------------------------------------- numbers on the command line (item 11)
+
+# (subcommand and the arguments it needs, option, values that are wrong for it)
+BAD = ["-1", str(2**64), "abc"]
+NUMBER_OPTIONS = [
+    (["train", "--data", "a.txt", "--out", "o", "--vocab-size", "300"], "--threads", ["0", *BAD]),
+    (["train", "--data", "a.txt", "--out", "o", "--vocab-size", "300"], "--max-chars", ["0", *BAD]),
+    (["train", "--data", "a.txt", "--out", "o"], "--vocab-size", ["0", *BAD, str(2**32 + 1)]),
+    (["train", "--data", "a.txt", "--out", "o", "--vocab-size", "300"], "--doc-cap", ["0", *BAD]),
+    (["train", "--data", "a.txt", "--out", "o", "--vocab-size", "300"], "--reserve", BAD),
+    (["encode", "tok"], "--vocab-size", ["0", *BAD]),
+    (["eval", "tok", "--data", "a.txt"], "--doc-cap", ["0", *BAD]),
+    (["sweep", "--data", "a.txt", "--out", "o", "--vocab-sizes", "300"], "--depth", ["0", *BAD]),
+    (["sweep", "--data", "a.txt", "--out", "o", "--vocab-sizes", "300"], "--doc-cap", ["0", *BAD]),
+    (["sweep", "--data", "a.txt", "--out", "o", "--vocab-sizes", "300"], "--max-chars", ["0", *BAD]),
+    (["sweep", "--data", "a.txt", "--out", "o"], "--vocab-sizes", ["0", *BAD, "300,-5", ","]),
+    (["tokenize", "--tokenizer", "tok", "--data", "a.txt", "--out", "o"], "--shard-tokens", ["0", *BAD]),
+    (["tokenize", "--tokenizer", "tok", "--data", "a.txt", "--out", "o"], "--threads", ["0", *BAD]),
+    (["tokenize", "--tokenizer", "tok", "--data", "a.txt", "--out", "o"], "--rank", BAD),
+    (["tokenize", "--tokenizer", "tok", "--data", "a.txt", "--out", "o"], "--world-size", ["0", *BAD]),
+    (["pull", "--shards", "..2", "--url-template", "http://127.0.0.1:9/{index}"], "--max-shard", BAD),
+    (["pull", "--shards", "..2"], "--workers", ["0", *BAD]),
+    (["pull", "--shards", "..2"], "--retries", BAD),
+    (["pull", "--shards", "..2"], "--timeout", ["0", "-1", "inf", "nan", "abc", "1e300"]),
+    (["pull", "--shards", "..2"], "--backoff", ["-1", "inf", "nan", "abc", "1e300"]),
+]
+CASES = [(args, opt, v) for args, opt, values in NUMBER_OPTIONS for v in values]
+
+
+@pytest.mark.parametrize(("args", "option", "value"), CASES, ids=[f"{a[0]}{o}={v}" for a, o, v in CASES])
+def test_bad_numbers_are_one_line_naming_the_option(tmp_path: Path, args: list[str], option: str, value: str) -> None:
+    from conftest import run_cli
+
+    proc = run_cli(
+        *args,
+        f"{option}={value}",
+        "--dataset-dir" if args[0] == "pull" else "--quiet",
+        *([str(tmp_path / "ds")] if args[0] == "pull" else []),
+    )
+    err = proc.stderr.strip()
+    assert proc.returncode in (1, 2), err
+    assert len(err.splitlines()) == 1 and err.startswith("nanobpe: error:"), err
+    assert option in err and "Traceback" not in err, err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_too_many_threads_are_capped_with_a_note(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    (tmp_path / "a.txt").write_text(" ".join(f"w{i:x}q{i * 7919 % 1000:x}" for i in range(400)))
+    proc = run_cli(
+        "train",
+        "--data",
+        tmp_path / "a.txt",
+        "--out",
+        tmp_path / "t",
+        "--vocab-size",
+        "300",
+        "--threads",
+        "1000",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "more than 4x the" in proc.stderr
+    import json
+    import os
+
+    assert json.loads(proc.stdout)["threads"] <= 4 * (os.cpu_count() or 1)
+
+
+def test_rank_must_be_below_world_size(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    proc = run_cli(
+        "tokenize", "--tokenizer", "tok", "--data", "a.txt", "--out", tmp_path / "o", "--rank", "3", "--world-size", "2"
+    )
+    assert proc.returncode == 1 and "--rank 3 is out of range for --world-size 2" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_checks_its_numbers_before_training(tmp_path: Path) -> None:
+    from nanobpe.sweep import sweep
+
+    with pytest.raises(ValueError, match="--depth must be at least 1"):
+        sweep([300], [str(tmp_path / "a.txt")], tmp_path / "o", depth=0)
+    with pytest.raises(ValueError, match="--doc-cap must be at least 1"):
+        sweep([300], [str(tmp_path / "a.txt")], tmp_path / "o", doc_cap=0)
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------- damaged checkpoints (item 10)
+
+
+def _save_checkpoints(root: Path, steps: list[int]) -> None:
+    torch = pytest.importorskip("torch")
+    from train import checkpoint
+    from train.common import Dist
+
+    d = Dist(rank=0, local_rank=0, world=1, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 64)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 64)).sum().backward()
+    opt.step()
+    state = {"version": 1, "files": ["a.bin"], "rank": 0, "world": 1, "epoch": 1, "unit": 0, "row": 0, "seq": 0}
+    for step in steps:
+        checkpoint.save(d, root, step, model, [opt], {**state, "buffer": []}, {"config": {"depth": 1}})
+
+
+def _damage(f: Path, how: str) -> None:
+    data = f.read_bytes()
+    if how == "flip":  # 64 bytes in the middle
+        mid = len(data) // 2
+        f.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 64]) + data[mid + 64 :])
+    elif how == "truncate":
+        f.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        f.write_bytes(b"")
+    elif how == "garbage":
+        f.write_bytes(b"\x00\xffnot json")
+    elif how == "{}":
+        f.write_text("{}")
+
+
+def test_checkpoints_record_sha256_of_their_files(tmp_path: Path) -> None:
+    _save_checkpoints(tmp_path, [1])
+    import hashlib
+    import json
+
+    meta = json.loads((tmp_path / "step_000001" / "meta.json").read_text())
+    assert set(meta["files"]) == {"model.pt", "optim.pt", "loader_rank0.json"}
+    model = (tmp_path / "step_000001" / "model.pt").read_bytes()
+    assert meta["files"]["model.pt"] == hashlib.sha256(model).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("name", "how", "message"),
+    [
+        ("model.pt", "flip", "model.pt: damaged"),
+        ("model.pt", "truncate", "model.pt: damaged"),
+        ("optim.pt", "empty", "optim.pt: damaged"),
+        ("loader_rank0.json", "garbage", "loader_rank0.json: damaged"),
+        ("meta.json", "garbage", "meta.json: unreadable"),
+        ("meta.json", "{}", "meta.json: no 'step'"),
+        ("meta.json", "empty", "meta.json: unreadable"),
+    ],
+)
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, name: str, how: str, message: str
+) -> None:
+    from train import checkpoint
+
+    _save_checkpoints(tmp_path, [1, 2])
+    _damage(tmp_path / "step_000002" / name, how)
+    warnings: list[str] = []
+    assert checkpoint.resume_point(tmp_path, 0, warnings.append) == tmp_path / "step_000001"
+    assert len(warnings) == 1 and "skipping checkpoint step_000002" in warnings[0], warnings
+    assert message in warnings[0] and "falling back to the previous one" in warnings[0]
+    # Named directly, a damaged checkpoint is refused, naming the file.
+    with pytest.raises(checkpoint.CheckpointError, match=message.replace(".", r"\.")):
+        checkpoint.resume_point(tmp_path / "step_000002", 0, warnings.append)
+
+
+def test_no_good_checkpoint_means_none(tmp_path: Path) -> None:
+    from train import checkpoint
+
+    _save_checkpoints(tmp_path, [1])
+    _damage(tmp_path / "step_000001" / "model.pt", "flip")
+    warnings: list[str] = []
+    assert checkpoint.resume_point(tmp_path, 0, warnings.append) is None
+    assert len(warnings) == 1
+
+
+def test_loading_without_checksums_still_names_the_file(tmp_path: Path) -> None:
+    """Older checkpoints carry no checksums: a broken file is still one clear error, never a traceback."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from train import checkpoint
+
+    _save_checkpoints(tmp_path, [1])
+    step = tmp_path / "step_000001"
+    meta = json.loads((step / "meta.json").read_text())
+    del meta["files"]
+    (step / "meta.json").write_text(json.dumps(meta))
+    _damage(step / "model.pt", "truncate")
+    _damage(step / "loader_rank0.json", "{}")
+    assert checkpoint.verify(step, 0)["step"] == 1
+    with pytest.raises(checkpoint.CheckpointError, match=r"model\.pt: cannot be loaded"):
+        checkpoint.load_model_state(step, torch.device("cpu"))
+    with pytest.raises(checkpoint.CheckpointError, match=r"loader_rank0\.json: not a loader state \(missing version"):
+        checkpoint.load_loader_state(step, 0)
+    _damage(step / "optim.pt", "empty")
+    with pytest.raises(checkpoint.CheckpointError, match=r"optim\.pt: missing or empty"):
+        checkpoint.verify(step, 0)
