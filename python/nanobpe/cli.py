@@ -672,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        return int(args.func(args))
     except KeyboardInterrupt:
         print("\nnanobpe: interrupted; nothing was written", file=sys.stderr)
         return 130

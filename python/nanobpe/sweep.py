@@ -211,7 +211,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path, log) -> None:
+def plot(report: dict[str, Any], path: Path, log: Callable[[str], None]) -> None:
     try:
         import matplotlib
 
