@@ -6,6 +6,7 @@
 //! `input` (parquet/txt/jsonl → capped documents) → `count` (pretokenize + count unique pieces, in parallel)
 //! → `train` (merge loop, generic over the token width) → `vocab` (ranks, specials, files on disk).
 
+pub mod atomic;
 pub mod cancel;
 pub mod count;
 pub mod encode;

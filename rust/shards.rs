@@ -208,7 +208,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Write one shard file (temp name, then rename).
 fn write_shard<T: TokenId>(path: &Path, header: Header, tokens: &[T], offsets: &[u64]) -> Result<()> {
-    let tmp = path.with_extension("bin.tmp");
+    let tmp = path.with_extension(format!("bin.tmp-{}", std::process::id()));
     let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let io = |e| Error::io(&tmp, e);
@@ -238,7 +238,23 @@ pub fn tokenize(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
     }
 }
 
+/// `tokenize_into`, plus: an output directory this run created is removed again if the run fails before finishing
+/// a shard (bad input must not leave an empty `--out` behind; finished shards stay, to resume from).
 fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
+    let created = !opts.out.exists();
+    let result = tokenize_into::<T>(vocab, opts);
+    if result.is_err() && created && opts.out.is_dir() {
+        let finished = std::fs::read_dir(&opts.out)
+            .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "bin")))
+            .unwrap_or(true);
+        if !finished {
+            let _ = std::fs::remove_dir_all(&opts.out);
+        }
+    }
+    result
+}
+
+fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
     if opts.shard_tokens == 0 {
         return Err(arg_err!("--shard-tokens must be positive"));
     }
@@ -255,11 +271,16 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
         None
     };
     let (rank, world) = (opts.input.rank, opts.input.world);
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let reader = Reader::open(&opts.input)?;
     let enc = Encoder::new(vocab)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let sum = checksum(vocab);
     let mpath = manifest_path(&opts.out, rank, world);
+    // Temp files of this rank's earlier runs that were killed (other ranks may be writing theirs right now).
+    let stem = mpath.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::atomic::clean_stale(&opts.out, &format!("{stem}.tmp-"));
+    let shard_prefix = if world == 1 { "shard_".to_string() } else { format!("shard_r{rank:03}_") };
+    crate::atomic::clean_stale_by(&opts.out, |n| Some(n.strip_prefix(&shard_prefix)?.split_once(".bin.tmp-")?.1));
     let fresh = Manifest {
         checksum: sum,
         rank,

@@ -320,3 +320,85 @@ def test_loading_without_checksums_still_names_the_file(tmp_path: Path) -> None:
     _damage(step / "optim.pt", "empty")
     with pytest.raises(checkpoint.CheckpointError, match=r"optim\.pt: missing or empty"):
         checkpoint.verify(step, 0)
+
+
+# ------------------------------------------------------------------------------- leftovers (item 12)
+
+DEAD_PID = 99_999_999  # above Linux's largest pid: never a live process
+
+
+def _words(path: Path) -> Path:
+    path.write_text(" ".join(f"w{i:x}q{i * 7919 % 1000:x}" for i in range(400)))
+    return path
+
+
+@pytest.mark.parametrize("bad", ["missing", "not-parquet", "bad-utf8"])
+def test_tokenize_on_bad_input_leaves_no_output_directory(tok: nanobpe.Tokenizer, tmp_path: Path, bad: str) -> None:
+    from conftest import run_cli
+
+    tok.save(tmp_path / "tok")
+    data = {"missing": tmp_path / "nope.txt", "not-parquet": tmp_path / "x.parquet", "bad-utf8": tmp_path / "b.txt"}[
+        bad
+    ]
+    if bad == "not-parquet":
+        data.write_bytes(b"PAR1 garbage " * 100)
+    if bad == "bad-utf8":
+        data.write_bytes(b"fine text\n\xff\xfe broken\n")
+    out = tmp_path / "out"
+    proc = run_cli("tokenize", "--tokenizer", tmp_path / "tok", "--data", data, "--out", out, "--quiet")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert data.name in proc.stderr
+    assert not out.exists()
+
+
+def test_sweep_with_a_bad_doc_cap_leaves_nothing(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    proc = run_cli(
+        "sweep", "--vocab-sizes", "300", "--data", _words(tmp_path / "a.txt"), "--out", tmp_path / "o", "--doc-cap", "0"
+    )
+    assert proc.returncode == 2 and "--doc-cap" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_stale_temp_files_of_dead_processes_are_cleaned(tok: nanobpe.Tokenizer, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    tok.save(tmp_path / "tok")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / f"manifest.tmp-{DEAD_PID}", out / f"shard_00000.bin.tmp-{DEAD_PID}"]
+    for p in stale:
+        p.write_text("left by a killed run")
+    live = out / "manifest.tmp-notapid"
+    live.write_text("not ours to judge")
+    run_cli(
+        "tokenize",
+        "--tokenizer",
+        tmp_path / "tok",
+        "--data",
+        _words(tmp_path / "a.txt"),
+        "--out",
+        out,
+        "--quiet",
+        check=True,
+    )
+    assert not any(p.exists() for p in stale) and live.exists()
+    assert nanobpe.TokenShards(out, tokenizer=tok).n_tokens > 0
+    # A tokenizer directory's temp and old copies of dead writers go when the directory is next written.
+    for name in (f".t.tmp-{DEAD_PID}-1", f".t.old-{DEAD_PID}-1"):
+        (tmp_path / name).mkdir()
+    tok.save(tmp_path / "t")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".t.")) == []
+
+
+def test_a_tokenizer_left_hidden_by_a_kill_between_renames_is_put_back(tok: nanobpe.Tokenizer, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    tok.save(tmp_path / "t")
+    (tmp_path / "t").rename(tmp_path / f".t.old-{DEAD_PID}-123")  # what a kill between the two renames leaves
+    # The next run fails (bad input), but the previous tokenizer is back where it was.
+    proc = run_cli("train", "--vocab-size", "300", "--data", tmp_path / "nope.txt", "--out", tmp_path / "t", "--quiet")
+    assert proc.returncode == 1 and "nope.txt" in proc.stderr
+    assert nanobpe.load(tmp_path / "t").n_vocab == tok.n_vocab
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".t.")] == []
