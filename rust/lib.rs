@@ -25,4 +25,7 @@ pub mod vocab;
 #[cfg(feature = "python")]
 mod py;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use error::{Error, Result};
