@@ -397,7 +397,7 @@ pub fn read_header(path: &Path) -> Result<Header> {
 /// tokens; the header has already checked that its length is `(n_docs + 1) * 8`.
 pub fn parse_offsets(path: &Path, raw: &[u8], h: &Header) -> Result<Vec<u64>> {
     let offsets: Vec<u64> = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-    if offsets.len() as u64 != h.n_docs.saturating_add(1) || raw.len() % 8 != 0 {
+    if offsets.len() as u64 != h.n_docs.saturating_add(1) || !raw.len().is_multiple_of(8) {
         return Err(data_err!("{}: the document offsets table is cut short", path.display()));
     }
     check_offsets(path, &offsets, h.n_tokens)?;

@@ -89,7 +89,8 @@ def whole(flag: str) -> Callable[[str], int]:
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
         if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, not {text}")
+            why = " (above the u32 range of token ids)" if v > hi == 2**32 else ""
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}{why}, not {text}")
         return v
 
     parse.__name__ = flag
