@@ -402,3 +402,41 @@ def test_a_tokenizer_left_hidden_by_a_kill_between_renames_is_put_back(tok: nano
     assert proc.returncode == 1 and "nope.txt" in proc.stderr
     assert nanobpe.load(tmp_path / "t").n_vocab == tok.n_vocab
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".t.")] == []
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_end_to_end(corpus: Path, tmp_path: Path) -> None:
+    """`python -m train.base --resume` after 64 bytes of the newest model.pt were flipped: the previous checkpoint."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    from conftest import ROOT, corpus_shards
+
+    tokdir = tmp_path / "tok"
+    nanobpe.train([corpus_shards()[4]], 1024, out=tokdir, max_chars=1_000_000)
+    ck = tmp_path / "ck"
+    common = [
+        *("--tokenizer", tokdir, "--data", corpus_shards()[8], corpus_shards()[9], "--device", "cpu"),
+        *("--depth", "1", "--max-seq-len", "32", "--device-batch-size", "2", "--total-batch-size", "64"),
+        *("--num-iterations", "6", "--eval-every", "0", "--eval-tokens", "64", "--save-every", "3"),
+        *("--checkpoint-dir", ck, "--no-compile"),
+    ]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "train.base", *map(str, common), *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+    first = run("--stop-after", "6")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (ck / "step_000003").is_dir() and (ck / "step_000006").is_dir()
+    _damage(ck / "step_000006" / "model.pt", "flip")
+    resumed = run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "skipping checkpoint step_000006" in resumed.stderr and "model.pt: damaged" in resumed.stderr
+    assert "resumed from" in resumed.stdout and "step_000003" in resumed.stdout
+    # Named directly, a damaged checkpoint is refused in one line (the resumed run rewrote step 6: damage it again).
+    _damage(ck / "step_000006" / "model.pt", "flip")
+    common[-2] = ck / "step_000006"
+    refused = run("--resume")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: ") and "model.pt: damaged" in refused.stderr
