@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nnanobpe: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, OverflowError) as e:  # OverflowError: a number too big for Rust, as a last resort
         # FileNotFoundError etc. carry the path in their message already; ValueError covers nanobpe.DataError.
         msg = str(e) if not isinstance(e, OSError) or e.filename is None else f"{e.filename}: {e.strerror}"
         print(f"nanobpe: error: {msg}", file=sys.stderr)
