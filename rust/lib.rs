@@ -6,6 +6,7 @@
 //! `input` (parquet/txt/jsonl → capped documents) → `count` (pretokenize + count unique pieces, in parallel)
 //! → `merge` (merge loop, generic over the token width) → `vocab` (ranks, specials, files on disk).
 
+pub mod atomic;
 pub mod cancel;
 pub mod count;
 pub mod encode;
@@ -23,5 +24,8 @@ pub mod vocab;
 
 #[cfg(feature = "python")]
 mod py;
+
+#[cfg(test)]
+mod fuzz_tests;
 
 pub use error::{Error, Result};

@@ -109,6 +109,8 @@ struct TokenFile {
     width: u64,
     has_bos: bool,
     offsets: Vec<u64>,
+    /// Ids at or above it mean a damaged shard (checked as documents are read).
+    vocab_size: u64,
 }
 
 impl TokenFile {
@@ -127,14 +129,8 @@ impl TokenFile {
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let width = h.width as u64 / 8;
-        let mut raw = vec![0u8; (h.n_docs as usize + 1) * 8];
-        file.read_exact_at(&mut raw, HEADER_BYTES as u64 + h.n_tokens * width).map_err(|e| Error::io(path, e))?;
-        let offsets: Vec<u64> =
-            raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-        if offsets.windows(2).any(|w| w[0] > w[1]) || offsets.last() != Some(&h.n_tokens) {
-            return Err(data_err!("{}: the document offsets table is corrupt", path.display()));
-        }
-        Ok(TokenFile { path: path.to_path_buf(), file, width, has_bos, offsets })
+        let offsets = shards::read_offsets(path, &file, &h)?;
+        Ok(TokenFile { path: path.to_path_buf(), file, width, has_bos, offsets, vocab_size: h.vocab_size })
     }
 
     fn n_docs(&self) -> usize {
@@ -153,6 +149,7 @@ impl TokenFile {
         } else {
             raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
         };
+        shards::check_ids(&self.path, &all, self.vocab_size, a)?;
         Ok((first..end)
             .map(|d| {
                 let s = &all[(self.offsets[d] - a) as usize..(self.offsets[d + 1] - a) as usize];

@@ -217,6 +217,15 @@ impl<T: TokenId> Fresh<T> {
         }
     }
 
+    /// Make room for ids below `n_ids` (doubling, so growing one merge at a time stays cheap).
+    fn fit(&mut self, n_ids: usize) {
+        if self.left.len() < n_ids {
+            let n = n_ids.max(self.left.len() * 2);
+            self.left.resize(n, 0);
+            self.right.resize(n, 0);
+        }
+    }
+
     /// Add a pair gathered elsewhere (by a worker thread), keeping word lists in order.
     fn absorb(&mut self, pair: Pair<T>, z: T, delta: i64, words: Vec<u32>) {
         let (side, other) = if pair.1 == z && pair.0 != z {
@@ -444,7 +453,9 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
     progress: &Progress,
 ) -> Result<(Vec<Pair<T>>, MergeStats)> {
     let t0 = std::time::Instant::now();
-    assert!(256 + num_merges as u64 <= T::CAPACITY, "{num_merges} merges do not fit a {}-bit token id", T::BITS);
+    if 256 + num_merges as u64 > T::CAPACITY {
+        return Err(crate::arg_err!("{num_merges} merges do not fit a {}-bit token id", T::BITS));
+    }
     let mut arena = Arena::<T>::new(words);
     let mut pair_counts: Map<Pair<T>, u64> = new_map();
     let mut heap: BinaryHeap<Job<T>> = BinaryHeap::new();
@@ -454,10 +465,15 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
     }
 
     let seconds_setup = t0.elapsed().as_secs_f64();
-    let mut merges: Vec<Pair<T>> = Vec::with_capacity(num_merges);
-    let mut fresh = Fresh::<T>::new(256 + num_merges);
+    // Size buffers from what the corpus can give, not from the request: each merge shortens some word by one, so
+    // there are at most (total length - number of words) of them. A request for 2^32 ids must not allocate for
+    // 2^32 before finding out. The per-id tables start small and grow with the merges actually done.
+    let possible = num_merges.min(arena.ids.len() - arena.meta.len());
+    let ids_hint = 256 + possible.min(1 << 16);
+    let mut merges: Vec<Pair<T>> = Vec::with_capacity(possible);
+    let mut fresh = Fresh::<T>::new(ids_hint);
     let mut scratch: Vec<Scratch<T>> = (0..rayon::current_num_threads() * 2)
-        .map(|_| Scratch { fresh: Fresh::new(256 + num_merges), dec: new_map(), lost: 0 })
+        .map(|_| Scratch { fresh: Fresh::new(ids_hint), dec: new_map(), lost: 0 })
         .collect();
     while merges.len() < num_merges {
         let Some(mut job) = heap.pop() else { break };
@@ -476,10 +492,14 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
             progress.update(|| format!("merging: {done}/{num_merges} merges"));
         }
         let z = T::from_u32(256 + merges.len() as u32);
+        // The tables are indexed by ids up to z.
+        let n_ids = 257 + merges.len();
         merges.push(job.pair);
         let (a, b) = job.pair;
         let merge = Merge { a, b, z };
+        fresh.fit(n_ids);
         let lost_ab = if job.pos.len() >= PARALLEL_MIN_WORDS && rayon::current_num_threads() > 1 {
+            scratch.iter_mut().for_each(|sc| sc.fresh.fit(n_ids));
             merge_words_parallel(&mut arena, &job.pos, merge, &mut pair_counts, &mut fresh, &mut scratch)
         } else {
             let (ids, meta) = (arena.ids.as_mut_ptr(), arena.meta.as_mut_ptr());
@@ -646,6 +666,29 @@ mod tests {
         let (m, stats) = learn_merges::<u16, _>(&ws, 10, &Progress::hidden()).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!(stats.merges_done, 1);
+    }
+
+    #[test]
+    fn a_huge_request_allocates_for_the_corpus_not_the_request() {
+        // 2^32 - 256 merges asked of three short words: buffers sized from the request would need ~34 GB.
+        let ws = words(&[("abcab", 3), ("bca", 2), ("xy", 1)]);
+        let (m, stats) = learn_merges::<u32, _>(&ws, (u32::MAX - 255) as usize, &Progress::hidden()).unwrap();
+        assert_eq!(m.len(), stats.merges_done);
+        assert!(stats.merges_done <= 4 + 2 + 1, "{}", stats.merges_done);
+        let e = learn_merges::<u16, _>(&ws, 70_000, &Progress::hidden()).unwrap_err().to_string();
+        assert!(e.contains("do not fit a 16-bit token id"), "{e}");
+    }
+
+    #[test]
+    fn fresh_tables_grow_on_demand() {
+        let mut f = Fresh::<u32>::new(4);
+        f.fit(300);
+        assert!(f.left.len() >= 300 && f.right.len() >= 300);
+        f.add(Side::Left, 299, 299, 5, 7);
+        f.add(Side::Right, 3, 299, 2, 8);
+        let got: Vec<_> = f.drain().collect();
+        assert_eq!(got, vec![((299, 299), 5, vec![7]), ((299, 3), 2, vec![8])]);
+        assert!(f.left.iter().chain(&f.right).all(|&x| x == 0));
     }
 
     #[test]

@@ -56,12 +56,14 @@ fn panic_err() -> PyErr {
     PyRuntimeError::new_err("internal error in nanobpe (a Rust panic); please report it with the command you ran")
 }
 
-/// Run `f` on a rayon pool of `threads` threads (the global pool when `None`).
+/// Run `f` on a rayon pool of `threads` threads (the global pool when `None`). More than 4 threads per core only
+/// adds overhead (results do not depend on the count), so larger requests get 4 per core.
 fn with_threads<T: Send>(threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> crate::Result<T> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     match threads {
         Some(0) => Err(arg_err!("threads must be at least 1")),
         Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
+            .num_threads(n.min(4 * cores))
             .build()
             .map_err(|e| arg_err!("cannot start {n} threads: {e}"))?
             .install(f),
@@ -468,6 +470,10 @@ fn train_files(
     };
     crate::vocab::check_special_names(&opts.specials, opts.reserve).map_err(to_pyerr)?;
     let (vocab, summary) = long_running(py, threads, move || {
+        if let Some(dir) = &out {
+            // A run killed while swapping in its output may have left the previous tokenizer under a hidden name.
+            crate::atomic::recover_dir(dir)?;
+        }
         let (vocab, mut summary) = trainer::train_files(&opts)?;
         if let Some(dir) = &out {
             vocab.save(dir)?;

@@ -88,14 +88,56 @@ impl Header {
         if h.width != 16 && h.width != 32 {
             return Err(bad(format!("unknown token width {}", h.width)));
         }
-        let want = HEADER_BYTES as u64 + h.n_tokens * (h.width as u64 / 8) + (h.n_docs + 1) * 8;
-        if file_len != want {
+        if h.vocab_size == 0 || h.vocab_size > 1u64 << h.width {
+            return Err(bad(format!("vocab size {} does not fit {}-bit token ids", h.vocab_size, h.width)));
+        }
+        if h.bos != NO_BOS && h.bos >= h.vocab_size {
+            return Err(bad(format!("BOS id {} is outside the vocab ({} ids)", h.bos, h.vocab_size)));
+        }
+        // Checked: a damaged header can hold any u64, and a wrapped product must not pass for the file length.
+        let want = h
+            .n_tokens
+            .checked_mul(h.width as u64 / 8)
+            .and_then(|t| h.n_docs.checked_add(1)?.checked_mul(8)?.checked_add(t))
+            .and_then(|b| b.checked_add(HEADER_BYTES as u64));
+        if want != Some(file_len) {
+            let promise = want.map_or("more than 2^64".to_string(), |w| w.to_string());
             return Err(bad(format!(
-                "truncated or damaged: {file_len} bytes, but the header promises {want} ({} tokens, {} documents)",
+                "truncated or damaged: {file_len} bytes, but the header promises {promise} ({} tokens, {} documents)",
                 h.n_tokens, h.n_docs
             )));
         }
         Ok(h)
+    }
+}
+
+/// Check a shard's document offsets table: it starts at 0, never decreases and ends at `n_tokens`, so every
+/// document lies inside the token array.
+pub fn check_offsets(path: &Path, offsets: &[u64], n_tokens: u64) -> Result<()> {
+    let bad = |what: String| Err(data_err!("{}: the document offsets table is corrupt: {what}", path.display()));
+    match (offsets.first(), offsets.last()) {
+        (Some(&0), Some(&last)) if last == n_tokens => {}
+        (first, last) => {
+            return bad(format!("it runs from {first:?} to {last:?}, not from Some(0) to Some({n_tokens})"));
+        }
+    }
+    if let Some(i) = offsets.windows(2).position(|w| w[0] > w[1]) {
+        return bad(format!("document {i} ends at token {} before it starts at {}", offsets[i + 1], offsets[i]));
+    }
+    Ok(())
+}
+
+/// Check that every id is below the shard's vocab size; `first` is the position of `ids[0]` in the shard (for the
+/// message).
+pub fn check_ids(path: &Path, ids: &[u32], vocab_size: u64, first: u64) -> Result<()> {
+    match ids.iter().position(|&t| t as u64 >= vocab_size) {
+        None => Ok(()),
+        Some(i) => Err(data_err!(
+            "{}: token {} holds id {}, outside the vocab ({vocab_size} ids); the shard is damaged",
+            path.display(),
+            first + i as u64,
+            ids[i]
+        )),
     }
 }
 
@@ -166,7 +208,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Write one shard file (temp name, then rename).
 fn write_shard<T: TokenId>(path: &Path, header: Header, tokens: &[T], offsets: &[u64]) -> Result<()> {
-    let tmp = path.with_extension("bin.tmp");
+    let tmp = path.with_extension(format!("bin.tmp-{}", std::process::id()));
     let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let io = |e| Error::io(&tmp, e);
@@ -196,7 +238,23 @@ pub fn tokenize(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
     }
 }
 
+/// `tokenize_into`, plus: an output directory this run created is removed again if the run fails before finishing
+/// a shard (bad input must not leave an empty `--out` behind; finished shards stay, to resume from).
 fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
+    let created = !opts.out.exists();
+    let result = tokenize_into::<T>(vocab, opts);
+    if result.is_err() && created && opts.out.is_dir() {
+        let finished = std::fs::read_dir(&opts.out)
+            .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "bin")))
+            .unwrap_or(true);
+        if !finished {
+            let _ = std::fs::remove_dir_all(&opts.out);
+        }
+    }
+    result
+}
+
+fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Manifest> {
     if opts.shard_tokens == 0 {
         return Err(arg_err!("--shard-tokens must be positive"));
     }
@@ -213,11 +271,16 @@ fn tokenize_as<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Mani
         None
     };
     let (rank, world) = (opts.input.rank, opts.input.world);
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let reader = Reader::open(&opts.input)?;
     let enc = Encoder::new(vocab)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let sum = checksum(vocab);
     let mpath = manifest_path(&opts.out, rank, world);
+    // Temp files of this rank's earlier runs that were killed (other ranks may be writing theirs right now).
+    let stem = mpath.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::atomic::clean_stale(&opts.out, &format!("{stem}.tmp-"));
+    let shard_prefix = if world == 1 { "shard_".to_string() } else { format!("shard_r{rank:03}_") };
+    crate::atomic::clean_stale_by(&opts.out, |n| Some(n.strip_prefix(&shard_prefix)?.split_once(".bin.tmp-")?.1));
     let fresh = Manifest {
         checksum: sum,
         rank,
@@ -328,6 +391,44 @@ pub fn read_header(path: &Path) -> Result<Header> {
     let mut b = vec![0u8; HEADER_BYTES.min(len as usize)];
     f.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
     Header::parse(path, &b, len)
+}
+
+/// The document offsets table of a shard, checked (`check_offsets`). `raw` is the table's bytes as they follow the
+/// tokens; the header has already checked that its length is `(n_docs + 1) * 8`.
+pub fn parse_offsets(path: &Path, raw: &[u8], h: &Header) -> Result<Vec<u64>> {
+    let offsets: Vec<u64> = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    if offsets.len() as u64 != h.n_docs.saturating_add(1) || !raw.len().is_multiple_of(8) {
+        return Err(data_err!("{}: the document offsets table is cut short", path.display()));
+    }
+    check_offsets(path, &offsets, h.n_tokens)?;
+    Ok(offsets)
+}
+
+/// Read and check a shard's header and offsets table from an open file.
+pub fn read_offsets(path: &Path, file: &File, h: &Header) -> Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    // Header::parse checked that the table ends exactly at the end of the file, so these sizes cannot overflow.
+    let start = HEADER_BYTES as u64 + h.n_tokens * (h.width as u64 / 8);
+    let mut raw = vec![0u8; (h.n_docs as usize + 1) * 8];
+    file.read_exact_at(&mut raw, start).map_err(|e| Error::io(path, e))?;
+    parse_offsets(path, &raw, h)
+}
+
+/// Parse and check a whole shard held in memory: header, offsets table and every id. Returns the header, the
+/// offsets and the ids. (Tests and fuzzing use it; readers of big shards use `read_header` + `read_offsets` and
+/// check ids as they read them.)
+pub fn parse_shard(path: &Path, bytes: &[u8]) -> Result<(Header, Vec<u64>, Vec<u32>)> {
+    let h = Header::parse(path, &bytes[..HEADER_BYTES.min(bytes.len())], bytes.len() as u64)?;
+    let tokens_end = HEADER_BYTES + h.n_tokens as usize * (h.width as usize / 8);
+    let offsets = parse_offsets(path, &bytes[tokens_end..], &h)?;
+    let raw = &bytes[HEADER_BYTES..tokens_end];
+    let ids: Vec<u32> = if h.width == 16 {
+        raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect()
+    } else {
+        raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+    };
+    check_ids(path, &ids, h.vocab_size, 0)?;
+    Ok((h, offsets, ids))
 }
 
 #[cfg(test)]

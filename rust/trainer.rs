@@ -215,6 +215,15 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_vocab_size_runs_out_of_pairs_instead_of_allocating_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "the cat sat on the mat").unwrap();
+        let e = train_files(&opts(vec![p], 1 << 32)).unwrap_err().to_string();
+        assert!(e.contains("ran out of pairs") && e.contains("at most --vocab-size"), "{e}");
+    }
+
+    #[test]
     fn vocab_below_the_fixed_tokens_is_an_error() {
         let e = merges_for(260, 9, 0).unwrap_err().to_string();
         assert!(e.contains("below 256 byte tokens + 9 special tokens"), "{e}");

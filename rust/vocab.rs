@@ -481,6 +481,7 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, String)]) -> Result<()> 
     };
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     let name = dir.file_name().ok_or_else(|| arg_err!("output path {} has no name", dir.display()))?;
+    crate::atomic::recover_dir(dir)?;
     let stamp = format!(
         "{}-{}",
         std::process::id(),
@@ -503,9 +504,7 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, String)]) -> Result<()> 
                 ));
             }
             let old = parent.join(format!(".{}.old-{stamp}", name.to_string_lossy()));
-            std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-            std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
-            let _ = std::fs::remove_dir_all(&old);
+            crate::atomic::replace_dir(&tmp, dir, &old)?;
         } else {
             std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
         }

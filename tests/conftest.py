@@ -63,7 +63,9 @@ def val_docs(corpus: Path) -> list[str]:
     return read_docs(corpus_shards()[-1], 400)
 
 
-def run_cli(*args: str, check: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | os.PathLike[str], check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m nanobpe ARGS` and capture its output."""
     proc = subprocess.run(
         [sys.executable, "-m", "nanobpe", *map(str, args)],

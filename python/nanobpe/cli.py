@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import nanobpe
 from nanobpe import _nanobpe
@@ -35,6 +35,10 @@ def parse_size(text: str) -> int:
         mult = suffixes[s[-1]]
         s = s[:-1]
     try:
+        return int(s) * mult  # exact, however large (a float would round 2**64 + 1)
+    except ValueError:
+        pass
+    try:
         value = float(s) * mult
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 2e9, 2_000_000_000, 100M)") from None
@@ -50,6 +54,83 @@ def positive_size(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
     return v
+
+
+# Every numeric option, declared once: (smallest, largest). Checked while parsing, so a bad value fails in one line
+# before any work, and no value too big for the Rust side (u64, usize, u32 ids) gets through to overflow there.
+MAX_THREADS = 1024
+INT_LIMITS: dict[str, tuple[int, int]] = {
+    "--threads": (1, MAX_THREADS),
+    "--vocab-size": (1, 2**32),  # 2**32 ids is what u32 tokens hold; train checks the specials-aware minimum
+    "--reserve": (0, 2**32),
+    "--doc-cap": (1, 10**12),
+    "--max-chars": (1, 2**63 - 1),
+    "--shard-tokens": (1, 2**62),
+    "--rank": (0, 2**32 - 1),
+    "--world-size": (1, 2**32),
+    "--depth": (1, 10_000),
+    "--max-shard": (0, 2**32),
+    "--workers": (1, 256),
+    "--retries": (0, 1000),
+}
+FLOAT_LIMITS: dict[str, tuple[float, float, bool]] = {  # (smallest, largest, smallest allowed)
+    "--timeout": (0.0, 86_400.0, False),
+    "--backoff": (0.0, 3_600.0, True),
+}
+
+
+def whole(flag: str) -> Callable[[str], int]:
+    """The argparse `type=` of the integer option `flag` (sizes like 100M or 2e9 accepted)."""
+    lo, hi = INT_LIMITS[flag]
+
+    def parse(text: str) -> int:
+        try:
+            v = parse_size(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not lo <= v <= hi:
+            why = " (above the u32 range of token ids)" if v > hi == 2**32 else ""
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}{why}, not {text}")
+        return v
+
+    parse.__name__ = flag
+    return parse
+
+
+def seconds(flag: str) -> Callable[[str], float]:
+    """The argparse `type=` of the float option `flag`: finite, within its limits."""
+    lo, hi, lo_ok = FLOAT_LIMITS[flag]
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not (lo <= v if lo_ok else lo < v) or not v <= hi:  # also false for nan
+            low = f"at least {lo:g}" if lo_ok else f"above {lo:g}"
+            raise argparse.ArgumentTypeError(f"must be {low} and at most {hi:g} seconds, not {text}")
+        return v
+
+    parse.__name__ = flag
+    return parse
+
+
+def cap_threads(args: argparse.Namespace) -> None:
+    """More threads than 4x the cores only adds overhead (1000 threads made a 0.1 s job take 96 s): use fewer."""
+    cap = 4 * (os.cpu_count() or 1)
+    if getattr(args, "threads", None) is not None and args.threads > cap:
+        print(
+            f"nanobpe: note: --threads {args.threads} is more than 4x the {cap // 4} cores; using {cap}",
+            file=sys.stderr,
+        )
+        args.threads = cap
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error (the usage itself is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"nanobpe: error: {message} (see {self.prog} --help)\n")
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -71,7 +152,9 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--vocab-size counts everything: 256 byte tokens + merges + special tokens + reserved slots.",
         epilog=EPILOG,
     )
-    p.add_argument("--vocab-size", type=positive_size, required=True, help="total vocab size, e.g. 32768 or 65536")
+    p.add_argument(
+        "--vocab-size", type=whole("--vocab-size"), required=True, help="total vocab size, e.g. 32768 or 65536"
+    )
     p.add_argument(
         "--data",
         nargs="+",
@@ -88,7 +171,9 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="NAME",
         help="special tokens, replacing nanochat's nine (give none for no specials)",
     )
-    p.add_argument("--reserve", type=int, default=0, metavar="N", help="unnamed special slots to keep for later")
+    p.add_argument(
+        "--reserve", type=whole("--reserve"), default=0, metavar="N", help="unnamed special slots to keep for later"
+    )
     p.add_argument(
         "--token-width",
         type=int,
@@ -96,10 +181,12 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="force 16- or 32-bit token ids (default: 16 when the vocab fits in 65536)",
     )
-    p.add_argument("--doc-cap", type=parse_size, default=10_000, help="cut each document to this many characters")
+    p.add_argument(
+        "--doc-cap", type=whole("--doc-cap"), default=10_000, help="cut each document to this many characters"
+    )
     p.add_argument(
         "--max-chars",
-        type=parse_size,
+        type=whole("--max-chars"),
         default=2_000_000_000,
         help="stop after the document that takes the total past this many characters (default 2e9)",
     )
@@ -108,7 +195,10 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lines", action="store_true", help=".txt files: one document per line (default: per file)")
     p.add_argument("--include-val", action="store_true", help="also train on the last (validation) file of folders")
     p.add_argument(
-        "--threads", type=int, default=None, help="worker threads (default: all cores, or RAYON_NUM_THREADS)"
+        "--threads",
+        type=whole("--threads"),
+        default=None,
+        help="worker threads (default: all cores, or RAYON_NUM_THREADS)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -116,12 +206,6 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.doc_cap <= 0:
-        raise ValueError(f"--doc-cap must be a positive number of characters, not {args.doc_cap}")
-    if args.doc_cap > 10**12:
-        raise ValueError(f"--doc-cap {args.doc_cap} is absurd; documents are capped in characters (default 10000)")
-    if args.reserve < 0:
-        raise ValueError(f"--reserve must be 0 or more, not {args.reserve}")
     tok = nanobpe.train(
         args.data,
         args.vocab_size,
@@ -192,7 +276,7 @@ def add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="NAME",
         help="special tokens to recognise in the text ('all' for all); others are an error",
     )
-    p.add_argument("--vocab-size", type=positive_size, default=None, help="use the tokenizer cut to this size")
+    p.add_argument("--vocab-size", type=whole("--vocab-size"), default=None, help="use the tokenizer cut to this size")
     p.set_defaults(func=cmd_encode)
 
 
@@ -296,7 +380,7 @@ def add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, help="a shard folder (its validation file is used) or files")
     p.add_argument("--code", nargs="*", default=None, help="source files for the code slice (default: nanobpe's own)")
-    p.add_argument("--doc-cap", type=parse_size, default=None, help="cut documents to this many characters")
+    p.add_argument("--doc-cap", type=whole("--doc-cap"), default=None, help="cut documents to this many characters")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -325,10 +409,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def parse_sizes(text: str) -> list[int]:
-    try:
-        return [parse_size(t) for t in text.split(",") if t.strip()]
-    except argparse.ArgumentTypeError as e:
-        raise argparse.ArgumentTypeError(f"--vocab-sizes: {e}") from None
+    """`--vocab-sizes`: a comma-separated list, each checked like --vocab-size."""
+    one = whole("--vocab-size")
+    sizes = [one(t) for t in text.split(",") if t.strip()]
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"no vocab sizes in {text!r}")
+    return sizes
 
 
 def add_sweep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -347,12 +433,14 @@ def add_sweep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="shard folders or files (see train)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--depth", type=int, default=20, help="model depth for the parameter columns (nanochat's d20)")
+    p.add_argument(
+        "--depth", type=whole("--depth"), default=20, help="model depth for the parameter columns (nanochat's d20)"
+    )
     p.add_argument("--special", nargs="*", default=None, metavar="NAME", help="special tokens (default nanochat's)")
     p.add_argument("--pattern", default="nanochat")
     p.add_argument("--token-width", type=int, choices=(16, 32), default=None)
-    p.add_argument("--doc-cap", type=parse_size, default=10_000)
-    p.add_argument("--max-chars", type=parse_size, default=2_000_000_000)
+    p.add_argument("--doc-cap", type=whole("--doc-cap"), default=10_000)
+    p.add_argument("--max-chars", type=whole("--max-chars"), default=2_000_000_000)
     p.add_argument(
         "--no-train-tokens",
         action="store_true",
@@ -390,11 +478,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- tokenize
 
 
-def _env_int(*names: str) -> int | None:
+def _env_int(flag: str, *names: str) -> int | None:
+    """A default from the environment (torchrun's RANK, SLURM's SLURM_PROCID...), checked like `flag`."""
     for n in names:
         v = os.environ.get(n)
-        if v is not None and v.strip().isdigit():
-            return int(v)
+        if v is not None and v.strip():
+            try:
+                return whole(flag)(v)
+            except argparse.ArgumentTypeError as e:
+                raise ValueError(f"{n}={v!r} (the default of {flag}): {e}") from None
     return None
 
 
@@ -418,22 +510,28 @@ def add_tokenize(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--out", required=True, help="output directory for shard_*.bin and manifest.json")
     p.add_argument("--bos", action="store_true", help="put <|bos|> in front of every document")
-    p.add_argument("--shard-tokens", type=positive_size, default=100_000_000, help="tokens per shard (default 100M)")
-    p.add_argument("--rank", type=int, default=None)
-    p.add_argument("--world-size", type=int, default=None)
+    p.add_argument(
+        "--shard-tokens", type=whole("--shard-tokens"), default=100_000_000, help="tokens per shard (default 100M)"
+    )
+    p.add_argument("--rank", type=whole("--rank"), default=None)
+    p.add_argument("--world-size", type=whole("--world-size"), default=None)
     p.add_argument("--include-val", action="store_true")
     p.add_argument("--text-column", default="text")
     p.add_argument("--jsonl-field", default="text")
     p.add_argument("--lines", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=whole("--threads"), default=None)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_tokenize)
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    rank = args.rank if args.rank is not None else _env_int("RANK", "SLURM_PROCID") or 0
-    world = args.world_size if args.world_size is not None else _env_int("WORLD_SIZE", "SLURM_NTASKS") or 1
+    rank = args.rank if args.rank is not None else _env_int("--rank", "RANK", "SLURM_PROCID") or 0
+    world = (
+        args.world_size if args.world_size is not None else _env_int("--world-size", "WORLD_SIZE", "SLURM_NTASKS") or 1
+    )
+    if rank >= world:
+        raise ValueError(f"--rank {rank} is out of range for --world-size {world} (ranks are 0..{world - 1})")
     tok = nanobpe.load(args.tokenizer)
     manifest = json.loads(
         _nanobpe.tokenize_files(
@@ -487,12 +585,24 @@ def add_pull(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--source", default=None, help="fineweb-edu-100b (default) or climbmix-400b")
     p.add_argument("--url-template", default=None, help="URL with {index} or {index:05}, instead of --source")
-    p.add_argument("--max-shard", type=int, default=None, help="largest index of --url-template (the validation shard)")
+    p.add_argument(
+        "--max-shard",
+        type=whole("--max-shard"),
+        default=None,
+        help="largest index of --url-template (the validation shard)",
+    )
     p.add_argument("--no-val", action="store_true", help="do not also fetch the validation shard")
-    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
-    p.add_argument("--retries", type=int, default=5, help="retries per shard (default 5)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before retrying (default 30)")
-    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each time")
+    p.add_argument("--workers", type=whole("--workers"), default=8, help="parallel downloads (default 8)")
+    p.add_argument("--retries", type=whole("--retries"), default=5, help="retries per shard (default 5)")
+    p.add_argument(
+        "--timeout",
+        type=seconds("--timeout"),
+        default=30.0,
+        help="seconds without progress before retrying (default 30)",
+    )
+    p.add_argument(
+        "--backoff", type=seconds("--backoff"), default=1.0, help="first retry delay in seconds, doubled each time"
+    )
     p.add_argument("--verify", action="store_true", help="re-check files already present (footer, server length)")
     p.add_argument(
         "--fsync",
@@ -547,7 +657,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="nanobpe",
         description="Fast byte-level BPE tokenizers for small GPT training runs (nanochat-compatible).",
         epilog=EPILOG,
@@ -568,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cap_threads(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -577,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nnanobpe: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, OverflowError) as e:  # OverflowError: a number too big for Rust, as a last resort
         # FileNotFoundError etc. carry the path in their message already; ValueError covers nanobpe.DataError.
         msg = str(e) if not isinstance(e, OSError) or e.filename is None else f"{e.filename}: {e.strerror}"
         print(f"nanobpe: error: {msg}", file=sys.stderr)

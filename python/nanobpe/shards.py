@@ -1,7 +1,8 @@
 """Reading token shards written by `nanobpe tokenize`: memory-mapped, zero-copy numpy views.
 
 The format is documented in README.md ("Token shards"); this reader is the ~20 lines of numpy it promises, plus
-checks (magic, version, width, truncation, and the tokenizer checksum).
+checks (magic, version, width, truncation, the tokenizer checksum, and, at open, the offsets table and every id
+against the vocab size).
 """
 
 from __future__ import annotations
@@ -31,6 +32,31 @@ class Shard:
         self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=HEADER_BYTES, shape=(self.n_tokens,))
         off = HEADER_BYTES + self.n_tokens * (self.width // 8)
         self.offsets = np.memmap(self.path, dtype="<u8", mode="r", offset=off, shape=(self.n_docs + 1,))
+        self._check()
+
+    def _check(self) -> None:
+        """Offsets and ids, checked once at open (vectorised over the memory map, so at memory speed): a damaged
+        shard fails here, naming the file, instead of handing out slices past its end or ids past the vocab."""
+        off, n = self.offsets, self.n_tokens
+        if int(off[0]) != 0 or int(off[-1]) != n:
+            raise _nanobpe.DataError(
+                f"{self.path}: the document offsets table is corrupt: it runs from {int(off[0])} to {int(off[-1])}, "
+                f"not from 0 to {n}"
+            )
+        if len(off) > 1:
+            down = np.flatnonzero(off[1:] < off[:-1])
+            if len(down):
+                i = int(down[0])
+                raise _nanobpe.DataError(
+                    f"{self.path}: the document offsets table is corrupt: document {i} ends at token "
+                    f"{int(off[i + 1])} before it starts at {int(off[i])}"
+                )
+        if n and int(self.tokens.max()) >= self.vocab_size:
+            i = int(np.argmax(self.tokens >= self.vocab_size))
+            raise _nanobpe.DataError(
+                f"{self.path}: token {i} holds id {int(self.tokens[i])}, outside the vocab ({self.vocab_size} ids); "
+                "the shard is damaged"
+            )
 
     def doc(self, i: int) -> np.ndarray:
         return self.tokens[int(self.offsets[i]) : int(self.offsets[i + 1])]

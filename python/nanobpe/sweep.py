@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -88,8 +89,39 @@ def sweep(
             raise ValueError(f"vocab size {s} is above the u32 range")
         if token_width == 16 and s > 65536:
             raise ValueError(f"vocab size {s} does not fit --token-width 16 (at most 65536 ids)")
+    # Checked before any work, so a bad option neither trains for nothing nor leaves a half-written --out.
+    if depth < 1:
+        raise ValueError(f"--depth must be at least 1, not {depth}")
+    if doc_cap < 1:
+        raise ValueError(f"--doc-cap must be at least 1, not {doc_cap}")
+    if max_chars < 1:
+        raise ValueError(f"--max-chars must be at least 1, not {max_chars}")
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _sweep(
+            sizes, data, out, depth, specials, doc_cap, max_chars, pattern, token_width, count_train_tokens, log
+        )
+    except BaseException:
+        if created:  # ours, and nothing in it is a finished result
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _sweep(
+    sizes: Sequence[int],
+    data: Sequence[str],
+    out: Path,
+    depth: int,
+    specials: list[str],
+    doc_cap: int,
+    max_chars: int,
+    pattern: str,
+    token_width: int | None,
+    count_train_tokens: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     log(f"sweep: training once to {sizes[-1]} ...")

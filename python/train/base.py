@@ -153,28 +153,39 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
     tok = nanobpe.load(args.tokenizer)
     train_files, val_files = split_data(args)
     ckpt_root = Path(args.checkpoint_dir or f"checkpoints/base_d{args.depth}")
-    resume_from = checkpoint.latest(ckpt_root) if args.resume else None
+    warn = (lambda m: print(m, file=sys.stderr, flush=True)) if d.master else (lambda m: None)
+    try:
+        resume_from = checkpoint.resume_point(ckpt_root, d.rank, warn) if args.resume else None
+    except checkpoint.CheckpointError as e:
+        sys.exit(f"error: {e}")
     if args.resume and resume_from is None:
         print0(d, f"--resume: no checkpoint in {ckpt_root}, starting from scratch")
 
     config = GPTConfig.from_depth(args.depth, tok.n_vocab, args.max_seq_len)
     start_step, loader_state = 0, None
     if resume_from is not None:
-        meta = checkpoint.load_meta(resume_from)
+        try:
+            meta = checkpoint.load_meta(resume_from)
+            loader_state = checkpoint.load_loader_state(resume_from, d.rank)
+            config = GPTConfig(**meta["config"])
+        except (checkpoint.CheckpointError, TypeError) as e:
+            sys.exit(f"error: {resume_from / 'meta.json'}: {e}" if isinstance(e, TypeError) else f"error: {e}")
         if meta["world"] != d.world:
             sys.exit(f"error: {resume_from} was written by {meta['world']} ranks; exact resume needs the same number")
-        config = GPTConfig(**meta["config"])
         start_step = meta["step"]
-        loader_state = checkpoint.load_loader_state(resume_from, d.rank)
 
     torch.manual_seed(args.seed)
     raw = GPT(config).to(d.device)
     raw.init_weights()
     optimizers = build_optimizers(raw, args.embedding_lr, args.unembedding_lr, args.matrix_lr, cuda)
     if resume_from is not None:
-        raw.load_state_dict(checkpoint.load_model_state(resume_from, d.device))
-        for opt, state in zip(optimizers, checkpoint.load_optim_states(resume_from, d.device)):
-            opt.load_state_dict(state)
+        try:
+            raw.load_state_dict(checkpoint.load_model_state(resume_from, d.device))
+            for opt, state in zip(optimizers, checkpoint.load_optim_states(resume_from, d.device), strict=True):
+                opt.load_state_dict(state)
+        except (checkpoint.CheckpointError, RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            sys.exit(f"error: {e}" if isinstance(e, checkpoint.CheckpointError) else f"error: {resume_from}: {first}")
         print0(d, f"resumed from {resume_from} at step {start_step}")
     compiled = torch.compile(raw) if (args.compile if args.compile is not None else cuda) else raw
     model = DDP(compiled, device_ids=[d.local_rank] if cuda else None) if d.world > 1 else compiled
