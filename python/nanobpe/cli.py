@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeAlias
 
 import nanobpe
 from nanobpe import _nanobpe
@@ -133,6 +133,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"nanobpe: error: {message} (see {self.prog} --help)\n")
 
 
+# The subcommand registry every `add_*` function fills (a string: argparse's class is generic only in typeshed).
+Subcommands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
 
@@ -144,7 +148,7 @@ def _fmt_secs(s: float) -> str:
 # --------------------------------------------------------------------------------------------- train
 
 
-def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_train(sub: Subcommands) -> None:
     p = sub.add_parser(
         "train",
         help="train a byte-level BPE tokenizer",
@@ -253,7 +257,7 @@ def _read_input_text(path: str) -> str:
         raise nanobpe.DataError(f"{where}: invalid UTF-8 at byte offset {e.start} (line {line})") from None
 
 
-def add_encode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_encode(sub: Subcommands) -> None:
     p = sub.add_parser(
         "encode",
         help="encode a UTF-8 file to token ids",
@@ -312,7 +316,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_decode(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_decode(sub: Subcommands) -> None:
     p = sub.add_parser(
         "decode",
         help="decode token ids to text",
@@ -344,7 +348,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- export / eval
 
 
-def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_export(sub: Subcommands) -> None:
     p = sub.add_parser(
         "export",
         help="export a tokenizer for other libraries",
@@ -365,7 +369,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_eval(sub: Subcommands) -> None:
     p = sub.add_parser(
         "eval",
         help="compare tokenizers' compression on held-out text",
@@ -417,7 +421,7 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def add_sweep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_sweep(sub: Subcommands) -> None:
     p = sub.add_parser(
         "sweep",
         help="train once, measure every vocab size",
@@ -490,7 +494,7 @@ def _env_int(flag: str, *names: str) -> int | None:
     return None
 
 
-def add_tokenize(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_tokenize(sub: Subcommands) -> None:
     p = sub.add_parser(
         "tokenize",
         help="pre-tokenize text into u16/u32 token shards",
@@ -565,7 +569,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- pull
 
 
-def add_pull(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_pull(sub: Subcommands) -> None:
     from nanobpe.pull import default_dataset_dir
 
     p = sub.add_parser(
