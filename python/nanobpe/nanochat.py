@@ -17,7 +17,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -142,6 +142,20 @@ class Tokenizer:
     def _special_id(self, token: int | str) -> int:
         return token if isinstance(token, int) else self.encode_special(token)
 
+    @overload
+    def encode(
+        self, text: str, prepend: int | str | None = None, append: int | str | None = None, num_threads: int = 8
+    ) -> Ids: ...
+
+    @overload
+    def encode(
+        self,
+        text: list[str],
+        prepend: int | str | None = None,
+        append: int | str | None = None,
+        num_threads: int = 8,
+    ) -> list[Ids]: ...
+
     def encode(
         self,
         text: str | list[str],
@@ -159,6 +173,20 @@ class Tokenizer:
             ids, off = flat.tolist(), offsets.tolist()
             return [head + ids[a:b] + tail for a, b in itertools.pairwise(off)]
         raise ValueError(f"Invalid input type: {type(text)}")
+
+    @overload
+    def __call__(
+        self, text: str, prepend: int | str | None = None, append: int | str | None = None, num_threads: int = 8
+    ) -> Ids: ...
+
+    @overload
+    def __call__(
+        self,
+        text: list[str],
+        prepend: int | str | None = None,
+        append: int | str | None = None,
+        num_threads: int = 8,
+    ) -> list[Ids]: ...
 
     def __call__(
         self,
