@@ -7,6 +7,7 @@
 //! → `train` (merge loop, generic over the token width) → `vocab` (ranks, specials, files on disk).
 
 pub mod cancel;
+pub mod chat;
 pub mod count;
 pub mod encode;
 pub mod error;

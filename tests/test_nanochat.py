@@ -189,14 +189,22 @@ def test_render_conversation_equals_the_reference(tok: Tokenizer, docs: list[str
 @pytest.mark.parametrize("max_tokens", [2048, 100, 1])
 def test_render_conversations_batch_equals_one_by_one(tok: Tokenizer, docs: list[str], max_tokens: int) -> None:
     convs = conversations(docs) * 3
-    ids, mask, offsets = tok.render_conversations(convs, max_tokens=max_tokens, num_threads=2)
-    assert ids.dtype == tok.bpe.dtype and mask.dtype == np.uint8 and offsets.dtype == np.int64
-    assert offsets[0] == 0 and offsets[-1] == len(ids) == len(mask) and len(offsets) == len(convs) + 1
-    for i, conv in enumerate(convs):
-        a, b = offsets[i], offsets[i + 1]
-        assert (ids[a:b].tolist(), mask[a:b].tolist()) == tok.render_conversation(conv, max_tokens)
-    empty = tok.render_conversations([])
-    assert [x.tolist() for x in empty] == [[], [], [0]]
+    for render in (tok.render_conversations, tok.render_conversations_py):
+        ids, mask, offsets = render(convs, max_tokens=max_tokens, num_threads=2)
+        assert ids.dtype == tok.bpe.dtype and mask.dtype == np.uint8 and offsets.dtype == np.int64
+        assert offsets[0] == 0 and offsets[-1] == len(ids) == len(mask) and len(offsets) == len(convs) + 1
+        for i, conv in enumerate(convs):
+            a, b = offsets[i], offsets[i + 1]
+            assert (ids[a:b].tolist(), mask[a:b].tolist()) == tok.render_conversation(conv, max_tokens)
+        empty = render([])
+        assert [x.tolist() for x in empty] == [[], [], [0]]
+
+
+def test_render_conversations_takes_lone_surrogates_like_tiktoken(tok: Tokenizer) -> None:
+    conv = {"messages": [{"role": "user", "content": "a\ud800b"}, {"role": "assistant", "content": "ok"}]}
+    ids, mask, _ = tok.render_conversations([conv])
+    assert (ids.tolist(), mask.tolist()) == tok.render_conversation(conv)
+    assert (ids.tolist(), mask.tolist()) == reference_render(tok.to_tiktoken(), conv)
 
 
 def test_render_masks_as_nanochat(tok: Tokenizer) -> None:
@@ -271,7 +279,9 @@ def test_bad_conversations_are_clear_errors(tok: Tokenizer, messages: list[Any],
     with pytest.raises(ValueError, match=message):
         tok.render_conversation({"messages": messages})
     with pytest.raises(ValueError, match=message):
-        tok.render_conversations([{"messages": messages}])
+        tok.render_conversations_py([{"messages": messages}])
+    with pytest.raises(ValueError, match=f"conversation 1: .*{message}"):
+        tok.render_conversations([{"messages": [{"role": "user", "content": "ok"}]}, {"messages": messages}])
 
 
 def test_visualize_tokenization(tok: Tokenizer) -> None:

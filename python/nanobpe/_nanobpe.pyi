@@ -1,6 +1,7 @@
 """Type stubs for the private Rust extension `nanobpe._nanobpe` (checked against the binary by tests/test_stub.py)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,9 @@ class CoreTokenizer:
     def encode_batch_flat(
         self, texts: Sequence[str], bos: int | None = None, threads: int | None = None
     ) -> tuple[npt.NDArray[np.uint16] | npt.NDArray[np.uint32], npt.NDArray[np.int64]]: ...
+    def render_conversations(
+        self, conversations: Iterable[Mapping[str, Any]], bos: int, max_tokens: int, threads: int | None = None
+    ) -> tuple[npt.NDArray[np.uint16] | npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.int64]]: ...
     def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
     def token_bytes(self, id: int) -> bytes: ...
 

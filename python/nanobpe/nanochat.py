@@ -289,11 +289,22 @@ class Tokenizer:
     def render_conversations(
         self, conversations: Sequence[Conversation], max_tokens: int = 2048, num_threads: int | None = None
     ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-        """:meth:`render_conversation` for many conversations at once, texts encoded in parallel.
+        """:meth:`render_conversation` for many conversations at once, rendered in parallel in Rust.
 
         Returns ``(ids, mask, offsets)``: conversation i is ``ids[offsets[i]:offsets[i+1]]`` (the tokenizer's
-        dtype), its mask the same slice of ``mask`` (uint8).
+        dtype), its mask the same slice of ``mask`` (uint8). Errors name the conversation.
         """
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        try:
+            return self.bpe._core.render_conversations(conversations, self.bos_token_id, max_tokens, num_threads)
+        except UnicodeEncodeError:  # lone surrogates: the Python path replaces them, as tiktoken does
+            return self.render_conversations_py(conversations, max_tokens, num_threads)
+
+    def render_conversations_py(
+        self, conversations: Sequence[Conversation], max_tokens: int = 2048, num_threads: int | None = None
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """The same in Python over one parallel ``encode_batch_flat`` call (the conversation loop holds the GIL)."""
         texts: list[str] = []
         pieces: list[tuple[int, int]] = []
         first_piece = np.empty(len(conversations), dtype=np.int64)
