@@ -397,6 +397,8 @@ def test_from_tiktoken_roundtrip_and_layouts(tok: Tokenizer, docs: list[str]) ->
     back = nanobpe.Tokenizer.from_tiktoken(enc)
     assert [back.encode_ordinary(d) for d in docs[:20]] == [enc.encode_ordinary(d) for d in docs[:20]]
     assert back.special_tokens == tok.bpe.special_tokens
+    # nanochat's constructor takes the Encoding itself
+    assert Tokenizer(enc).encode(docs[0]) == Tokenizer(back).encode(docs[0]) == enc.encode_ordinary(docs[0])
     gap = tiktoken.Encoding(
         name="gap",
         pat_str=SPLIT_PATTERN,

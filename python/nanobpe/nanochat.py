@@ -41,8 +41,9 @@ Ids = list[int]
 class Tokenizer:
     """nanochat's ``RustBPETokenizer`` API over a :class:`nanobpe.Tokenizer` (``self.bpe``)."""
 
-    def __init__(self, bpe: _BPE, bos_token: str = "<|bos|>") -> None:
-        self.bpe = bpe
+    def __init__(self, bpe: _BPE | tiktoken.Encoding, bos_token: str = "<|bos|>") -> None:
+        """From a nanobpe tokenizer, or (as nanochat's constructor) a ``tiktoken.Encoding`` through its ranks."""
+        self.bpe = bpe if isinstance(bpe, _BPE) else _BPE.from_tiktoken(bpe)
         self.bos_token_id = self.encode_special(bos_token)
         self._chat_ids: dict[str, int] | None = None
 
