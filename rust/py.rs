@@ -128,6 +128,9 @@ impl PyTokenizer {
     }
 }
 
+/// (ids of the tokenizer's width, uint8 mask, int64 offsets) of rendered conversations.
+type RenderedChats<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>);
+
 /// A numpy array of the tokenizer's width.
 fn ids_to_numpy<'py>(py: Python<'py>, width: u32, ids: Vec<u32>) -> Bound<'py, PyAny> {
     if width == 16 {
@@ -304,7 +307,7 @@ impl PyTokenizer {
         bos: u32,
         max_tokens: usize,
         threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>)> {
+    ) -> PyResult<RenderedChats<'py>> {
         let convs = conversations.try_iter()?.map(|c| conversation_from_py(&c?)).collect::<PyResult<Vec<_>>>()?;
         let enc = self.enc.clone();
         let (ids, mask, offsets) = detached(py, threads, move || {

@@ -170,7 +170,7 @@ class Tokenizer:
         if isinstance(text, str):
             return head + self.bpe.encode_ordinary(text) + tail
         if isinstance(text, list):
-            flat, offsets = self.bpe.encode_batch_flat(text, num_threads=num_threads)
+            flat, offsets = self.bpe.encode_batch_flat(text, num_threads=_pool(num_threads))
             ids, off = flat.tolist(), offsets.tolist()
             return [head + ids[a:b] + tail for a, b in itertools.pairwise(off)]
         raise ValueError(f"Invalid input type: {type(text)}")
@@ -298,7 +298,7 @@ class Tokenizer:
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         try:
-            return self.bpe._core.render_conversations(conversations, self.bos_token_id, max_tokens, num_threads)
+            return self.bpe._core.render_conversations(conversations, self.bos_token_id, max_tokens, _pool(num_threads))
         except UnicodeEncodeError:  # lone surrogates: the Python path replaces them, as tiktoken does
             return self.render_conversations_py(conversations, max_tokens, num_threads)
 
@@ -312,7 +312,7 @@ class Tokenizer:
         for i, conv in enumerate(conversations):
             first_piece[i] = len(pieces)
             self._plan(conv, texts, pieces)
-        flat, toff = self.bpe.encode_batch_flat(texts, num_threads=num_threads)
+        flat, toff = self.bpe.encode_batch_flat(texts, num_threads=_pool(num_threads))
         src = np.fromiter((p[0] for p in pieces), dtype=np.int64, count=len(pieces))
         pmask = np.fromiter((p[1] for p in pieces), dtype=np.uint8, count=len(pieces))
         is_text = src >= 0
@@ -360,6 +360,12 @@ class Tokenizer:
 
 
 RustBPETokenizer = Tokenizer  # nanochat's name
+
+
+def _pool(num_threads: int | None) -> int | None:
+    """None (the shared pool, one thread per CPU) unless fewer threads are asked for: a pool of its own is built
+    per call, which costs more than a small batch takes to encode."""
+    return None if num_threads is None or num_threads >= (os.cpu_count() or 1) else num_threads
 
 
 # --------------------------------------------------------------------------------------------- nanochat's layout
