@@ -276,7 +276,7 @@ def test_render_for_completion(tok: Tokenizer, docs: list[str]) -> None:
     ],
 )
 def test_bad_conversations_are_clear_errors(tok: Tokenizer, messages: list[Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{message}" if message[0].isupper() else message):
         tok.render_conversation({"messages": messages})
     with pytest.raises(ValueError, match=message):
         tok.render_conversations_py([{"messages": messages}])

@@ -198,9 +198,6 @@ class Tokenizer:
     ) -> Ids | list[Ids]:
         return self.encode(text, prepend, append, num_threads)
 
-    def _encode_one(self, text: str) -> Ids:
-        return self.bpe.encode_ordinary(text)
-
     def decode(self, ids: Iterable[int]) -> str:
         return self.bpe.decode(ids)
 
@@ -276,16 +273,11 @@ class Tokenizer:
 
     def render_conversation(self, conversation: Conversation, max_tokens: int = 2048) -> tuple[Ids, list[int]]:
         """(ids, mask) of one chat conversation, nanochat's rules; mask is 1 where the assistant is trained."""
-        texts: list[str] = []
-        pieces: list[tuple[int, int]] = []
-        self._plan(conversation, texts, pieces)
-        ids: Ids = []
-        mask: list[int] = []
-        for src, m in pieces:
-            part = self._encode_one(texts[src]) if src >= 0 else [~src]
-            ids += part
-            mask += [m] * len(part)
-        return ids[:max_tokens], mask[:max_tokens]
+        try:
+            ids, mask, _ = self.render_conversations([conversation], max_tokens, num_threads=None)
+        except ValueError as e:  # one conversation: no need to say which
+            raise type(e)(str(e).removeprefix("conversation 0: ")) from None
+        return ids.tolist(), mask.tolist()
 
     def render_conversations(
         self, conversations: Sequence[Conversation], max_tokens: int = 2048, num_threads: int | None = None
