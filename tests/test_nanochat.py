@@ -482,7 +482,7 @@ def test_loader_without_state_and_with_nanochats_tokenizer(tok: Tokenizer, base_
         enc = tok.to_tiktoken()
 
     a = next(loader(NanochatTokenizer(), 2, 48, "train", device="cpu"))
-    b = next(loader(tok.bpe, 2, 48, "train", device="cpu"))
+    b = next(loader(tok.bpe, 2, 48, "train", device=torch.device("cpu")))  # base_train passes a torch.device
     assert len(a) == 2 and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(TypeError, match="expected a nanobpe or nanochat tokenizer"):
         loader(object(), 2, 48, "train", device="cpu")

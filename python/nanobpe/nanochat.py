@@ -465,7 +465,7 @@ def tokenizing_distributed_data_loader_with_state_bos_bestfit(
     split: str,
     tokenizer_threads: int = 4,
     tokenizer_batch_size: int = 128,
-    device: str = "cuda",
+    device: str | torch.device = "cuda",
     resume_state_dict: dict[str, Any] | None = None,
     buffer_size: int = 1000,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
@@ -507,7 +507,7 @@ def tokenizing_distributed_data_loader_with_state_bos_bestfit(
 
 
 def _batches(
-    loader: Loader, width: int, files: list[str], rank: int, world: int, device_name: str
+    loader: Loader, width: int, files: list[str], rank: int, world: int, device_name: str | torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
     """Rows land in one of two pinned buffers, cross to the device as 16/32-bit ids, and are widened there."""
     import torch
@@ -547,7 +547,7 @@ def tokenizing_distributed_data_loader_bos_bestfit(
     split: str,
     tokenizer_threads: int = 4,
     tokenizer_batch_size: int = 128,
-    device: str = "cuda",
+    device: str | torch.device = "cuda",
     resume_state_dict: dict[str, Any] | None = None,
     buffer_size: int = 1000,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
