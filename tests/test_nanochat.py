@@ -520,3 +520,38 @@ def test_get_tokenizer_and_token_bytes_from_the_base_dir(tok: Tokenizer, base_di
     run_cli("export", str(base_dir / "tokenizer"), "--format", "nanochat", check=True)
     loaded = get_token_bytes()
     assert torch.equal(computed, loaded) and loaded.tolist() == nanochat_token_bytes(tok.bpe)
+
+
+# --------------------------------------------------------------------------------------------- nanochat itself
+
+NANOCHAT_SRC = os.environ.get("NANOBPE_NANOCHAT_SRC")
+
+
+@pytest.mark.skipif(not NANOCHAT_SRC, reason="set NANOBPE_NANOCHAT_SRC to a nanochat checkout to compare with it")
+def test_nanochats_own_code_agrees(
+    tok: Tokenizer, docs: list[str], base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nanochat's get_tokenizer/get_token_bytes load the export; its loader and renderer give the same results."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(NANOCHAT_SRC))
+    from nanochat.dataloader import tokenizing_distributed_data_loader_with_state_bos_bestfit as theirs  # type: ignore[import-not-found]
+    from nanochat.tokenizer import get_token_bytes, get_tokenizer  # type: ignore[import-not-found]
+
+    import nanobpe.nanochat as ours
+
+    tok.bpe.save(base_dir / "tokenizer")
+    run_cli("export", str(base_dir / "tokenizer"), "--format", "nanochat", check=True)
+    nct = get_tokenizer()
+    assert [nct.encode(d) for d in docs[:50]] == [tok.encode(d) for d in docs[:50]]
+    assert get_token_bytes().tolist() == ours.get_token_bytes().tolist()
+    for conv in conversations(docs):
+        assert nct.render_conversation(conv) == tok.render_conversation(conv)
+    for split in ("train", "val"):
+        a = theirs(nct, 4, 64, split, device="cpu", buffer_size=50)
+        b = ours.tokenizing_distributed_data_loader_with_state_bos_bestfit(
+            nct, 4, 64, split, device="cpu", buffer_size=50
+        )
+        for _ in range(20):
+            (xa, ya, sa), (xb, yb, sb) = next(a), next(b)
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert (sa["pq_idx"], sa["rg_idx"], sa["epoch"]) == (sb["pq_idx"], sb["rg_idx"], sb["epoch"])

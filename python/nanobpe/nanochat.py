@@ -535,9 +535,25 @@ def _batches(
         if width == 16:
             rows &= 0xFFFF
         st = loader.state()
-        # nanochat reports the row group it read last; the state names the next unit to read
-        pq_idx, rg_idx = units[min(max(int(st["unit"]) - 1, 0), len(units) - 1)] if units else (None, None)
-        yield rows[:, :-1], rows[:, 1:], {"epoch": st["epoch"], "pq_idx": pq_idx, "rg_idx": rg_idx, "nanobpe": st}
+        yield rows[:, :-1], rows[:, 1:], {**_last_read(units, st), "nanobpe": st}
+
+
+def _last_read(units: list[tuple[int, int]], st: dict[str, Any]) -> dict[str, Any]:
+    """nanochat's epoch / pq_idx / rg_idx: where the last chunk of documents was read. nanobpe's state names the
+    next document to read (unit, row), so that is the unit before it, or the same unit when it is part-read."""
+    unit, row, epoch = int(st["unit"]), int(st["row"]), int(st["epoch"])
+    if not units:
+        return {"epoch": epoch, "pq_idx": None, "rg_idx": None}
+    if row > 0:
+        i = unit
+    elif unit > 0:
+        i = unit - 1
+    elif epoch > 1:  # at the start of an epoch: the last unit of the one before
+        i, epoch = len(units) - 1, epoch - 1
+    else:
+        i = 0
+    pq_idx, rg_idx = units[min(i, len(units) - 1)]
+    return {"epoch": epoch, "pq_idx": pq_idx, "rg_idx": rg_idx}
 
 
 def tokenizing_distributed_data_loader_bos_bestfit(
