@@ -481,8 +481,8 @@ def tokenizing_distributed_data_loader_with_state_bos_bestfit(
     del tokenizer_threads, tokenizer_batch_size  # see above
     if split not in ("train", "val"):
         raise ValueError("split must be 'train' or 'val'")
-    _import_torch("the nanochat data loader")
     state = _check_resume(resume_state_dict)
+    _import_torch("the nanochat data loader")
     bpe = _as_bpe(tokenizer)
     files = list_parquet_files()
     if len(files) < 2:
