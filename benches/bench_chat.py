@@ -153,7 +153,7 @@ def main() -> None:
     assert ids_py.tolist() == flat_ids and mask_py.tolist() == flat_mask and off.tolist() == off_py.tolist()
 
     n_tok = len(flat_ids)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"way": "nanochat render_conversation loop (tiktoken encode_ordinary)", "s": t_ref},
         {"way": "nanobpe.nanochat.Tokenizer.render_conversation loop", "s": t_loop},
         {
