@@ -8,6 +8,7 @@
 
 pub mod atomic;
 pub mod cancel;
+pub mod chat;
 pub mod count;
 pub mod encode;
 pub mod error;

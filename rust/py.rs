@@ -17,6 +17,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use crate::chat;
 use crate::count::WordCounts;
 use crate::encode::Encoder;
 use crate::error::Error;
@@ -143,6 +144,18 @@ macro_rules! with_token_type {
             $body
         }
     };
+}
+
+/// (ids of the tokenizer's width, uint8 mask, int64 offsets) of rendered conversations.
+type RenderedChats<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>);
+
+/// A numpy array of the tokenizer's width.
+fn ids_to_numpy<'py>(py: Python<'py>, width: u32, ids: Vec<u32>) -> Bound<'py, PyAny> {
+    if width == 16 {
+        ids.into_iter().map(|x| x as u16).collect::<Vec<u16>>().into_pyarray(py).into_any()
+    } else {
+        ids.into_pyarray(py).into_any()
+    }
 }
 
 #[pymethods]
@@ -329,6 +342,25 @@ impl PyTokenizer {
         })
     }
 
+    /// nanochat's `render_conversation` for many conversations, in parallel: (ids, uint8 mask, int64 offsets).
+    #[pyo3(signature = (conversations, bos, max_tokens, threads=None))]
+    fn render_conversations<'py>(
+        &self,
+        py: Python<'py>,
+        conversations: &Bound<'py, PyAny>,
+        bos: u32,
+        max_tokens: usize,
+        threads: Option<usize>,
+    ) -> PyResult<RenderedChats<'py>> {
+        let convs = conversations.try_iter()?.map(|c| conversation_from_py(&c?)).collect::<PyResult<Vec<_>>>()?;
+        let enc = self.enc.clone();
+        let (ids, mask, offsets) = detached(py, threads, move || {
+            let sp = chat::ChatTokens::new(&enc, bos)?;
+            chat::render_batch(&enc, &sp, &convs, max_tokens)
+        })?;
+        Ok((ids_to_numpy(py, self.vocab.width, ids), mask.into_pyarray(py), offsets.into_pyarray(py)))
+    }
+
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
         let enc = self.enc.clone();
         let bytes = detached(py, None, move || enc.decode_bytes(&ids))?;
@@ -339,6 +371,30 @@ impl PyTokenizer {
         let b = self.enc.token_bytes(id).map_err(to_pyerr)?;
         Ok(PyBytes::new(py, b))
     }
+}
+
+/// A conversation dict (`{"messages": [{"role": ..., "content": str | [{"type": ..., "text": ...}]}]}`) as owned
+/// Rust data, so that rendering runs without the GIL. Validation of roles and part types is the renderer's.
+fn conversation_from_py(conv: &Bound<'_, PyAny>) -> PyResult<chat::Conversation> {
+    let mut messages = Vec::new();
+    for m in conv.get_item("messages")?.try_iter()? {
+        let m = m?;
+        let role: String = m.get_item("role")?.extract()?;
+        let c = m.get_item("content")?;
+        let content = if let Ok(s) = c.cast::<PyString>() {
+            chat::Content::Text(s.to_str()?.to_owned())
+        } else if let (Ok(list), "assistant") = (c.cast::<PyList>(), role.as_str()) {
+            let mut parts = Vec::with_capacity(list.len());
+            for p in list.iter() {
+                parts.push(chat::Part { kind: p.get_item("type")?.extract()?, text: p.get_item("text")?.extract()? });
+            }
+            chat::Content::Parts(parts)
+        } else {
+            chat::Content::Other(c.get_type().name()?.to_string())
+        };
+        messages.push(chat::Message { role, content });
+    }
+    Ok(messages)
 }
 
 /// Word counts gathered from Python iterables (`Tokenizer.train_from_iterator`).

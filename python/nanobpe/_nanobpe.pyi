@@ -4,8 +4,8 @@ Checked against the built module by `python -m mypy.stubtest nanobpe._nanobpe` (
 listed, with the reason, in .ci/stubtest-allowlist).
 """
 
-from collections.abc import Sequence
-from typing import final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +77,9 @@ class CoreTokenizer:
     def encode_batch_flat(
         self, texts: Sequence[str], bos: int | None = None, threads: int | None = None
     ) -> tuple[npt.NDArray[np.uint16] | npt.NDArray[np.uint32], npt.NDArray[np.int64]]: ...
+    def render_conversations(
+        self, conversations: Iterable[Mapping[str, Any]], bos: int, max_tokens: int, threads: int | None = None
+    ) -> tuple[npt.NDArray[np.uint16] | npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.int64]]: ...
     def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
     def token_bytes(self, id: int) -> bytes: ...
 

@@ -4,6 +4,7 @@
     nanobpe encode tok/ file.txt --format npy --out ids.npy
     nanobpe decode tok/ ids.npy
     nanobpe export tok/ --format hf
+    nanobpe export tok/ --format nanochat --out ~/.cache/nanochat/tokenizer
     nanobpe eval tok32k/ tok64k/ --data ~/.cache/nanochat/base_data
 
 Every subcommand has `--help`. Errors print one line naming the culprit and exit with status 1 (2 for usage
@@ -352,20 +353,34 @@ def add_export(sub: Subcommands) -> None:
     p = sub.add_parser(
         "export",
         help="export a tokenizer for other libraries",
-        description="Write tokenizer.json for HF tokenizers / transformers (PreTrainedTokenizerFast).",
+        description="hf: write tokenizer.json for HF tokenizers / transformers (PreTrainedTokenizerFast). "
+        "nanochat: write tokenizer.pkl + token_bytes.pt, the files nanochat's get_tokenizer() and "
+        "get_token_bytes() load from $NANOCHAT_BASE_DIR/tokenizer (needs tiktoken and torch).",
     )
     p.add_argument("tokenizer", help="tokenizer directory")
-    p.add_argument("--format", choices=("hf",), default="hf", help="hf: Hugging Face tokenizer.json")
-    p.add_argument("--out", default=None, help="output file or directory (default: DIR/tokenizer.json)")
+    p.add_argument(
+        "--format",
+        choices=("hf", "nanochat"),
+        default="hf",
+        help="hf: Hugging Face tokenizer.json; nanochat: tokenizer.pkl + token_bytes.pt",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="hf: output file or directory (default: DIR/tokenizer.json); nanochat: output directory (default: DIR)",
+    )
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nanobpe.export import export_hf
+    from nanobpe.export import export_hf, export_nanochat
 
     tok = nanobpe.load(args.tokenizer)
-    path = export_hf(tok, args.out or args.tokenizer)
-    print(path)
+    if args.format == "nanochat":
+        for path in export_nanochat(tok, args.out or args.tokenizer):
+            print(path)
+        return 0
+    print(export_hf(tok, args.out or args.tokenizer))
     return 0
 
 

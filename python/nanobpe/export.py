@@ -1,4 +1,4 @@
-"""Export to Hugging Face `tokenizers` (tokenizer.json).
+"""Export to Hugging Face `tokenizers` (tokenizer.json) and to nanochat (tokenizer.pkl + token_bytes.pt).
 
 The model is a byte-level BPE with `ignore_merges` (a piece that is a whole token is that token, as in tiktoken) and
 a merge list that holds, for every token, each way its bytes split into two tokens, ranked by the token's rank. HF
@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import pickle
+import shutil
+import tempfile
+from typing import Any, BinaryIO
 
+from nanobpe._nanobpe import DataError
 from nanobpe.tokenizer import Tokenizer
 
 
@@ -104,3 +108,123 @@ def export_hf(tok: Tokenizer, path: str | os.PathLike[str]) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+# --------------------------------------------------------------------------------------------- nanochat
+
+NANOCHAT_PICKLE = "tokenizer.pkl"
+NANOCHAT_TOKEN_BYTES = "token_bytes.pt"
+
+
+def nanochat_token_bytes(tok: Tokenizer) -> list[int]:
+    """UTF-8 byte length of every id, 0 for special tokens (they are not text): nanochat's ``token_bytes.pt``."""
+    # Specials (and reserved slots) follow the ranks; token_bytes() of a special is its name, hence no loop over it.
+    return [len(b) for b, _ in tok.get_mergeable_ranks()] + [0] * len(tok.special_tokens)
+
+
+def export_nanochat(tok: Tokenizer, out: str | os.PathLike[str]) -> list[str]:
+    """Write nanochat's ``tokenizer.pkl`` (a pickled ``tiktoken.Encoding``) and ``token_bytes.pt`` (int32 tensor).
+
+    These are the files nanochat's ``get_tokenizer()`` / ``get_token_bytes()`` load from
+    ``$NANOCHAT_BASE_DIR/tokenizer``. Both are written to a temporary folder next to them and renamed into place,
+    so a failure leaves the old files. Needs ``tiktoken`` and ``torch``. Returns the two paths.
+    """
+    torch = _import_torch("writing token_bytes.pt")
+    try:
+        import tiktoken  # noqa: F401
+    except ImportError:
+        raise ImportError("writing tokenizer.pkl needs tiktoken: pip install tiktoken") from None
+    enc = tok.to_tiktoken(name="nanobpe")
+    sizes = torch.tensor(nanochat_token_bytes(tok), dtype=torch.int32)
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".nanobpe-export-", dir=out)
+    try:
+        with open(os.path.join(tmp, NANOCHAT_PICKLE), "wb") as f:
+            pickle.dump(enc, f)
+        with open(os.path.join(tmp, NANOCHAT_TOKEN_BYTES), "wb") as f:
+            torch.save(sizes, f)
+        paths = []
+        for name in (NANOCHAT_PICKLE, NANOCHAT_TOKEN_BYTES):
+            paths.append(os.path.join(out, name))
+            os.replace(os.path.join(tmp, name), paths[-1])
+        return paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _import_torch(why: str) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"{why} needs torch, an optional dependency of nanobpe: pip install torch") from None
+    return torch
+
+
+class _EncodingState:
+    """Stands in for ``tiktoken.core.Encoding`` while unpickling: it only records the state it is given.
+
+    Nothing of tiktoken runs (its ``__setstate__`` may download a registered encoding by name).
+    """
+
+    def __init__(self) -> None:
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+class _EncodingUnpickler(pickle.Unpickler):
+    """Admits one global, ``tiktoken.core.Encoding`` (mapped to :class:`_EncodingState`), and nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("tiktoken.core", "Encoding"):
+            return _EncodingState
+        raise pickle.UnpicklingError(f"it references {module}.{name}; only tiktoken.core.Encoding is allowed")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it uses persistent ids; a tiktoken.Encoding has none")
+
+
+def read_nanochat_pickle(path: str | os.PathLike[str]) -> Tokenizer:
+    """The tokenizer in nanochat's ``tokenizer.pkl``, read without running any code from the file.
+
+    The pickle may only build a ``tiktoken.Encoding`` from its plain state (name, pattern, ranks, special tokens);
+    anything else (e.g. a reference to ``os.system``) raises ``nanobpe.DataError`` before it can run.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        obj = _unpickle(f, path)
+    if not isinstance(obj, _EncodingState):
+        raise DataError(f"{path}: holds a {type(obj).__name__}, not a pickled tiktoken.Encoding")
+    state = obj.state
+    if isinstance(state, str):
+        raise DataError(
+            f"{path}: names the registered tiktoken encoding {state!r}; use "
+            f"nanobpe.nanochat.Tokenizer.from_pretrained({state!r})"
+        )
+    keys = {"name", "pat_str", "mergeable_ranks", "special_tokens"}
+    if not isinstance(state, dict) or set(state) != keys:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise DataError(f"{path}: the Encoding's state must be a dict with keys {sorted(keys)}, got {got}")
+    ranks, specials, pattern = state["mergeable_ranks"], state["special_tokens"], state["pat_str"]
+    if not isinstance(pattern, str):
+        raise DataError(f"{path}: pat_str is a {type(pattern).__name__}, not a string")
+    if not isinstance(ranks, dict) or not all(isinstance(k, bytes) and type(v) is int for k, v in ranks.items()):
+        raise DataError(f"{path}: mergeable_ranks must map bytes to int")
+    if not isinstance(specials, dict) or not all(isinstance(k, str) and type(v) is int for k, v in specials.items()):
+        raise DataError(f"{path}: special_tokens must map str to int")
+    try:
+        return Tokenizer.from_rank_maps(ranks, pattern, specials, source=path)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
+def _unpickle(f: BinaryIO, path: str) -> object:
+    try:
+        return _EncodingUnpickler(f).load()
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{path}: refused to unpickle: {e}") from None
+    except (EOFError, TypeError, AttributeError, IndexError, KeyError, ValueError, MemoryError) as e:
+        # A truncated file or a state that does not fit _EncodingState (e.g. REDUCE with arguments).
+        raise DataError(f"{path}: not a pickled tiktoken.Encoding ({type(e).__name__}: {e})") from None

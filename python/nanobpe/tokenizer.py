@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
@@ -83,6 +83,42 @@ class Tokenizer:
         ranks that are not dense ``0..n-1`` or a missing single byte are a ``DataError`` naming the file and line.
         """
         return cls(_nanobpe.CoreTokenizer.from_tiktoken_file(os.fspath(path), pattern, list(special_tokens)))
+
+    @classmethod
+    def from_tiktoken(cls, enc: tiktoken.Encoding) -> Tokenizer:
+        """The same tokenizer as a ``tiktoken.Encoding`` (ranks, pattern, special tokens), e.g. nanochat's.
+
+        nanobpe needs ranks ``0..n-1`` and the special tokens right after them (``n, n+1, ...``), as every
+        tokenizer nanochat or nanobpe trains has; other layouts raise ``ValueError``.
+        """
+        # tiktoken has no public accessor for these; the attribute names have been stable since 0.3.
+        return cls.from_rank_maps(enc._mergeable_ranks, enc._pat_str, enc._special_tokens, f"tiktoken {enc.name!r}")
+
+    @classmethod
+    def from_rank_maps(
+        cls,
+        mergeable_ranks: Mapping[bytes, int],
+        pattern: str,
+        special_tokens: Mapping[str, int],
+        source: str = "the ranks",
+    ) -> Tokenizer:
+        """A tokenizer from tiktoken-style maps: token bytes → rank and special name → id (``source`` names them)."""
+        n = len(mergeable_ranks)
+        ordered: list[bytes | None] = [None] * n
+        for tok, rank in mergeable_ranks.items():
+            if not isinstance(rank, int) or not 0 <= rank < n or ordered[rank] is not None:
+                raise ValueError(f"{source}: ranks must be 0..{n - 1}, each once; found rank {rank!r}")
+            ordered[rank] = bytes(tok)
+        specials = sorted(special_tokens.items(), key=lambda kv: kv[1])
+        ranks = [b for b in ordered if b is not None]  # all of them: n distinct ranks in 0..n-1
+        for i, (name, sid) in enumerate(specials):
+            if sid != n + i:
+                raise ValueError(
+                    f"{source}: special token {name!r} has id {sid}, but nanobpe needs the special tokens "
+                    f"right after the {n} ranks (id {n + i})"
+                )
+        names = [name for name, _ in specials]
+        return cls(_nanobpe.CoreTokenizer.from_ranks(ranks, pattern, names, None))
 
     def save(self, path: PathLike) -> None:
         """Write ``tokenizer.tiktoken`` and ``nanobpe.json`` into ``path`` (atomically)."""
