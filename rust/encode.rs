@@ -14,6 +14,7 @@ use foldhash::fast::FixedState;
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::piece_cache;
 use crate::pretokenize::Pretokenizer;
 use crate::train::TokenId;
 use crate::vocab::Vocab;
@@ -34,6 +35,8 @@ pub struct Encoder {
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
     specials: Vec<(String, u32)>,
+    /// Tags this encoder's entries in the per-thread piece cache.
+    cache_owner: u64,
 }
 
 impl Encoder {
@@ -60,7 +63,8 @@ impl Encoder {
         for (name, _) in &specials {
             decoder.push(name.as_bytes().to_vec().into_boxed_slice());
         }
-        Ok(Encoder { pretok, by_bytes, pair_rank, decoder, n_ranks: vocab.ranks.len(), specials })
+        let cache_owner = piece_cache::new_owner_id();
+        Ok(Encoder { pretok, by_bytes, pair_rank, decoder, n_ranks: vocab.ranks.len(), specials, cache_owner })
     }
 
     pub fn pretokenizer(&self) -> &Pretokenizer {
@@ -78,14 +82,17 @@ impl Encoder {
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
         let mut scratch = Vec::new();
-        self.pretok.for_each(text, |piece| {
-            let bytes = piece.as_bytes();
-            if let Some(&r) = self.by_bytes.get(bytes) {
-                out.push(T::from_u32(r));
-            } else {
-                self.bpe(bytes, &mut scratch);
-                out.extend(scratch.iter().map(|&r| T::from_u32(r)));
-            }
+        piece_cache::with_thread_cache(self.cache_owner, |cache| {
+            self.pretok.for_each(text, |piece| {
+                let bytes = piece.as_bytes();
+                if let Some(&r) = self.by_bytes.get(bytes) {
+                    out.push(T::from_u32(r));
+                } else if !cache.get_into(bytes, out, T::from_u32) {
+                    self.bpe(bytes, &mut scratch);
+                    cache.insert(bytes, &scratch);
+                    out.extend(scratch.iter().map(|&r| T::from_u32(r)));
+                }
+            })
         })
     }
 

@@ -12,6 +12,7 @@ pub mod encode;
 pub mod error;
 pub mod input;
 pub mod loader;
+pub mod piece_cache;
 pub mod pretokenize;
 pub mod progress;
 pub mod pull;
