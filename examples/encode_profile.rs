@@ -6,6 +6,8 @@
 //! cargo run --profile quick --example encode_profile -- slices ../shared/corpus/mix/shard_00009.parquet /tmp/slices 3
 //! # then: encode one slice with a trained tokenizer and print the totals
 //! valgrind --tool=callgrind target/quick/examples/encode_profile encode tok32k /tmp/slices/zh.txt
+//! # or training's count phase (split + count distinct pieces) on one slice
+//! valgrind --tool=callgrind target/quick/examples/encode_profile count /tmp/slices/zh.txt
 //! ```
 
 use std::path::PathBuf;
@@ -92,13 +94,27 @@ fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
     Ok(())
 }
 
+/// Training's count phase on one slice: split every document and count the distinct pieces.
+fn count(slice: &str) -> nanobpe::Result<()> {
+    let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
+    let docs: Vec<&str> = text.split('\0').filter(|d| !d.is_empty()).collect();
+    let pretok = nanobpe::pretokenize::Pretokenizer::new("nanochat")?;
+    let mut wc = nanobpe::count::WordCounts::new();
+    wc.count_docs(&docs, &pretok)?;
+    let words = wc.into_vec();
+    let total: u64 = words.iter().map(|w| w.1).sum();
+    println!("{slice}: {} docs, {total} pieces, {} distinct", docs.len(), words.len());
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let r = match args.get(1).map(String::as_str) {
         Some("slices") if args.len() == 5 => slices(&args[2], &args[3], args[4].parse().unwrap_or(3.0)),
         Some("encode") if args.len() == 4 => encode(&args[2], &args[3]),
+        Some("count") if args.len() == 3 => count(&args[2]),
         _ => {
-            eprintln!("usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE");
+            eprintln!("usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE | count SLICE");
             std::process::exit(2);
         }
     };

@@ -148,7 +148,7 @@ static ASCII_CLS: [Cls; 128] = {
 
 /// The code point starting at byte `i` of `s` and its length (`i` is always on a char boundary: the scanner
 /// advances by whole chars).
-#[inline]
+#[inline(always)]
 fn decode(s: &str, i: usize) -> (u32, usize) {
     let b = s.as_bytes();
     let b0 = b[i];
