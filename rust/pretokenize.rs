@@ -198,7 +198,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 #[inline]
 fn ascii_letters(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let x = (w | 0x20 * ONES) & 0x7F * ONES; // fold case; drop bit 7 so the adds below cannot carry
+    let x = (w | (0x20 * ONES)) & (0x7F * ONES); // fold case; drop bit 7 so the adds below cannot carry
     let ge_a = x + (0x80 - b'a' as u64) * ONES; // bit 7 set iff x >= 'a'
     let gt_z = x + (0x80 - b'z' as u64 - 1) * ONES; // bit 7 set iff x > 'z'
     ge_a & !gt_z & !w & HIGH
