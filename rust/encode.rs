@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::merge::TokenId;
+use crate::piece_cache;
 use crate::pretokenize::Pretokenizer;
 use crate::vocab::Vocab;
 use crate::{arg_err, data_err};
@@ -54,6 +55,8 @@ pub struct Encoder {
     all_specials: Option<Arc<SpecialMatcher>>,
     /// Automata for other allowed sets, keyed by their sorted ids, most recently used last.
     subsets: Mutex<Vec<(Vec<u32>, Arc<SpecialMatcher>)>>,
+    /// Tags this encoder's entries in the per-thread piece cache.
+    cache_owner: u64,
 }
 
 impl Encoder {
@@ -93,6 +96,7 @@ impl Encoder {
             }
             decoder.push(name.as_bytes().to_vec().into_boxed_slice());
         }
+        let cache_owner = piece_cache::new_owner_id();
         let all_ids: Vec<u32> = specials.iter().map(|s| s.1).collect();
         let all_specials = if all_ids.is_empty() { None } else { Some(Arc::new(build_matcher(&specials, all_ids)?)) };
         Ok(Encoder {
@@ -106,6 +110,7 @@ impl Encoder {
             special_ids,
             all_specials,
             subsets: Mutex::new(Vec::new()),
+            cache_owner,
         })
     }
 
@@ -124,14 +129,17 @@ impl Encoder {
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
         let mut scratch = Vec::new();
-        self.pretok.for_each(text, |piece| {
-            let bytes = piece.as_bytes();
-            if let Some(&r) = self.by_bytes.get(bytes) {
-                out.push(T::from_u32(r));
-            } else {
-                self.bpe(bytes, &mut scratch);
-                out.extend(scratch.iter().map(|&r| T::from_u32(r)));
-            }
+        piece_cache::with_thread_cache(self.cache_owner, |cache| {
+            self.pretok.for_each(text, |piece| {
+                let bytes = piece.as_bytes();
+                if let Some(&r) = self.by_bytes.get(bytes) {
+                    out.push(T::from_u32(r));
+                } else if !cache.get_into(bytes, out, T::from_u32) {
+                    self.bpe(bytes, &mut scratch);
+                    cache.insert(bytes, &scratch);
+                    out.extend(scratch.iter().map(|&r| T::from_u32(r)));
+                }
+            })
         })
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod input;
 pub mod loader;
 pub mod merge;
+pub mod piece_cache;
 pub mod pretokenize;
 pub mod progress;
 pub mod pull;

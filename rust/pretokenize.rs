@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
-use crate::unicode::{case_variants, class, Cls};
+use crate::unicode::{case_variants, class, class_cp, Cls};
 
 /// nanochat's split pattern: GPT-4's with `\p{N}{1,2}` instead of `\p{N}{1,3}`.
 pub const NANOCHAT_PATTERN: &str =
@@ -128,15 +128,58 @@ fn compile(pattern: &str) -> Result<fancy_regex::Regex> {
 // ---------------------------------------------------------------------------------------------------------------
 // The scanner.
 
+/// Classes of the ASCII characters, fixed at compile time (a test checks them against `unicode::class`), so the
+/// common case needs neither the Unicode tables nor UTF-8 decoding.
+static ASCII_CLS: [Cls; 128] = {
+    let mut t = [Cls::Other; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = match b as u8 {
+            b'a'..=b'z' | b'A'..=b'Z' => Cls::Letter,
+            b'0'..=b'9' => Cls::Number,
+            b'\r' | b'\n' => Cls::Newline,
+            b'\t' | 0x0B | 0x0C | b' ' => Cls::Space,
+            _ => Cls::Other,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The code point starting at byte `i` of `s` and its length (`i` is always on a char boundary: the scanner
+/// advances by whole chars).
+#[inline(always)]
+fn decode(s: &str, i: usize) -> (u32, usize) {
+    let b = s.as_bytes();
+    let b0 = b[i];
+    if b0 < 0x80 {
+        return (b0 as u32, 1);
+    }
+    // By hand: `s` is valid UTF-8, so the lead byte gives the length and the continuation bytes exist.
+    let cont = |k: usize| (b[i + k] & 0x3F) as u32;
+    if b0 < 0xE0 {
+        (((b0 & 0x1F) as u32) << 6 | cont(1), 2)
+    } else if b0 < 0xF0 {
+        (((b0 & 0x0F) as u32) << 12 | cont(1) << 6 | cont(2), 3)
+    } else {
+        (((b0 & 0x07) as u32) << 18 | cont(1) << 12 | cont(2) << 6 | cont(3), 4)
+    }
+}
+
 #[inline]
 fn char_at(s: &str, i: usize) -> (char, usize) {
-    let b = s.as_bytes()[i];
-    if b < 0x80 {
-        return (b as char, 1);
+    let (cp, n) = decode(s, i);
+    (char::from_u32(cp).unwrap_or('\u{FFFD}'), n)
+}
+
+#[inline]
+fn cls_of(s: &str, i: usize) -> (char, Cls, usize) {
+    let b0 = s.as_bytes()[i];
+    if b0 < 0x80 {
+        return (b0 as char, ASCII_CLS[b0 as usize], 1);
     }
-    // `i` is always on a char boundary: the scanner only advances by whole chars.
-    let c = s[i..].chars().next().unwrap_or('\u{FFFD}');
-    (c, c.len_utf8())
+    let (c, n) = char_at(s, i);
+    (c, class(c), n)
 }
 
 #[inline]
@@ -144,13 +187,63 @@ fn cls_at(s: &str, i: usize) -> Option<(Cls, usize)> {
     if i >= s.len() {
         return None;
     }
-    let (c, n) = char_at(s, i);
-    Some((class(c), n))
+    let (cp, n) = decode(s, i);
+    let k = if cp < 0x80 { ASCII_CLS[cp as usize] } else { class_cp(cp) };
+    Some((k, n))
+}
+
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each byte of `w` that is an ASCII letter (SWAR: no carry crosses a byte, as every sum stays < 0x100).
+#[inline]
+fn ascii_letters(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = (w | (0x20 * ONES)) & (0x7F * ONES); // fold case; drop bit 7 so the adds below cannot carry
+    let ge_a = x + (0x80 - b'a' as u64) * ONES; // bit 7 set iff x >= 'a'
+    let gt_z = x + (0x80 - b'z' as u64 - 1) * ONES; // bit 7 set iff x > 'z'
+    ge_a & !gt_z & !w & HIGH
+}
+
+/// End of the run of letters starting at `i`: eight ASCII letters at a time where the text is ASCII, one char at
+/// a time elsewhere.
+#[inline]
+fn letter_run_end(s: &str, mut i: usize) -> usize {
+    let b = s.as_bytes();
+    loop {
+        let Some(&b0) = b.get(i) else { return i };
+        if b0 >= 0x80 {
+            let (cp, n) = decode(s, i);
+            if class_cp(cp) != Cls::Letter {
+                return i;
+            }
+            i += n;
+            continue;
+        }
+        match b.get(i..i + 8) {
+            Some(chunk) => {
+                let not_letter = !ascii_letters(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) & HIGH;
+                let k = (not_letter.trailing_zeros() / 8) as usize; // 8 when all are letters
+                if k == 0 {
+                    return i; // `b0` is ASCII and not a letter
+                }
+                i += k;
+            }
+            None => {
+                if ASCII_CLS[b0 as usize] != Cls::Letter {
+                    return i;
+                }
+                i += 1;
+            }
+        }
+    }
 }
 
 /// End of the run of characters of class `want` starting at `i`.
 #[inline]
 fn run_end(s: &str, mut i: usize, want: Cls) -> usize {
+    if want == Cls::Letter {
+        return letter_run_end(s, i);
+    }
     while let Some((k, n)) = cls_at(s, i) {
         if k != want {
             break;
@@ -200,8 +293,7 @@ fn contraction_end(s: &str, i: usize) -> Option<usize> {
 
 /// End (byte offset) of the piece that starts at byte `i` of `s`, for the GPT-4 pattern family.
 fn piece_end(s: &str, i: usize, max_digits: usize) -> usize {
-    let (c0, n0) = char_at(s, i);
-    let k0 = class(c0);
+    let (c0, k0, n0) = cls_of(s, i);
     let after0 = i + n0;
 
     // '(?i:[sdmt]|ll|ve|re)
@@ -339,6 +431,55 @@ mod tests {
         for _ in 0..3000 {
             let len = (next() % 40) as usize;
             let text: String = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            both(NANOCHAT_PATTERN, &text);
+            both(GPT4_PATTERN, &text);
+        }
+    }
+
+    #[test]
+    fn ascii_table_and_letter_masks_agree_with_unicode_classes() {
+        for b in 0u8..128 {
+            assert_eq!(ASCII_CLS[b as usize], class(b as char), "byte {b:#x}");
+        }
+        // Every byte value in every lane of the SWAR letter mask.
+        for b in 0u8..=255 {
+            for lane in 0..8 {
+                let w = (0x2121_2121_2121_2121u64 & !(0xFF << (8 * lane))) | (b as u64) << (8 * lane);
+                let want = if b.is_ascii_alphabetic() { 0x80u64 << (8 * lane) } else { 0 };
+                assert_eq!(ascii_letters(w), want, "byte {b:#x} lane {lane}");
+            }
+        }
+    }
+
+    #[test]
+    fn scanner_equals_regex_on_random_unicode() {
+        // Any code point (weighted towards ASCII, Latin-1, Cyrillic and CJK) in runs, so long letter runs cross the
+        // 8-byte blocks of the ASCII fast path at every offset.
+        let mut state: u64 = 0x2545F4914F6CDD1D;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 60) as usize;
+            let mut text = String::new();
+            for _ in 0..len {
+                let r = next();
+                let c = match r % 8 {
+                    0..=2 => (0x20 + (r >> 8) % 0x5F) as u32,
+                    3 => ['a', 'Z', ' ', '\n', '\'', '1'][((r >> 8) % 6) as usize] as u32,
+                    4 => 0x80 + ((r >> 8) % 0x180) as u32,
+                    5 => 0x400 + ((r >> 8) % 0x100) as u32,
+                    6 => 0x3000 + ((r >> 8) % 0x7000) as u32,
+                    _ => ((r >> 8) % 0x11_0000) as u32,
+                };
+                if let Some(c) = char::from_u32(c) {
+                    let reps = if (r >> 40) % 4 == 0 { 1 + (r >> 44) % 12 } else { 1 };
+                    (0..reps).for_each(|_| text.push(c));
+                }
+            }
             both(NANOCHAT_PATTERN, &text);
             both(GPT4_PATTERN, &text);
         }

@@ -61,7 +61,12 @@ fn tables() -> &'static Tables {
 /// The class of `c`.
 #[inline]
 pub fn class(c: char) -> Cls {
-    let cp = c as u32;
+    class_cp(c as u32)
+}
+
+/// The class of a code point (`Other` for a value that is not one).
+#[inline]
+pub fn class_cp(cp: u32) -> Cls {
     let t = tables();
     if cp < 0x10000 {
         return t.bmp[cp as usize];

@@ -1,0 +1,125 @@
+//! A small, repeatable encode workload for instruction-count profiling (`valgrind --tool=callgrind`), where
+//! wall-clock timings are too noisy.
+//!
+//! ```text
+//! # once: per-language slices (English, German, Chinese) of the validation shard, N MB each, as NUL-separated docs
+//! cargo run --profile quick --example encode_profile -- slices ../shared/corpus/mix/shard_00009.parquet /tmp/slices 3
+//! # then: encode one slice with a trained tokenizer and print the totals
+//! valgrind --tool=callgrind target/quick/examples/encode_profile encode tok32k /tmp/slices/zh.txt
+//! # or training's count phase (split + count distinct pieces) on one slice
+//! valgrind --tool=callgrind target/quick/examples/encode_profile count /tmp/slices/zh.txt
+//! ```
+
+use std::path::PathBuf;
+
+use nanobpe::encode::Encoder;
+use nanobpe::input::{InputSpec, Reader};
+use nanobpe::vocab::Vocab;
+
+/// A rough language label, as `python/nanobpe/evaluate.py` assigns one: Han share, then German vs English stopwords.
+fn language(doc: &str) -> &'static str {
+    let sample: String = doc.chars().take(3000).collect();
+    let letters = sample.chars().filter(|c| c.is_alphabetic()).count().max(1);
+    let cjk =
+        sample.chars().filter(|&c| matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF)).count();
+    if cjk as f64 > 0.3 * letters as f64 {
+        return "zh";
+    }
+    const DE: &[&str] = &[
+        "der", "die", "das", "und", "ist", "nicht", "mit", "von", "zu", "den", "des", "dem", "ein", "eine", "auf",
+        "für", "sich", "auch", "werden", "wird", "nach", "bei", "oder",
+    ];
+    const EN: &[&str] = &[
+        "the", "and", "of", "to", "is", "in", "that", "it", "for", "with", "as", "was", "on", "be", "by", "this",
+        "are", "or", "from", "at", "which", "not",
+    ];
+    let lower = sample.to_lowercase();
+    let words = lower.split(|c: char| !(c.is_ascii_lowercase() || "äöüß".contains(c))).filter(|w| !w.is_empty());
+    let (mut de, mut en) = (0usize, 0usize);
+    for w in words {
+        de += DE.contains(&w) as usize;
+        en += EN.contains(&w) as usize;
+    }
+    de += 3 * lower.chars().filter(|c| "äöüß".contains(*c)).count();
+    if de > en {
+        "de"
+    } else {
+        "en"
+    }
+}
+
+fn slices(parquet: &str, out: &str, mb: f64) -> nanobpe::Result<()> {
+    let spec =
+        InputSpec { paths: vec![PathBuf::from(parquet)], include_val: true, doc_cap: 1 << 30, ..Default::default() };
+    let reader = Reader::open(&spec)?;
+    let limit = (mb * 1e6) as usize;
+    let mut bufs: Vec<(&str, Vec<u8>)> = vec![("en", Vec::new()), ("de", Vec::new()), ("zh", Vec::new())];
+    reader.run(|batches| {
+        for doc in batches.iter().flat_map(|b| b.iter()) {
+            let lang = language(doc);
+            let buf = &mut bufs.iter_mut().find(|(l, _)| *l == lang).expect("known language").1;
+            if buf.len() < limit {
+                buf.extend_from_slice(doc.as_bytes());
+                buf.push(0);
+            }
+        }
+        Ok(())
+    })?;
+    std::fs::create_dir_all(out).map_err(|e| nanobpe::Error::io(out, e))?;
+    for (lang, buf) in &bufs {
+        let path = format!("{out}/{lang}.txt");
+        std::fs::write(&path, buf).map_err(|e| nanobpe::Error::io(&path, e))?;
+        println!("{lang}: {} bytes, {} docs", buf.len(), buf.iter().filter(|&&b| b == 0).count());
+    }
+    Ok(())
+}
+
+fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
+    let vocab = Vocab::load(std::path::Path::new(tokdir))?;
+    let enc = Encoder::new(&vocab)?;
+    let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
+    let (mut ids, mut docs, mut checksum) = (0usize, 0usize, 0u64);
+    let mut out: Vec<u32> = Vec::new();
+    for doc in text.split('\0').filter(|d| !d.is_empty()) {
+        out.clear();
+        enc.encode_ordinary_into(doc, &mut out)?;
+        ids += out.len();
+        docs += 1;
+        checksum = out.iter().fold(checksum, |h, &t| h.wrapping_mul(0x100000001B3).wrapping_add(t as u64));
+    }
+    println!("{slice}: {docs} docs, {} bytes, {ids} ids, checksum {checksum:016x}", text.len());
+    let (hits, misses) = nanobpe::piece_cache::thread_stats();
+    let rate = 100.0 * hits as f64 / (hits + misses).max(1) as f64;
+    println!("piece cache: {hits} hits, {misses} misses ({rate:.1}% of pieces that are not one token)");
+    Ok(())
+}
+
+/// Training's count phase on one slice: split every document and count the distinct pieces.
+fn count(slice: &str) -> nanobpe::Result<()> {
+    let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
+    let docs: Vec<&str> = text.split('\0').filter(|d| !d.is_empty()).collect();
+    let pretok = nanobpe::pretokenize::Pretokenizer::new("nanochat")?;
+    let mut wc = nanobpe::count::WordCounts::new();
+    wc.count_docs(&docs, &pretok)?;
+    let words = wc.into_vec();
+    let total: u64 = words.iter().map(|w| w.1).sum();
+    println!("{slice}: {} docs, {total} pieces, {} distinct", docs.len(), words.len());
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let r = match args.get(1).map(String::as_str) {
+        Some("slices") if args.len() == 5 => slices(&args[2], &args[3], args[4].parse().unwrap_or(3.0)),
+        Some("encode") if args.len() == 4 => encode(&args[2], &args[3]),
+        Some("count") if args.len() == 3 => count(&args[2]),
+        _ => {
+            eprintln!("usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE | count SLICE");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
