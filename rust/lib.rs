@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod count;
 pub mod encode;
 pub mod error;
+pub mod hub;
 pub mod input;
 pub mod loader;
 pub mod pretokenize;
