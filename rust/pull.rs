@@ -38,8 +38,11 @@ pub const HF_HOST: &str = "https://huggingface.co";
 #[derive(Clone, Debug)]
 pub struct PullOptions {
     pub dir: PathBuf,
-    /// Connections at once.
+    /// Connections at once (at most, when `adaptive`).
     pub workers: usize,
+    /// Start with one connection per thread and double while that raises the throughput, up to `workers`
+    /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
+    pub adaptive: bool,
     /// Threads serving them (None: one per core, at most one per connection; see `default_threads`).
     pub threads: Option<usize>,
     pub retries: u32,
@@ -246,6 +249,9 @@ struct Shared {
     done: AtomicUsize,
     failed: AtomicUsize,
     next: AtomicUsize,
+    /// Connections allowed to take a new file (the adaptive ramp raises it); the most ever allowed.
+    allowed: AtomicUsize,
+    most: AtomicUsize,
     started: Instant,
     progress: Progress,
     total_files: usize,
@@ -385,6 +391,7 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
     let connections = opts.workers.min(jobs.len()).max(1);
     let threads = opts.threads.unwrap_or_else(|| default_threads(connections)).clamp(1, connections);
+    let start = if opts.adaptive { threads } else { connections };
     let rt = runtime(threads)?;
     let client = {
         let _inside = rt.enter();
@@ -398,6 +405,8 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
+            allowed: AtomicUsize::new(start),
+            most: AtomicUsize::new(start),
             started: Instant::now(),
             progress: Progress::new(opts.progress),
             total_files: jobs.len(),
@@ -406,7 +415,7 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
         jobs,
         reports: Mutex::new(Vec::new()),
     });
-    rt.block_on(run_connections(&ctx, connections));
+    rt.block_on(run_connections(&ctx, connections, start));
     drop(rt);
     cancel::check()?;
     let shared = &ctx.shared;
@@ -424,7 +433,7 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
         seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds.max(1e-9),
         files,
-        connections,
+        connections: shared.most.load(Ordering::Relaxed),
         threads,
     };
     shared.progress.finish(|| {
@@ -440,13 +449,18 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
     Ok(report)
 }
 
-/// Run `n` connection tasks to the end, or abort them on Ctrl-C (a `.part` keeps what arrived).
-async fn run_connections(ctx: &Arc<Ctx>, n: usize) {
+/// Run `n` connection tasks (`start` of them allowed at first) to the end, or abort them on Ctrl-C (a `.part`
+/// keeps what arrived).
+async fn run_connections(ctx: &Arc<Ctx>, n: usize, start: usize) {
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
+    for id in 0..n {
         let ctx = Arc::clone(ctx);
-        set.spawn(async move { connection(&ctx).await });
+        set.spawn(async move { connection(&ctx, id).await });
     }
+    let ramp = (start < n).then(|| {
+        let ctx = Arc::clone(ctx);
+        tokio::spawn(async move { ramp(&ctx, start, n).await })
+    });
     loop {
         match tokio::time::timeout(Duration::from_millis(50), set.join_next()).await {
             Ok(None) => break,
@@ -460,11 +474,55 @@ async fn run_connections(ctx: &Arc<Ctx>, n: usize) {
             Err(_) => {}
         }
     }
+    if let Some(r) = ramp {
+        r.abort();
+    }
 }
 
-/// One connection: take the next job until none is left.
-async fn connection(ctx: &Ctx) {
+/// How long the ramp watches one number of connections before deciding.
+const RAMP_WINDOW: Duration = Duration::from_millis(300);
+
+/// The adaptive default: double the connections while doubling raised the throughput by a quarter or more; if
+/// it lowered it, go back. Then stay: more connections than a server rewards only compete for the same cores.
+async fn ramp(ctx: &Ctx, start: usize, max: usize) {
+    let shared = &ctx.shared;
+    let (mut level, mut before): (usize, Option<(usize, f64)>) = (start, None);
+    while shared.next.load(Ordering::Relaxed) < ctx.jobs.len() {
+        let b0 = shared.bytes.load(Ordering::Relaxed);
+        tokio::time::sleep(RAMP_WINDOW).await;
+        let rate = (shared.bytes.load(Ordering::Relaxed) - b0) as f64 / RAMP_WINDOW.as_secs_f64();
+        let (next, go_on) = ramp_step(level, max, before, rate);
+        shared.allowed.store(next, Ordering::Relaxed);
+        shared.most.fetch_max(next, Ordering::Relaxed);
+        if !go_on {
+            return;
+        }
+        before = Some((level, rate));
+        level = next;
+    }
+}
+
+/// One decision of the ramp: at `level` connections the rate was `rate`; `before` is (level, rate) of the step
+/// before. Returns the next level and whether to keep probing.
+pub fn ramp_step(level: usize, max: usize, before: Option<(usize, f64)>, rate: f64) -> (usize, bool) {
+    match before {
+        Some((prev, r)) if rate < r => (prev, false),
+        Some((_, r)) if rate < 1.25 * r => (level, false),
+        _ if level >= max => (level, false),
+        _ => ((level * 2).min(max), true),
+    }
+}
+
+/// One connection: take the next job until none is left (waiting while the ramp has not let it in yet).
+async fn connection(ctx: &Ctx, id: usize) {
     while cancel::check().is_ok() {
+        if id >= ctx.shared.allowed.load(Ordering::Relaxed) {
+            if ctx.shared.next.load(Ordering::Relaxed) >= ctx.jobs.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
         let k = ctx.shared.next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = ctx.jobs.get(k) else { break };
         let r = fetch_one(ctx, job).await;
@@ -744,6 +802,18 @@ mod tests {
         for bad in ["http://h/a/..", "http://h/a/", "http://h/.hidden", "http://h/a%2F..%2Fb", "http://h/a/b c"] {
             assert!(file_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_ramp_doubles_while_it_pays() {
+        // 2 → 4 (first look), 4 → 8 (+60%), then +10%: stay at 8; a loss goes back.
+        assert_eq!(ramp_step(2, 8, None, 100.0), (4, true));
+        assert_eq!(ramp_step(4, 8, Some((2, 100.0)), 160.0), (8, true));
+        assert_eq!(ramp_step(8, 8, Some((4, 160.0)), 170.0), (8, false));
+        assert_eq!(ramp_step(8, 16, Some((4, 160.0)), 150.0), (4, false));
+        assert_eq!(ramp_step(4, 16, Some((2, 100.0)), 110.0), (4, false));
+        assert_eq!(ramp_step(8, 8, Some((4, 100.0)), 300.0), (8, false));
+        assert_eq!(ramp_step(6, 8, Some((3, 100.0)), 300.0), (8, true));
     }
 
     #[test]

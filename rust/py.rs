@@ -585,7 +585,7 @@ impl PyLoader {
 /// Download dataset shards (`nanobpe pull`); returns the report as JSON. `hf_endpoint` / `token` come from the
 /// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment.
 #[pyfunction]
-#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=8,
+#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=None,
     threads=None, retries=5, timeout=30.0, backoff=1.0, verify=false, fsync=false, hf_endpoint=None, token=None,
     progress=false))]
 #[allow(clippy::too_many_arguments)]
@@ -597,7 +597,7 @@ fn pull(
     url_template: Option<String>,
     max_shard: Option<usize>,
     val: bool,
-    workers: usize,
+    workers: Option<usize>,
     threads: Option<usize>,
     retries: u32,
     timeout: f64,
@@ -625,7 +625,7 @@ fn pull(
 #[allow(clippy::too_many_arguments)]
 fn pull_options(
     dir: PathBuf,
-    workers: usize,
+    workers: Option<usize>,
     threads: Option<usize>,
     retries: u32,
     timeout: f64,
@@ -643,7 +643,9 @@ fn pull_options(
     }
     Ok(crate::pull::PullOptions {
         dir,
-        workers,
+        // No --workers: adaptive, from one connection per thread up to 8 (what a capped CDN rewards).
+        workers: workers.unwrap_or(8),
+        adaptive: workers.is_none(),
         threads,
         retries,
         timeout,
@@ -660,7 +662,7 @@ fn pull_options(
 /// the selected ones as `shard_NNNNN.parquet` (+ `dataset.json`); returns the report as JSON.
 #[pyfunction]
 #[pyo3(signature = (repo, shards, dataset_dir, default_base, *, hf_endpoint, config=None, split="train".to_string(),
-    text_column="text".to_string(), val=true, workers=8, threads=None, retries=5, timeout=30.0, backoff=1.0,
+    text_column="text".to_string(), val=true, workers=None, threads=None, retries=5, timeout=30.0, backoff=1.0,
     verify=false, fsync=false, token=None, progress=false))]
 #[allow(clippy::too_many_arguments)]
 fn pull_hf(
@@ -674,7 +676,7 @@ fn pull_hf(
     split: String,
     text_column: String,
     val: bool,
-    workers: usize,
+    workers: Option<usize>,
     threads: Option<usize>,
     retries: u32,
     timeout: f64,

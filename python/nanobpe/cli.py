@@ -492,7 +492,12 @@ def add_pull(sub: argparse._SubParsersAction) -> None:
         "--text-column", default="text", help="with --hf-dataset: the column holding the text (checked, recorded)"
     )
     p.add_argument("--no-val", action="store_true", help="do not also fetch the validation shard")
-    p.add_argument("--workers", type=int, default=8, help="connections at once (default 8)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="connections at once (default: adaptive, one per thread, doubled while it pays, up to 8)",
+    )
     p.add_argument(
         "--threads", type=int, default=None, help="threads serving them (default: one per core, at most --workers)"
     )
