@@ -11,7 +11,7 @@ round counts (MB/s of shard bytes written). The nanochat-style downloader is `na
 `requests` streaming 1 MB chunks to a temp file renamed into place, with retries, over a `multiprocessing.Pool`
 of 4 processes (nanochat's default) and of 8 (nanobpe's default connection count, for a same-concurrency
 comparison). Parallel curl is `curl --parallel --parallel-max 8`. nanobpe runs `nanobpe pull` with its defaults
-(one thread per core; connections adaptive: one per thread, doubled while that raises the throughput, up to 8)
+(one thread per core; connections adaptive: two per thread, doubled while that raises the throughput, up to 8)
 and with `--workers 4` and `--workers 8`, and checks every file (length, magic, footer) before renaming it; once
 more with `--fsync` (every file durable before the rename; no peer does that, so where the disk is slower than the
 network that row measures the disk). Each shard of the corpus is served `--copies` times under

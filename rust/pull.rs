@@ -40,7 +40,7 @@ pub struct PullOptions {
     pub dir: PathBuf,
     /// Connections at once (at most, when `adaptive`).
     pub workers: usize,
-    /// Start with one connection per thread and double while that raises the throughput, up to `workers`
+    /// Start with two connections per thread and double while that raises the throughput, up to `workers`
     /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
     pub adaptive: bool,
     /// Threads serving them (None: one per core, at most one per connection; see `default_threads`).
@@ -231,8 +231,10 @@ pub struct PullReport {
     pub bytes: u64,
     pub seconds: f64,
     pub mb_per_s: f64,
-    /// Connections at once, and the threads that serve them (one per core, at most one per connection).
+    /// Connections at the end (where the adaptive ramp settled), the most at once, and the threads that served
+    /// them (one per core, at most one per connection).
     pub connections: usize,
+    pub most_connections: usize,
     pub threads: usize,
 }
 
@@ -391,7 +393,7 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
     let connections = opts.workers.min(jobs.len()).max(1);
     let threads = opts.threads.unwrap_or_else(|| default_threads(connections)).clamp(1, connections);
-    let start = if opts.adaptive { threads } else { connections };
+    let start = if opts.adaptive { (2 * threads).min(connections) } else { connections };
     let rt = runtime(threads)?;
     let client = {
         let _inside = rt.enter();
@@ -433,7 +435,8 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
         seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds.max(1e-9),
         files,
-        connections: shared.most.load(Ordering::Relaxed),
+        connections: shared.allowed.load(Ordering::Relaxed).min(connections),
+        most_connections: shared.most.load(Ordering::Relaxed).min(connections),
         threads,
     };
     shared.progress.finish(|| {
@@ -482,8 +485,9 @@ async fn run_connections(ctx: &Arc<Ctx>, n: usize, start: usize) {
 /// How long the ramp watches one number of connections before deciding.
 const RAMP_WINDOW: Duration = Duration::from_millis(300);
 
-/// The adaptive default: double the connections while doubling raised the throughput by a quarter or more; if
-/// it lowered it, go back. Then stay: more connections than a server rewards only compete for the same cores.
+/// The adaptive default: from two connections per thread, double while doubling raised the throughput by a quarter
+/// or more; if it gained less than a tenth, go back. Then stay: more connections than a server rewards only
+/// compete for the same cores (a GIL-bound mirror even slows down).
 async fn ramp(ctx: &Ctx, start: usize, max: usize) {
     let shared = &ctx.shared;
     let (mut level, mut before): (usize, Option<(usize, f64)>) = (start, None);
@@ -506,7 +510,7 @@ async fn ramp(ctx: &Ctx, start: usize, max: usize) {
 /// before. Returns the next level and whether to keep probing.
 pub fn ramp_step(level: usize, max: usize, before: Option<(usize, f64)>, rate: f64) -> (usize, bool) {
     match before {
-        Some((prev, r)) if rate < r => (prev, false),
+        Some((prev, r)) if rate < 1.1 * r => (prev, false),
         Some((_, r)) if rate < 1.25 * r => (level, false),
         _ if level >= max => (level, false),
         _ => ((level * 2).min(max), true),
@@ -806,12 +810,12 @@ mod tests {
 
     #[test]
     fn the_ramp_doubles_while_it_pays() {
-        // 2 → 4 (first look), 4 → 8 (+60%), then +10%: stay at 8; a loss goes back.
+        // 2 → 4 (first look), 4 → 8 (+60%), then +15%: stay at 8; under +10% (or a loss) goes back.
         assert_eq!(ramp_step(2, 8, None, 100.0), (4, true));
         assert_eq!(ramp_step(4, 8, Some((2, 100.0)), 160.0), (8, true));
-        assert_eq!(ramp_step(8, 8, Some((4, 160.0)), 170.0), (8, false));
+        assert_eq!(ramp_step(8, 16, Some((4, 160.0)), 184.0), (8, false));
         assert_eq!(ramp_step(8, 16, Some((4, 160.0)), 150.0), (4, false));
-        assert_eq!(ramp_step(4, 16, Some((2, 100.0)), 110.0), (4, false));
+        assert_eq!(ramp_step(4, 16, Some((2, 100.0)), 105.0), (2, false));
         assert_eq!(ramp_step(8, 8, Some((4, 100.0)), 300.0), (8, false));
         assert_eq!(ramp_step(6, 8, Some((3, 100.0)), 300.0), (8, true));
     }

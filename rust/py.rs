@@ -643,7 +643,7 @@ fn pull_options(
     }
     Ok(crate::pull::PullOptions {
         dir,
-        // No --workers: adaptive, from one connection per thread up to 8 (what a capped CDN rewards).
+        // No --workers: adaptive, from two connections per thread up to 8 (what a capped CDN rewards).
         workers: workers.unwrap_or(8),
         adaptive: workers.is_none(),
         threads,

@@ -496,7 +496,7 @@ def add_pull(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="connections at once (default: adaptive, one per thread, doubled while it pays, up to 8)",
+        help="connections at once (default: adaptive, two per thread, doubled while it pays, up to 8)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="threads serving them (default: one per core, at most --workers)"

@@ -60,8 +60,8 @@ def pull(
     """Download the selected shards (see `nanobpe pull --help` for the syntax); returns the report.
 
     ``workers`` connections run at once on ``threads`` threads (default: one per core, at most one per connection);
-    without ``workers`` the count adapts: one connection per thread, doubled while that raises the throughput, up
-    to 8.
+    without ``workers`` the count adapts: two connections per thread, doubled while that raises the throughput,
+    up to 8.
     ``hf_dataset="owner/name"`` lists that dataset's parquet files (``config``, ``split``) through the Hub API and saves
     them as ``shard_NNNNN.parquet`` in listing order (the last is validation) with a ``dataset.json`` naming each
     file's URL and ``text_column``; ``shards=None`` takes them all. ``fsync=True`` makes every file durable before it is
