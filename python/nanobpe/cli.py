@@ -1,10 +1,10 @@
 """The `nanobpe` command.
 
-    nanobpe train --vocab-size 32768 --data ~/.cache/nanochat/base_data --out tok/
+    nanobpe train --vocab-size 32768 --data ~/.cache/nanochat/base_data_climbmix --out tok/
     nanobpe encode tok/ file.txt --format npy --out ids.npy
     nanobpe decode tok/ ids.npy
     nanobpe export tok/ --format hf
-    nanobpe eval tok32k/ tok64k/ --data ~/.cache/nanochat/base_data
+    nanobpe eval tok32k/ tok64k/ --data ~/.cache/nanochat/base_data_climbmix
 
 Every subcommand has `--help`. Errors print one line naming the culprit and exit with status 1 (2 for usage
 errors, 130 on Ctrl-C). Progress goes to stderr when it is a terminal; `--json` prints a machine-readable summary.
