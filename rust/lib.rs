@@ -12,6 +12,7 @@ pub mod chat;
 pub mod count;
 pub mod encode;
 pub mod error;
+pub mod hub;
 pub mod input;
 pub mod loader;
 pub mod merge;

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -19,28 +19,32 @@ use crate::error::{Error, Result};
 use crate::progress::{human_bytes, Progress};
 use crate::{arg_err, cancel};
 
-/// Built-in sources: name, URL template, largest shard index (the last one is validation).
+/// Built-in sources: name, URL template, largest shard index (the last one is validation). The first is the
+/// default: nanochat's current dataset (`nanochat/dataset.py`: ClimbMix since March 2026; FineWeb-Edu before).
 pub const SOURCES: &[(&str, &str, usize)] = &[
-    (
-        "fineweb-edu-100b",
-        "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/shard_{index:05}.parquet",
-        1822,
-    ),
     (
         "climbmix-400b",
         "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main/shard_{index:05}.parquet",
         6542,
     ),
+    (
+        "fineweb-edu-100b",
+        "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/shard_{index:05}.parquet",
+        1822,
+    ),
 ];
-const HF_HOST: &str = "https://huggingface.co";
+pub const HF_HOST: &str = "https://huggingface.co";
 
 #[derive(Clone, Debug)]
 pub struct PullOptions {
-    pub url_template: String,
-    pub max_index: usize,
-    pub shards: Vec<usize>,
     pub dir: PathBuf,
+    /// Connections at once (at most, when `adaptive`).
     pub workers: usize,
+    /// Start with two connections per thread and double while that raises the throughput, up to `workers`
+    /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
+    pub adaptive: bool,
+    /// Threads serving them (None: one per core, at most one per connection; see `default_threads`).
+    pub threads: Option<usize>,
     pub retries: u32,
     /// Seconds without progress (connect or read) before an attempt is abandoned.
     pub timeout: f64,
@@ -53,6 +57,8 @@ pub struct PullOptions {
     /// (magic at both ends) and is fetched again.
     pub fsync: bool,
     pub token: Option<String>,
+    /// Send the token only to URLs on this origin (the Hub endpoint); None: to every URL (a URL template).
+    pub token_origin: Option<String>,
     pub progress: bool,
 }
 
@@ -225,6 +231,11 @@ pub struct PullReport {
     pub bytes: u64,
     pub seconds: f64,
     pub mb_per_s: f64,
+    /// Connections at the end (where the adaptive ramp settled), the most at once, and the threads that served
+    /// them (one per core, at most one per connection).
+    pub connections: usize,
+    pub most_connections: usize,
+    pub threads: usize,
 }
 
 /// What went wrong in one attempt, and whether another attempt can help.
@@ -240,6 +251,9 @@ struct Shared {
     done: AtomicUsize,
     failed: AtomicUsize,
     next: AtomicUsize,
+    /// Connections allowed to take a new file (the adaptive ramp raises it); the most ever allowed.
+    allowed: AtomicUsize,
+    most: AtomicUsize,
     started: Instant,
     progress: Progress,
     total_files: usize,
@@ -271,7 +285,8 @@ impl Shared {
     }
 }
 
-fn client(opts: &PullOptions) -> Result<reqwest::blocking::Client> {
+/// The HTTP client shared by all connections: rustls with the system's roots, redirects only to http(s).
+pub(crate) fn client(timeout_s: f64) -> Result<reqwest::Client> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() >= 10 {
             attempt.error("more than 10 redirects")
@@ -282,69 +297,131 @@ fn client(opts: &PullOptions) -> Result<reqwest::blocking::Client> {
             attempt.follow()
         }
     });
-    let timeout = Duration::from_secs_f64(opts.timeout.max(0.001));
-    reqwest::blocking::Client::builder()
+    let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
+    reqwest::Client::builder()
         .user_agent(concat!("nanobpe/", env!("CARGO_PKG_VERSION")))
         .redirect(policy)
         .connect_timeout(timeout)
-        // The blocking client applies this to each step (connect, headers, every read of the body), not to the
-        // whole download, so a large shard on a slow line is fine while a stalled one is abandoned.
-        .timeout(timeout)
+        // Per read (headers, then every read of the body), not for the whole download: a large shard on a slow
+        // line is fine while a stalled one is abandoned.
+        .read_timeout(timeout)
         .build()
         .map_err(|e| arg_err!("cannot start the HTTP client: {e}"))
 }
 
-/// Download every selected shard; never fails as a whole for a shard's sake (the report names failed shards).
-pub fn pull(opts: &PullOptions) -> Result<PullReport> {
+/// A multi-thread runtime with `threads` threads (`block_in_place` needs the multi-thread flavour, even for one).
+pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("nanobpe-pull")
+        .enable_all()
+        .build()
+        .map_err(|e| arg_err!("cannot start {threads} download threads: {e}"))
+}
+
+/// Threads for the transfers: one per core is enough to keep any number of connections busy, and more only
+/// compete with the server and the page cache for the same cores.
+pub fn default_threads(connections: usize) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    cores.min(connections).max(1)
+}
+
+/// One file to fetch: its index in the source (the largest is the validation shard), its URL, its local name.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub index: usize,
+    pub url: String,
+    pub file: String,
+}
+
+fn check_http(url: &str) -> Result<()> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(arg_err!("only http(s) URLs can be pulled: {url}"))
+    }
+}
+
+/// Jobs for a URL template: the local name is the URL's last path segment (a plain name, see `file_name`).
+pub fn template_jobs(template: &str, shards: &[usize]) -> Result<Vec<Job>> {
+    shards
+        .iter()
+        .map(|&index| {
+            let url = shard_url(template, index);
+            check_http(&url)?;
+            let file = file_name(&url)?;
+            Ok(Job { index, url, file })
+        })
+        .collect()
+}
+
+/// nanochat's name for the shard at position `index` of a listing.
+pub fn shard_file(index: usize) -> String {
+    format!("shard_{index:05}.parquet")
+}
+
+/// Jobs for a listing (Hub API): shard `i` is the listing's `i`-th URL, saved as `shard_{i:05}.parquet`.
+pub fn listing_jobs(urls: &[String], shards: &[usize]) -> Result<Vec<Job>> {
+    shards
+        .iter()
+        .map(|&index| {
+            let url = urls.get(index).ok_or_else(|| arg_err!("shard {index} is past the listing ({})", urls.len()))?;
+            check_http(url)?;
+            Ok(Job { index, url: url.clone(), file: shard_file(index) })
+        })
+        .collect()
+}
+
+/// Everything the connection tasks share.
+struct Ctx {
+    client: reqwest::Client,
+    opts: PullOptions,
+    shared: Shared,
+    jobs: Vec<Job>,
+    reports: Mutex<Vec<FileReport>>,
+}
+
+/// Download every job; never fails as a whole for a shard's sake (the report names failed shards).
+///
+/// `--workers` connections run as tasks on a runtime with one thread per core (`default_threads`): each task
+/// reads its socket and writes its `.part` itself, so no bytes are handed between threads and 8 connections on
+/// 2 cores cost no more than 2.
+pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
     if opts.workers == 0 {
         return Err(arg_err!("--workers must be at least 1"));
     }
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
-    let jobs: Vec<(usize, String, String)> = opts
-        .shards
-        .iter()
-        .map(|&i| {
-            let url = shard_url(&opts.url_template, i);
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(arg_err!("only http(s) URLs can be pulled: {url}"));
-            }
-            let name = file_name(&url)?;
-            Ok((i, url, name))
-        })
-        .collect::<Result<_>>()?;
-    let client = client(opts)?;
-    let shared = Shared {
-        bytes: AtomicU64::new(0),
-        done: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        next: AtomicUsize::new(0),
-        started: Instant::now(),
-        progress: Progress::new(opts.progress),
-        total_files: jobs.len(),
-        announced: Mutex::new((0, 0)),
+    let connections = opts.workers.min(jobs.len()).max(1);
+    let threads = opts.threads.unwrap_or_else(|| default_threads(connections)).clamp(1, connections);
+    let start = if opts.adaptive { (2 * threads).min(connections) } else { connections };
+    let rt = runtime(threads)?;
+    let client = {
+        let _inside = rt.enter();
+        client(opts.timeout)?
     };
-    let reports: Mutex<Vec<FileReport>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..opts.workers.min(jobs.len()) {
-            s.spawn(|| loop {
-                let k = shared.next.fetch_add(1, Ordering::Relaxed);
-                let Some((index, url, name)) = jobs.get(k) else { break };
-                let r = fetch_one(&client, opts, &shared, *index, url, name);
-                if r.status == "failed" {
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    shared.done.fetch_add(1, Ordering::Relaxed);
-                }
-                shared.draw();
-                reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-                if cancel::check().is_err() {
-                    break;
-                }
-            });
-        }
+    let ctx = Arc::new(Ctx {
+        client,
+        opts: opts.clone(),
+        shared: Shared {
+            bytes: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            allowed: AtomicUsize::new(start),
+            most: AtomicUsize::new(start),
+            started: Instant::now(),
+            progress: Progress::new(opts.progress),
+            total_files: jobs.len(),
+            announced: Mutex::new((0, 0)),
+        },
+        jobs,
+        reports: Mutex::new(Vec::new()),
     });
+    rt.block_on(run_connections(&ctx, connections, start));
+    drop(rt);
     cancel::check()?;
-    let mut files = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    let shared = &ctx.shared;
+    let mut files = std::mem::take(&mut *ctx.reports.lock().unwrap_or_else(|e| e.into_inner()));
     files.sort_by_key(|r| r.index);
     let seconds = shared.started.elapsed().as_secs_f64();
     let bytes = shared.bytes.load(Ordering::Relaxed);
@@ -358,6 +435,9 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport> {
         seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds.max(1e-9),
         files,
+        connections: shared.allowed.load(Ordering::Relaxed).min(connections),
+        most_connections: shared.most.load(Ordering::Relaxed).min(connections),
+        threads,
     };
     shared.progress.finish(|| {
         format!(
@@ -372,19 +452,99 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport> {
     Ok(report)
 }
 
+/// Run `n` connection tasks (`start` of them allowed at first) to the end, or abort them on Ctrl-C (a `.part`
+/// keeps what arrived).
+async fn run_connections(ctx: &Arc<Ctx>, n: usize, start: usize) {
+    let mut set = tokio::task::JoinSet::new();
+    for id in 0..n {
+        let ctx = Arc::clone(ctx);
+        set.spawn(async move { connection(&ctx, id).await });
+    }
+    let ramp = (start < n).then(|| {
+        let ctx = Arc::clone(ctx);
+        tokio::spawn(async move { ramp(&ctx, start, n).await })
+    });
+    loop {
+        match tokio::time::timeout(Duration::from_millis(50), set.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Ok(Some(_)) => {}
+            Err(_) if cancel::check().is_err() => {
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    if let Some(r) = ramp {
+        r.abort();
+    }
+}
+
+/// How long the ramp watches one number of connections before deciding.
+const RAMP_WINDOW: Duration = Duration::from_millis(300);
+
+/// The adaptive default: from two connections per thread, double while doubling raised the throughput by a quarter
+/// or more; if it gained less than a tenth, go back. Then stay: more connections than a server rewards only
+/// compete for the same cores (a GIL-bound mirror even slows down).
+async fn ramp(ctx: &Ctx, start: usize, max: usize) {
+    let shared = &ctx.shared;
+    let (mut level, mut before): (usize, Option<(usize, f64)>) = (start, None);
+    while shared.next.load(Ordering::Relaxed) < ctx.jobs.len() {
+        let b0 = shared.bytes.load(Ordering::Relaxed);
+        tokio::time::sleep(RAMP_WINDOW).await;
+        let rate = (shared.bytes.load(Ordering::Relaxed) - b0) as f64 / RAMP_WINDOW.as_secs_f64();
+        let (next, go_on) = ramp_step(level, max, before, rate);
+        shared.allowed.store(next, Ordering::Relaxed);
+        shared.most.fetch_max(next, Ordering::Relaxed);
+        if !go_on {
+            return;
+        }
+        before = Some((level, rate));
+        level = next;
+    }
+}
+
+/// One decision of the ramp: at `level` connections the rate was `rate`; `before` is (level, rate) of the step
+/// before. Returns the next level and whether to keep probing.
+pub fn ramp_step(level: usize, max: usize, before: Option<(usize, f64)>, rate: f64) -> (usize, bool) {
+    match before {
+        Some((prev, r)) if rate < 1.1 * r => (prev, false),
+        Some((_, r)) if rate < 1.25 * r => (level, false),
+        _ if level >= max => (level, false),
+        _ => ((level * 2).min(max), true),
+    }
+}
+
+/// One connection: take the next job until none is left (waiting while the ramp has not let it in yet).
+async fn connection(ctx: &Ctx, id: usize) {
+    while cancel::check().is_ok() {
+        if id >= ctx.shared.allowed.load(Ordering::Relaxed) {
+            if ctx.shared.next.load(Ordering::Relaxed) >= ctx.jobs.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let k = ctx.shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some(job) = ctx.jobs.get(k) else { break };
+        let r = fetch_one(ctx, job).await;
+        let counter = if r.status == "failed" { &ctx.shared.failed } else { &ctx.shared.done };
+        counter.fetch_add(1, Ordering::Relaxed);
+        ctx.shared.draw();
+        ctx.reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+}
+
 /// One shard, with retries: the report says what happened.
-fn fetch_one(
-    client: &reqwest::blocking::Client,
-    opts: &PullOptions,
-    shared: &Shared,
-    index: usize,
-    url: &str,
-    name: &str,
-) -> FileReport {
+async fn fetch_one(ctx: &Ctx, job: &Job) -> FileReport {
+    let opts = &ctx.opts;
+    let (url, name) = (job.url.as_str(), job.file.as_str());
     let dest = opts.dir.join(name);
     let part = opts.dir.join(format!("{name}.part"));
     let mut report = FileReport {
-        index,
+        index: job.index,
         file: name.to_string(),
         status: "failed".into(),
         bytes: 0,
@@ -395,7 +555,12 @@ fn fetch_one(
     if dest.exists() {
         // Present files are ones we renamed into place after a full check; a look at both magics suffices
         // unless --verify asks for the footer and the server's length too.
-        let check = if opts.verify { verify_parquet(&dest, remote_len(client, opts, url)) } else { check_magic(&dest) };
+        let check = if opts.verify {
+            let len = remote_len(ctx, url).await;
+            tokio::task::block_in_place(|| verify_parquet(&dest, len))
+        } else {
+            check_magic(&dest)
+        };
         match check {
             Ok(()) => {
                 report.status = "present".into();
@@ -409,14 +574,10 @@ fn fetch_one(
         }
     }
     report.resumed_from = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    let mut rng = Jitter::new(index as u64);
+    let mut rng = Jitter::new(job.index as u64);
     for attempt in 0..=opts.retries {
-        if cancel::check().is_err() {
-            report.error = Some("interrupted (the .part file is kept; run again to resume)".into());
-            return report;
-        }
         report.attempts = attempt + 1;
-        match attempt_once(client, opts, shared, url, &part, &dest) {
+        match attempt_once(ctx, url, &part, &dest).await {
             Ok(n) => {
                 report.status = "downloaded".into();
                 report.bytes = n;
@@ -431,7 +592,8 @@ fn fetch_one(
                 report.error = Some(why);
                 if attempt < opts.retries {
                     let backoff = opts.backoff * 2f64.powi(attempt as i32) * (0.5 + rng.next());
-                    sleep_cancellable(wait.unwrap_or(Duration::from_secs_f64(backoff.min(120.0))));
+                    // Ctrl-C aborts the task, sleep included.
+                    tokio::time::sleep(wait.unwrap_or(Duration::from_secs_f64(backoff.min(120.0)))).await;
                 }
             }
         }
@@ -443,40 +605,44 @@ fn fetch_one(
 }
 
 /// The length the server announces for `url` (HEAD), if it does.
-fn remote_len(client: &reqwest::blocking::Client, opts: &PullOptions, url: &str) -> Option<u64> {
-    let resp = authorized(client.head(url), opts).send().ok()?;
+async fn remote_len(ctx: &Ctx, url: &str) -> Option<u64> {
+    let resp = authorized(ctx.client.head(url), &ctx.opts, url).send().await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
+    // Not `content_length()`: a HEAD response has an empty body, whatever the header says.
     resp.headers().get(reqwest::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn authorized(req: reqwest::blocking::RequestBuilder, opts: &PullOptions) -> reqwest::blocking::RequestBuilder {
+/// The bearer token goes to `url` only if it is on the origin the token is for (when one is set).
+fn authorized(req: reqwest::RequestBuilder, opts: &PullOptions, url: &str) -> reqwest::RequestBuilder {
     match &opts.token {
-        Some(t) => req.bearer_auth(t),
-        None => req,
+        Some(t) if opts.token_origin.as_deref().is_none_or(|o| same_origin(url, o)) => req.bearer_auth(t),
+        _ => req,
+    }
+}
+
+/// Same scheme, host and port.
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
     }
 }
 
 /// One request: resume `part` from its current length, stream the body into it, check and rename when complete.
-fn attempt_once(
-    client: &reqwest::blocking::Client,
-    opts: &PullOptions,
-    shared: &Shared,
-    url: &str,
-    part: &Path,
-    dest: &Path,
-) -> std::result::Result<u64, Attempt> {
+async fn attempt_once(ctx: &Ctx, url: &str, part: &Path, dest: &Path) -> std::result::Result<u64, Attempt> {
+    let (opts, shared) = (&ctx.opts, &ctx.shared);
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    let mut req = authorized(client.get(url), opts);
+    let mut req = authorized(ctx.client.get(url), opts, url);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let mut resp = req.send().map_err(|e| retry(format!("{url}: {}", describe(&e))))?;
+    let mut resp = req.send().await.map_err(|e| retry(format!("{url}: {}", describe(&e))))?;
     let status = resp.status().as_u16();
     let (offset, total) = match status {
         200 => (0, resp.content_length()),
-        206 => match content_range(&resp) {
+        206 => match content_range(resp.headers()) {
             Some((start, total)) if start == have => (start, total),
             _ => {
                 // A range we did not ask for: start over rather than splice mismatched bytes.
@@ -486,15 +652,15 @@ fn attempt_once(
         },
         416 => {
             // Our .part is as long as (or longer than) the file: check it, or start over.
-            let total = content_range(&resp).and_then(|(_, t)| t);
-            if total == Some(have) && verify_parquet(part, total).is_ok() {
+            let total = content_range(resp.headers()).and_then(|(_, t)| t);
+            if total == Some(have) && tokio::task::block_in_place(|| verify_parquet(part, total)).is_ok() {
                 return finish(part, dest, have, opts.fsync);
             }
             let _ = std::fs::remove_file(part);
             return Err(retry(format!("{url}: the partial file does not match the server's; restarting")));
         }
         429 | 503 => {
-            let wait = retry_after(&resp);
+            let wait = retry_after(resp.headers());
             return Err(Attempt::Retry { why: format!("{url}: HTTP {status}"), wait });
         }
         408 | 500..=599 => return Err(retry(format!("{url}: HTTP {status}"))),
@@ -517,39 +683,34 @@ fn attempt_once(
         a.0 += t;
         a.1 += 1;
     }
-    let file = if offset == 0 { File::create(part) } else { OpenOptions::new().append(true).open(part) }
+    let mut out = if offset == 0 { File::create(part) } else { OpenOptions::new().append(true).open(part) }
         .map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
-    // Large reads written straight through: a BufWriter would only add a copy.
-    let mut out = file;
-    let mut buf = vec![0u8; 1 << 20];
     let mut written = offset;
+    // Each chunk is what one read of the socket brought (up to a few hundred kB), written straight from the
+    // client's buffer: no copy into a buffer of ours, no flush, no lock but the progress line's (when shown).
     loop {
-        if cancel::check().is_err() {
-            return Err(Attempt::Fatal("interrupted (the .part file is kept; run again to resume)".into()));
-        }
-        let n = match resp.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                // Keep what arrived; the next attempt asks for the rest.
-                return Err(retry(format!("{url}: connection lost after {written} bytes ({e})")));
-            }
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            // Keep what arrived; the next attempt asks for the rest.
+            Err(e) => return Err(retry(format!("{url}: connection lost after {written} bytes ({})", describe(&e)))),
         };
-        out.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
-        written += n as u64;
-        shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        out.write_all(&chunk).map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
+        written += chunk.len() as u64;
+        shared.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         shared.draw();
     }
-    let file = out;
     if opts.fsync {
-        file.sync_all().map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
+        tokio::task::block_in_place(|| out.sync_all())
+            .map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
     }
+    drop(out);
     if let Some(t) = total {
         if written < t {
             return Err(retry(format!("{url}: the body ended after {written} of {t} bytes")));
         }
     }
-    if let Err(why) = verify_parquet(part, total) {
+    if let Err(why) = tokio::task::block_in_place(|| verify_parquet(part, total)) {
         let _ = std::fs::remove_file(part);
         return Err(retry(format!("{url}: downloaded file rejected: {why}")));
     }
@@ -560,7 +721,7 @@ fn finish(part: &Path, dest: &Path, bytes: u64, fsync: bool) -> std::result::Res
     std::fs::rename(part, dest).map_err(|e| Attempt::Fatal(format!("{}: {e}", dest.display())))?;
     if fsync {
         if let Some(dir) = dest.parent() {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
+            let _ = tokio::task::block_in_place(|| File::open(dir).and_then(|d| d.sync_all()));
         }
     }
     Ok(bytes)
@@ -570,7 +731,7 @@ fn retry(why: String) -> Attempt {
     Attempt::Retry { why, wait: None }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -582,8 +743,8 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`) → (start, total).
-fn content_range(resp: &reqwest::blocking::Response) -> Option<(u64, Option<u64>)> {
-    let v = resp.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+fn content_range(headers: &reqwest::header::HeaderMap) -> Option<(u64, Option<u64>)> {
+    let v = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
     let rest = v.strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let total = total.trim().parse().ok();
@@ -592,23 +753,16 @@ fn content_range(resp: &reqwest::blocking::Response) -> Option<(u64, Option<u64>
 }
 
 /// `Retry-After` in seconds (an HTTP date falls back to the usual backoff), capped at 10 minutes.
-fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
-    let secs: f64 = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs_f64(secs.clamp(0.0, 600.0)))
 }
 
-fn sleep_cancellable(d: Duration) {
-    let end = Instant::now() + d;
-    while Instant::now() < end && cancel::check().is_ok() {
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
-    }
-}
-
 /// A tiny xorshift for backoff jitter (no need for a crate): uniform in [0, 1).
-struct Jitter(u64);
+pub(crate) struct Jitter(u64);
 
 impl Jitter {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -616,7 +770,7 @@ impl Jitter {
         Jitter((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t) | 1)
     }
 
-    fn next(&mut self) -> f64 {
+    pub(crate) fn next(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -655,11 +809,23 @@ mod tests {
     }
 
     #[test]
+    fn the_ramp_doubles_while_it_pays() {
+        // 2 → 4 (first look), 4 → 8 (+60%), then +15%: stay at 8; under +10% (or a loss) goes back.
+        assert_eq!(ramp_step(2, 8, None, 100.0), (4, true));
+        assert_eq!(ramp_step(4, 8, Some((2, 100.0)), 160.0), (8, true));
+        assert_eq!(ramp_step(8, 16, Some((4, 160.0)), 184.0), (8, false));
+        assert_eq!(ramp_step(8, 16, Some((4, 160.0)), 150.0), (4, false));
+        assert_eq!(ramp_step(4, 16, Some((2, 100.0)), 105.0), (2, false));
+        assert_eq!(ramp_step(8, 8, Some((4, 100.0)), 300.0), (8, false));
+        assert_eq!(ramp_step(6, 8, Some((3, 100.0)), 300.0), (8, true));
+    }
+
+    #[test]
     fn sources_and_mirrors() {
         let (t, max) = resolve_source(None, None, None, None).unwrap();
-        assert!(t.starts_with("https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/") && max == 1822);
-        let (t, max) = resolve_source(Some("climbmix-400b"), None, None, Some("https://mirror.example/")).unwrap();
-        assert!(t.starts_with("https://mirror.example/datasets/karpathy/climbmix-400b-shuffle/") && max == 6542);
+        assert!(t.starts_with("https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/") && max == 6542);
+        let (t, max) = resolve_source(Some("fineweb-edu-100b"), None, None, Some("https://mirror.example/")).unwrap();
+        assert!(t.starts_with("https://mirror.example/datasets/karpathy/fineweb-edu-100b-shuffle/") && max == 1822);
         assert!(resolve_source(Some("nope"), None, None, None).is_err());
         assert!(resolve_source(None, Some("http://h/{index}.parquet"), None, None)
             .unwrap_err()

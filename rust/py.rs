@@ -686,8 +686,9 @@ impl PyLoader {
 /// Download dataset shards (`nanobpe pull`); returns the report as JSON. `hf_endpoint` / `token` come from the
 /// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment.
 #[pyfunction]
-#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=8,
-    retries=5, timeout=30.0, backoff=1.0, verify=false, fsync=false, hf_endpoint=None, token=None, progress=false))]
+#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=None,
+    threads=None, retries=5, timeout=30.0, backoff=1.0, verify=false, fsync=false, hf_endpoint=None, token=None,
+    progress=false))]
 #[allow(clippy::too_many_arguments)]
 fn pull(
     py: Python<'_>,
@@ -697,7 +698,8 @@ fn pull(
     url_template: Option<String>,
     max_shard: Option<usize>,
     val: bool,
-    workers: usize,
+    workers: Option<usize>,
+    threads: Option<usize>,
     retries: u32,
     timeout: f64,
     backoff: f64,
@@ -707,7 +709,7 @@ fn pull(
     token: Option<String>,
     progress: bool,
 ) -> PyResult<String> {
-    use crate::pull::{parse_shards, resolve_source, PullOptions};
+    use crate::pull::{parse_shards, resolve_source, template_jobs};
     let (url_template, max_index) =
         resolve_source(source.as_deref(), url_template.as_deref(), max_shard, hf_endpoint.as_deref())
             .map_err(to_pyerr)?;
@@ -715,24 +717,92 @@ fn pull(
     if val && !indices.contains(&max_index) {
         indices.push(max_index); // the validation shard, so the split never depends on how many were taken
     }
+    let opts = pull_options(dataset_dir, workers, threads, retries, timeout, backoff, verify, fsync, token, progress)?;
+    let jobs = template_jobs(&url_template, &indices).map_err(to_pyerr)?;
+    let report = long_running(py, None, move || crate::pull::pull(&opts, jobs))?;
+    Ok(serde_json::to_string(&report).expect("json"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_options(
+    dir: PathBuf,
+    workers: Option<usize>,
+    threads: Option<usize>,
+    retries: u32,
+    timeout: f64,
+    backoff: f64,
+    verify: bool,
+    fsync: bool,
+    token: Option<String>,
+    progress: bool,
+) -> PyResult<crate::pull::PullOptions> {
     if !(timeout > 0.0 && backoff >= 0.0) {
         return Err(PyValueError::new_err("timeout must be > 0 and backoff >= 0 seconds"));
     }
-    let opts = PullOptions {
-        url_template,
-        max_index,
-        shards: indices,
-        dir: dataset_dir,
-        workers,
+    if threads == Some(0) {
+        return Err(PyValueError::new_err("threads must be at least 1"));
+    }
+    Ok(crate::pull::PullOptions {
+        dir,
+        // No --workers: adaptive, from two connections per thread up to 8 (what a capped CDN rewards).
+        workers: workers.unwrap_or(8),
+        adaptive: workers.is_none(),
+        threads,
         retries,
         timeout,
         backoff,
         verify,
         fsync,
         token,
+        token_origin: None,
         progress,
-    };
-    let report = long_running(py, None, move || crate::pull::pull(&opts))?;
+    })
+}
+
+/// `nanobpe pull --hf-dataset REPO`: list the dataset's parquet files through the Hub API at `hf_endpoint`, pull
+/// the selected ones as `shard_NNNNN.parquet` (+ `dataset.json`); returns the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (repo, shards, dataset_dir, default_base, *, hf_endpoint, config=None, split="train".to_string(),
+    text_column="text".to_string(), val=true, workers=None, threads=None, retries=5, timeout=30.0, backoff=1.0,
+    verify=false, fsync=false, token=None, progress=false))]
+#[allow(clippy::too_many_arguments)]
+fn pull_hf(
+    py: Python<'_>,
+    repo: String,
+    shards: Option<String>,
+    dataset_dir: Option<PathBuf>,
+    default_base: PathBuf,
+    hf_endpoint: String,
+    config: Option<String>,
+    split: String,
+    text_column: String,
+    val: bool,
+    workers: Option<usize>,
+    threads: Option<usize>,
+    retries: u32,
+    timeout: f64,
+    backoff: f64,
+    verify: bool,
+    fsync: bool,
+    token: Option<String>,
+    progress: bool,
+) -> PyResult<String> {
+    let opts = pull_options(
+        PathBuf::new(),
+        workers,
+        threads,
+        retries,
+        timeout,
+        backoff,
+        verify,
+        fsync,
+        token.clone(),
+        progress,
+    )?;
+    let query = crate::hub::HubQuery { endpoint: hf_endpoint, repo, config, split, token, timeout, retries, backoff };
+    let report = long_running(py, None, move || {
+        crate::hub::pull_dataset(&query, shards.as_deref(), val, &text_column, dataset_dir, &default_base, opts)
+    })?;
     Ok(serde_json::to_string(&report).expect("json"))
 }
 
@@ -924,6 +994,7 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(read_texts, m)?)?;
     m.add_function(wrap_pyfunction!(pull, m)?)?;
+    m.add_function(wrap_pyfunction!(pull_hf, m)?)?;
     m.add_function(wrap_pyfunction!(validation_file, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard_header, m)?)?;

@@ -4,12 +4,14 @@ Files are served by base name from one folder, with Range support (206 + Content
 consumed one per request: "drop" (send half the body, then reset the connection), "short" (announce the full length,
 send 90%, close), "stall" (send a third, then go silent for `stall_s`), "500", "429" (with Retry-After: 1), "404",
 "garbage" (the right length of wrong bytes), "redirect-file" (302 to a file:// URL). An empty list serves the file
-normally; `always[name]` is applied to every request. `throttle` (bytes/s) slows every body down. Every request
+normally; `always[name]` is applied to every request. `throttle` (bytes/s) slows every body down. `routes[path]`
+= (status, value) answers that exact path with `value` as JSON (the Hub API for `pull --hf-dataset`). Every request
 is logged as (time, name, Range header, Authorization header).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -25,20 +27,29 @@ class FaultServer:
         self.always: dict[str, str] = {}
         self.throttle: float | None = None
         self.stall_s = 5.0
+        self.routes: dict[str, tuple[int, object]] = {}
         self.log: list[tuple[float, str, str | None, str | None]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args):  # quiet
+            def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
-            def do_GET(self):
+            def do_GET(self) -> None:
                 name = self.path.split("?")[0].rsplit("/", 1)[-1]
                 server.log.append(
                     (time.monotonic(), name, self.headers.get("Range"), self.headers.get("Authorization"))
                 )
+                route = server.routes.get(self.path.split("?")[0])
+                if route is not None:
+                    body = json.dumps(route[1]).encode()
+                    self.send_response(route[0])
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    return self.send(body)
                 queue = server.faults.get(name, [])
                 fault = server.always.get(name) or (queue.pop(0) if queue else None)
                 path = server.root / name
@@ -82,7 +93,7 @@ class FaultServer:
                     return
                 self.send(body)
 
-            def send(self, body: bytes):
+            def send(self, body: bytes) -> None:
                 chunk = 64 << 10
                 try:
                     for i in range(0, len(body), chunk):
@@ -92,14 +103,14 @@ class FaultServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-            def reply(self, code: int, headers: dict[str, str] | None = None):
+            def reply(self, code: int, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def do_HEAD(self):
+            def do_HEAD(self) -> None:
                 path = server.root / self.path.split("?")[0].rsplit("/", 1)[-1]
                 if not path.exists():
                     return self.reply(404)
@@ -116,7 +127,7 @@ class FaultServer:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 

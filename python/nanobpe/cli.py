@@ -1,11 +1,11 @@
 """The `nanobpe` command.
 
-    nanobpe train --vocab-size 32768 --data ~/.cache/nanochat/base_data --out tok/
+    nanobpe train --vocab-size 32768 --data ~/.cache/nanochat/base_data_climbmix --out tok/
     nanobpe encode tok/ file.txt --format npy --out ids.npy
     nanobpe decode tok/ ids.npy
     nanobpe export tok/ --format hf
     nanobpe export tok/ --format nanochat --out ~/.cache/nanochat/tokenizer
-    nanobpe eval tok32k/ tok64k/ --data ~/.cache/nanochat/base_data
+    nanobpe eval tok32k/ tok64k/ --data ~/.cache/nanochat/base_data_climbmix
 
 Every subcommand has `--help`. Errors print one line naming the culprit and exit with status 1 (2 for usage
 errors, 130 on Ctrl-C). Progress goes to stderr when it is a terminal; `--json` prints a machine-readable summary.
@@ -585,7 +585,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def add_pull(sub: Subcommands) -> None:
-    from nanobpe.pull import default_dataset_dir
+    from nanobpe.pull import default_dataset_dir, nanochat_base_dir
 
     p = sub.add_parser(
         "pull",
@@ -596,13 +596,21 @@ def add_pull(sub: Subcommands) -> None:
         "shard (validation) is fetched too unless --no-val. HF_ENDPOINT replaces https://huggingface.co (mirrors); "
         "HF_TOKEN is sent as a bearer token. Exit status 1 if any shard failed.",
         epilog="Shards: ..8 (0-7), 3..10, 5, ..240:2 (every 2nd), 3.. (to the last), and comma lists: ..8,100..104. "
-        "Sources: fineweb-edu-100b (default, shards 0..=1822), climbmix-400b (0..=6542).",
+        "Sources: climbmix-400b (default, nanochat's current dataset, shards 0..=6542, into "
+        f"{default_dataset_dir('climbmix-400b')}), fineweb-edu-100b (nanochat's earlier one, 0..=1822, into "
+        f"{default_dataset_dir('fineweb-edu-100b')}). --hf-dataset owner/name takes any dataset on the Hub: its "
+        "parquet files (one config and split) become shard_00000.parquet... in the Hub's order, the last one "
+        "validation, with dataset.json naming each file's URL and the text column (give that column to the other "
+        f"commands as --text-column); default folder {nanochat_base_dir() / 'hf' / 'OWNER--NAME' / 'CONFIG' / 'SPLIT'}.",
     )
-    p.add_argument("--shards", required=True, help="which shards, e.g. ..8 (see below)")
+    p.add_argument("--shards", default=None, help="which shards, e.g. ..8 (see below); with --hf-dataset default all")
     p.add_argument(
-        "--dataset-dir", default=str(default_dataset_dir()), help="where the shards go (default: %(default)s)"
+        "--dataset-dir",
+        default=None,
+        help="where the shards go (default: nanochat's folder for the source: "
+        f"{default_dataset_dir('climbmix-400b')} for climbmix-400b)",
     )
-    p.add_argument("--source", default=None, help="fineweb-edu-100b (default) or climbmix-400b")
+    p.add_argument("--source", default=None, help="climbmix-400b (default) or fineweb-edu-100b")
     p.add_argument("--url-template", default=None, help="URL with {index} or {index:05}, instead of --source")
     p.add_argument(
         "--max-shard",
@@ -610,8 +618,25 @@ def add_pull(sub: Subcommands) -> None:
         default=None,
         help="largest index of --url-template (the validation shard)",
     )
+    p.add_argument("--hf-dataset", default=None, metavar="REPO", help="any Hub dataset (owner/name), via the Hub API")
+    p.add_argument("--config", default=None, help="with --hf-dataset: the config (default: its only one)")
+    p.add_argument("--split", default="train", help="with --hf-dataset: the split (default train)")
+    p.add_argument(
+        "--text-column", default="text", help="with --hf-dataset: the column holding the text (checked, recorded)"
+    )
     p.add_argument("--no-val", action="store_true", help="do not also fetch the validation shard")
-    p.add_argument("--workers", type=whole("--workers"), default=8, help="parallel downloads (default 8)")
+    p.add_argument(
+        "--workers",
+        type=whole("--workers"),
+        default=None,
+        help="connections at once (default: adaptive, two per thread, doubled while it pays, up to 8)",
+    )
+    p.add_argument(
+        "--threads",
+        type=whole("--threads"),
+        default=None,
+        help="threads serving them (default: one per core, at most --workers)",
+    )
     p.add_argument("--retries", type=whole("--retries"), default=5, help="retries per shard (default 5)")
     p.add_argument(
         "--timeout",
@@ -643,8 +668,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
             source=args.source,
             url_template=args.url_template,
             max_shard=args.max_shard,
+            hf_dataset=args.hf_dataset,
+            config=args.config,
+            split=args.split,
+            text_column=args.text_column,
             val=not args.no_val,
             workers=args.workers,
+            threads=args.threads,
             retries=args.retries,
             timeout=args.timeout,
             backoff=args.backoff,

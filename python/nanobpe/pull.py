@@ -1,7 +1,8 @@
 """Downloading dataset shards (`nanobpe pull`), done in Rust: parallel, resumable, verified.
 
-    report = nanobpe.pull("..8", "data/")                      # fineweb-edu-100b shards 0-7 + the validation shard
+    report = nanobpe.pull("..8", "data/")                      # climbmix-400b shards 0-7 + the validation shard
     report = nanobpe.pull("..4", "data/", url_template="http://host/shard_{index:05}.parquet", max_shard=9)
+    report = nanobpe.pull(None, "data/", hf_dataset="owner/name", text_column="content")   # any Hub dataset
 
 `HF_ENDPOINT` (a mirror) replaces https://huggingface.co in the URLs; `HF_TOKEN` is sent as a bearer token.
 """
@@ -16,22 +17,39 @@ from typing import Any
 
 from nanobpe import _nanobpe
 
+# nanochat's folder for each built-in source (nanochat/dataset.py: ClimbMix since March 2026, FineWeb-Edu before).
+SOURCE_DIRS = {"climbmix-400b": "base_data_climbmix", "fineweb-edu-100b": "base_data"}
+DEFAULT_SOURCE = "climbmix-400b"
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 
-def default_dataset_dir() -> Path:
-    """nanochat's: $NANOCHAT_BASE_DIR/base_data, else ~/.cache/nanochat/base_data."""
+
+def nanochat_base_dir() -> Path:
+    """nanochat's base folder: $NANOCHAT_BASE_DIR, else ~/.cache/nanochat."""
     base = os.environ.get("NANOCHAT_BASE_DIR")
-    return Path(base) / "base_data" if base else Path.home() / ".cache" / "nanochat" / "base_data"
+    return Path(base) if base else Path.home() / ".cache" / "nanochat"
+
+
+def default_dataset_dir(source: str | None = None) -> Path:
+    """Where nanochat reads `source` (default climbmix-400b): $NANOCHAT_BASE_DIR/base_data_climbmix, else
+    ~/.cache/nanochat/base_data_climbmix; fineweb-edu-100b: .../base_data. A URL template goes to nanochat's
+    current folder (base_data_climbmix)."""
+    return nanochat_base_dir() / SOURCE_DIRS.get(source or DEFAULT_SOURCE, SOURCE_DIRS[DEFAULT_SOURCE])
 
 
 def pull(
-    shards: str,
+    shards: str | None,
     dataset_dir: str | os.PathLike[str] | None = None,
     *,
     source: str | None = None,
     url_template: str | None = None,
     max_shard: int | None = None,
+    hf_dataset: str | None = None,
+    config: str | None = None,
+    split: str = "train",
+    text_column: str = "text",
     val: bool = True,
-    workers: int = 8,
+    workers: int | None = None,
+    threads: int | None = None,
     retries: int = 5,
     timeout: float = 30.0,
     backoff: float = 1.0,
@@ -41,27 +59,57 @@ def pull(
 ) -> dict[str, Any]:
     """Download the selected shards (see `nanobpe pull --help` for the syntax); returns the report.
 
-    ``fsync=True`` makes every file durable before it is renamed into place (slower where the disk is the
-    bottleneck). A shard that cannot be fetched does not raise: it is listed in ``report["failed"]`` and no file is left for it
-    (its ``.part`` stays, to resume later).
+    ``workers`` connections run at once on ``threads`` threads (default: one per core, at most one per connection);
+    without ``workers`` the count adapts: two connections per thread, doubled while that raises the throughput,
+    up to 8.
+    ``hf_dataset="owner/name"`` lists that dataset's parquet files (``config``, ``split``) through the Hub API and saves
+    them as ``shard_NNNNN.parquet`` in listing order (the last is validation) with a ``dataset.json`` naming each
+    file's URL and ``text_column``; ``shards=None`` takes them all. ``fsync=True`` makes every file durable before it is
+    renamed into place. A shard that cannot be fetched does not raise: it is listed in ``report["failed"]`` and no file
+    is left for it (its ``.part`` stays, to resume later).
     """
-    report: dict[str, Any] = json.loads(
-        _nanobpe.pull(
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    token = os.environ.get("HF_TOKEN") or None
+    shown = sys.stderr.isatty() if progress is None else progress
+    common: dict[str, Any] = dict(
+        val=val,
+        workers=workers,
+        threads=threads,
+        retries=retries,
+        timeout=timeout,
+        backoff=backoff,
+        verify=verify,
+        fsync=fsync,
+        token=token,
+        progress=shown,
+    )
+    if hf_dataset is not None:
+        if source is not None or url_template is not None or max_shard is not None:
+            raise ValueError("give --hf-dataset alone, without --source, --url-template or --max-shard")
+        text = _nanobpe.pull_hf(
+            hf_dataset,
             shards,
-            os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir()),
+            None if dataset_dir is None else os.fspath(dataset_dir),
+            os.fspath(nanochat_base_dir()),
+            hf_endpoint=endpoint or HF_DEFAULT_ENDPOINT,
+            config=config,
+            split=split,
+            text_column=text_column,
+            **common,
+        )
+    else:
+        if config is not None or split != "train" or text_column != "text":
+            raise ValueError("--config, --split and --text-column go with --hf-dataset")
+        if shards is None:
+            raise ValueError("--shards is required (e.g. ..8) unless --hf-dataset is given")
+        text = _nanobpe.pull(
+            shards,
+            os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir(source)),
             source=source,
             url_template=url_template,
             max_shard=max_shard,
-            val=val,
-            workers=workers,
-            retries=retries,
-            timeout=timeout,
-            backoff=backoff,
-            verify=verify,
-            fsync=fsync,
-            hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
-            token=os.environ.get("HF_TOKEN") or None,
-            progress=sys.stderr.isatty() if progress is None else progress,
+            hf_endpoint=endpoint,
+            **common,
         )
-    )
+    report: dict[str, Any] = json.loads(text)
     return report
