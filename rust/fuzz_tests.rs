@@ -187,7 +187,7 @@ proptest! {
         let Ok(loader) = loader else { panic!("Loader::new panicked on {text}") };
         if let Ok(mut loader) = loader {
             for _ in 0..3 {
-                match loader.next() {
+                match loader.next_batch() {
                     Ok(b) => prop_assert_eq!(b.tokens.len(), 2 * 17),
                     Err(e) => {
                         prop_assert!(!e.to_string().contains("panic"), "{} on {}", e, text);
