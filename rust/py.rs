@@ -385,7 +385,7 @@ impl PyWordCounter {
 /// Train from files (`nanobpe train`). Returns (tokenizer, summary JSON); writes `out` if given.
 #[pyfunction]
 #[pyo3(signature = (paths, vocab_size, *, pattern="nanochat".to_string(), specials=None, reserve=0, token_width=None,
-    doc_cap=10_000, max_chars=2_000_000_000, text_column="text".to_string(), jsonl_field="text".to_string(),
+    doc_cap=trainer::TRAIN_DOC_CAP as i64, max_chars=trainer::TRAIN_MAX_CHARS as i64, text_column="text".to_string(), jsonl_field="text".to_string(),
     lines=false, include_val=false, progress=false, threads=None, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
@@ -444,7 +444,7 @@ fn train_files(
     Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
 }
 
-/// The input of `read_texts` and `TextReader`: no cap and no budget unless given.
+/// The input of `read_texts` and `TextReader`: no cap and no budget unless given (`InputSpec`'s defaults).
 #[allow(clippy::too_many_arguments)]
 fn reader_spec(
     paths: Vec<PathBuf>,
@@ -463,8 +463,8 @@ fn reader_spec(
         text_column,
         jsonl_field,
         lines,
-        doc_cap: doc_cap.unwrap_or(usize::MAX),
-        max_chars: max_chars.unwrap_or(u64::MAX),
+        doc_cap: doc_cap.unwrap_or(crate::input::NO_CAP),
+        max_chars: max_chars.unwrap_or(crate::input::NO_BUDGET),
         rank,
         world,
     }
@@ -498,7 +498,7 @@ struct PyLoader {
 impl PyLoader {
     #[new]
     #[pyo3(signature = (tokenizer, paths, batch_size, seq_len, *, rank=0, world=1, buffer_docs=1000, prefetch=4,
-        threads=None, state=None, text_column="text".to_string()))]
+        threads=None, state=None, text_column="text".to_string(), doc_cap=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -513,11 +513,13 @@ impl PyLoader {
         threads: Option<usize>,
         state: Option<String>,
         text_column: String,
+        doc_cap: Option<usize>,
     ) -> PyResult<Self> {
         let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let opts = crate::loader::LoaderOptions {
             paths,
             text_column,
+            doc_cap,
             rank,
             world,
             batch_size,
@@ -689,18 +691,9 @@ fn tokenize_files(
     threads: Option<usize>,
 ) -> PyResult<String> {
     let vocab = tokenizer.vocab.clone();
+    // Token shards hold whole documents: no cap, no budget (InputSpec's defaults).
     let opts = crate::shards::TokenizeOptions {
-        input: InputSpec {
-            paths,
-            include_val,
-            text_column,
-            jsonl_field,
-            lines,
-            doc_cap: usize::MAX,
-            max_chars: u64::MAX,
-            rank,
-            world,
-        },
+        input: InputSpec { paths, include_val, text_column, jsonl_field, lines, rank, world, ..InputSpec::default() },
         out,
         bos,
         shard_tokens,
@@ -721,6 +714,8 @@ fn read_shard_header(path: PathBuf) -> PyResult<Vec<(String, u64)>> {
         ("n_docs".into(), h.n_docs),
         ("checksum".into(), h.checksum),
         ("bos".into(), h.bos),
+        ("version".into(), h.version as u64),
+        ("units".into(), h.n_units),
     ])
 }
 
