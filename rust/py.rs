@@ -796,6 +796,9 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NANOCHAT_PATTERN", NANOCHAT_PATTERN)?;
     m.add("GPT4_PATTERN", GPT4_PATTERN)?;
     m.add("NANOCHAT_SPECIALS", NANOCHAT_SPECIALS.to_vec())?;
+    // Tokenizer training's doc cap and budget: the one place their defaults live (nothing else caps by default).
+    m.add("TRAIN_DOC_CAP", trainer::TRAIN_DOC_CAP)?;
+    m.add("TRAIN_MAX_CHARS", trainer::TRAIN_MAX_CHARS)?;
     m.add("NanobpeError", m.py().get_type::<NanobpeError>())?;
     m.add("DataError", m.py().get_type::<DataError>())?;
     m.add_class::<PyTokenizer>()?;

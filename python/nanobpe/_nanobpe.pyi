@@ -9,6 +9,8 @@ __version__: str
 NANOCHAT_PATTERN: str
 GPT4_PATTERN: str
 NANOCHAT_SPECIALS: list[str]
+TRAIN_DOC_CAP: int
+TRAIN_MAX_CHARS: int
 
 class NanobpeError(ValueError): ...
 class DataError(NanobpeError): ...
