@@ -240,3 +240,23 @@ def test_string_columns_of_every_arrow_kind_are_read(tok, tmp_path, column):
     a, b = nanobpe.Loader(tok, [str(p)], 4, 32), nanobpe.Loader(tok, [str(plain)], 4, 32)
     for _ in range(3):
         np.testing.assert_array_equal(a.next(), b.next())
+
+
+def test_other_readers_take_whole_documents_by_default(files):
+    """read_texts, eval's and sweep's evaluation text: no cap unless asked (only tokenizer training caps)."""
+    from nanobpe.evaluate import evaluation_texts
+
+    texts = [t for p in files for t in pq.read_table(p).column("text").to_pylist()]
+    assert [t for batch in nanobpe.read_texts(files) for t in batch] == texts
+    assert evaluation_texts(files, [], None)["all"] == texts
+    capped = [t for batch in nanobpe.read_texts(files, doc_cap=TRAINING_CAP) for t in batch]
+    assert capped == [t[:TRAINING_CAP] for t in texts]
+    assert _nanobpe.TRAIN_DOC_CAP == TRAINING_CAP
+
+
+def test_train_base_takes_doc_cap():
+    pytest.importorskip("torch")
+    from train.base import parse_args
+
+    assert parse_args(["--tokenizer", "t", "--data", "d"]).doc_cap is None
+    assert parse_args(["--tokenizer", "t", "--data", "d", "--doc-cap", "5000"]).doc_cap == 5000
