@@ -496,6 +496,7 @@ impl ReadAhead {
     }
 
     /// The next window, or `None` at the end.
+    #[allow(clippy::should_implement_trait)] // fallible and blocking: not an Iterator
     pub fn next(&mut self) -> Result<Option<Vec<Batch>>> {
         if self.done {
             return Ok(None);
@@ -634,7 +635,7 @@ mod tests {
         for t in ["", "a", "héllo wörld, 你好世界 🎉🎉 — ok", &"ß€😀x".repeat(37)] {
             for k in 0..t.len() {
                 if t.is_char_boundary(k) {
-                    assert_eq!(super::count_chars(t[k..].as_bytes()), t[k..].chars().count(), "{t:?}[{k}..]");
+                    assert_eq!(super::count_chars(&t.as_bytes()[k..]), t[k..].chars().count(), "{t:?}[{k}..]");
                 }
             }
         }

@@ -589,6 +589,7 @@ impl Loader {
     }
 
     /// The next batch (blocks until the producer has it).
+    #[allow(clippy::should_implement_trait)] // fallible and blocking: not an Iterator
     pub fn next(&mut self) -> Result<PackedBatch> {
         let rx = self.rx.get_mut().map_err(|_| data_err!("the loader thread stopped after an error"))?;
         let b = rx.recv().map_err(|_| data_err!("the loader thread stopped after an error"))??;
