@@ -75,6 +75,9 @@ pub struct LoaderState {
     pub seq: u64,
     /// The buffered documents as (seq, unit, row), in seq order.
     pub buffer: Vec<(u64, usize, usize)>,
+    /// The doc cap the documents were cut to (`None`: whole; states from before the field read as `None`).
+    #[serde(default)]
+    pub doc_cap: Option<usize>,
 }
 
 /// Counters since the loader started (or was restored).
@@ -411,6 +414,7 @@ struct Packer {
     stats: LoaderStats,
     rank: usize,
     world: usize,
+    doc_cap: Option<usize>,
 }
 
 impl Packer {
@@ -458,6 +462,7 @@ impl Packer {
             files: self.stream.source.files(),
             rank: self.rank,
             world: self.world,
+            doc_cap: self.doc_cap,
             epoch,
             unit,
             row,
@@ -476,6 +481,14 @@ impl Packer {
             return Err(arg_err!(
                 "the loader state was saved for rank {} of {} reading [{}]; this run is rank {} of {} reading [{}] — resuming exactly needs the same data files and world size",
                 state.rank, state.world, state.files.join(", "), self.rank, self.world, files.join(", ")
+            ));
+        }
+        if state.doc_cap != self.doc_cap {
+            let show = |c: Option<usize>| c.map_or("whole documents".to_string(), |c| format!("doc_cap {c}"));
+            return Err(arg_err!(
+                "the loader state was saved reading {}; this run reads {} — resuming exactly needs the same doc cap",
+                show(state.doc_cap),
+                show(self.doc_cap)
             ));
         }
         let n = self.stream.source.num_units();
@@ -566,6 +579,7 @@ impl Loader {
             stats: LoaderStats { epoch: 1, ..Default::default() },
             rank: opts.rank,
             world: opts.world,
+            doc_cap: opts.doc_cap,
         };
         if let Some(s) = &state {
             pool.install(|| packer.restore(s))?;

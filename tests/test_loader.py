@@ -203,6 +203,12 @@ def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
         nanobpe.Loader(tok, small[1:], 2, 16, rank=30, world=31)
     with pytest.raises(ValueError, match="same data files and world size"):
         nanobpe.Loader(tok, small, 2, 16, rank=0, world=2, state=nanobpe.Loader(tok, small, 2, 16).state())
+    with pytest.raises(ValueError, match="saved reading doc_cap 100; this run reads whole documents"):
+        nanobpe.Loader(tok, small, 2, 16, state=nanobpe.Loader(tok, small, 2, 16, doc_cap=100).state())
+    # A state from before the doc_cap field resumes as whole documents.
+    old = nanobpe.Loader(tok, small, 2, 16).state()
+    del old["doc_cap"]
+    nanobpe.Loader(tok, small, 2, 16, state=old).next()
     loader = nanobpe.Loader(tok, small, 2, 16)
     with pytest.raises(ValueError, match="shape"):
         loader.next_into(np.zeros((2, 16), dtype=tok.dtype))
