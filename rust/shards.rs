@@ -74,6 +74,19 @@ impl Header {
         b
     }
 
+    /// Byte offset of the document offsets table.
+    pub fn offsets_at(&self) -> u64 {
+        HEADER_BYTES as u64 + self.n_tokens * (self.width as u64 / 8)
+    }
+
+    fn unit_table_bytes(&self) -> u64 {
+        if self.version >= 2 {
+            self.n_units.saturating_mul(16).saturating_add(8)
+        } else {
+            0
+        }
+    }
+
     /// Parse and check a header; `file_len` lets us detect truncation.
     pub fn parse(path: &Path, b: &[u8], file_len: u64) -> Result<Header> {
         let bad = |what: String| data_err!("{}: {what}", path.display());
@@ -112,21 +125,6 @@ impl Header {
             )));
         }
         Ok(h)
-    }
-}
-
-impl Header {
-    /// Byte offset of the document offsets table.
-    pub fn offsets_at(&self) -> u64 {
-        HEADER_BYTES as u64 + self.n_tokens * (self.width as u64 / 8)
-    }
-
-    fn unit_table_bytes(&self) -> u64 {
-        if self.version >= 2 {
-            self.n_units.saturating_mul(16).saturating_add(8)
-        } else {
-            0
-        }
     }
 }
 

@@ -260,3 +260,15 @@ def test_train_base_takes_doc_cap():
 
     assert parse_args(["--tokenizer", "t", "--data", "d"]).doc_cap is None
     assert parse_args(["--tokenizer", "t", "--data", "d", "--doc-cap", "5000"]).doc_cap == 5000
+
+
+def test_a_damaged_unit_table_is_a_data_error(tok, files, tmp_path):
+    (b,) = tokenize(tok, files, tmp_path / "bin")
+    h = dict(_nanobpe.read_shard_header(b))
+    raw = bytearray(Path(b).read_bytes())
+    last_start = 64 + h["n_tokens"] * h["width"] // 8 + (h["n_docs"] + 1) * 8 + h["units"] * 8
+    raw[last_start : last_start + 8] = (h["n_docs"] - 1).to_bytes(8, "little")  # must be the document count
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(nanobpe.DataError, match=r"bad\.bin: the unit table is corrupt"):
+        nanobpe.Loader(tok, [str(bad)], 2, 16)
