@@ -33,6 +33,8 @@ fn shard_with(tokens: &[u16], offsets: &[u64], vocab_size: u64) -> Vec<u8> {
         n_docs: offsets.len().saturating_sub(1) as u64,
         checksum: 1,
         bos: NO_BOS,
+        n_units: 0,
+        version: 1,
     };
     shard_bytes(&h, tokens, offsets)
 }
@@ -70,9 +72,10 @@ proptest! {
         n_tokens in edgy_u64(),
         n_docs in edgy_u64(),
         bos in edgy_u64(),
+        n_units in edgy_u64(),
         tail in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
-        let h = Header { width, vocab_size, n_tokens, n_docs, checksum: 0, bos };
+        let h = Header { width, vocab_size, n_tokens, n_docs, checksum: 0, bos, n_units, version: 2 };
         let mut b = h.to_bytes().to_vec();
         b.extend_from_slice(&tail);
         must_not_panic(&b);
@@ -120,6 +123,8 @@ fn loader_fixture() -> (tempfile::TempDir, Vocab, Arc<Encoder>, PathBuf) {
         n_docs: 2500,
         checksum: shards::checksum(&vocab),
         bos: NO_BOS,
+        n_units: 0,
+        version: 1,
     };
     std::fs::write(&path, shard_bytes(&h, &tokens, &offsets)).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), HEADER_BYTES as u64 + tokens.len() as u64 * 2 + 2501 * 8);
@@ -182,6 +187,7 @@ proptest! {
             buffer_docs: 8,
             prefetch: 1,
             threads: 1,
+            doc_cap: None,
         };
         let loader = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Loader::new(&vocab, enc, &opts, Some(state))));
         let Ok(loader) = loader else { panic!("Loader::new panicked on {text}") };

@@ -2,8 +2,12 @@
 //!
 //! * Folders are expanded to their data files sorted by name; the last one is the validation shard and is skipped
 //!   unless `include_val` (nanochat's split). Files named one by one are all used, in the order given.
-//! * Each document is cut to `doc_cap` characters (Unicode code points, like Python's `len`).
-//! * Reading stops after the document that takes the total past `max_chars`.
+//! * Each document is cut to `doc_cap` characters (Unicode code points, like Python's `len`), if a cap is given.
+//! * Reading stops after the document that takes the total past `max_chars`, if a budget is given.
+//!
+//! `InputSpec::default()` has neither: every character of every document. Tokenizer training is the one entry
+//! point that caps and budgets by default (`trainer::TRAIN_DOC_CAP`, `trainer::TRAIN_MAX_CHARS`, nanochat's
+//! `tok_train`); the loader, `tokenize`, `read_texts` and evaluation read whole documents unless asked.
 //! * With `world > 1`, rank `r` takes the row groups `r, r + world, ...` of each parquet file (nanochat's DDP rule).
 //!
 //! Units (row groups, whole text files) are read in parallel a window at a time; the budget is applied in order
@@ -13,6 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
@@ -30,11 +35,18 @@ pub struct InputSpec {
     pub jsonl_field: String,
     /// `.txt`: one document per line instead of one per file.
     pub lines: bool,
+    /// Characters kept of each document (`NO_CAP`: all).
     pub doc_cap: usize,
+    /// Stop after the document that takes the total past this many characters (`NO_BUDGET`: read everything).
     pub max_chars: u64,
     pub rank: usize,
     pub world: usize,
 }
+
+/// `doc_cap` for "keep every character".
+pub const NO_CAP: usize = usize::MAX;
+/// `max_chars` for "read everything".
+pub const NO_BUDGET: u64 = u64::MAX;
 
 impl Default for InputSpec {
     fn default() -> Self {
@@ -44,8 +56,8 @@ impl Default for InputSpec {
             text_column: "text".into(),
             jsonl_field: "text".into(),
             lines: false,
-            doc_cap: 10_000,
-            max_chars: 2_000_000_000,
+            doc_cap: NO_CAP,
+            max_chars: NO_BUDGET,
             rank: 0,
             world: 1,
         }
@@ -140,11 +152,20 @@ fn open_parquet(path: &Path, column: &str) -> Result<ParquetFile> {
         data_err!("{}: no column {column:?}; the columns are {names:?} (use --text-column)", path.display())
     })?;
     let dt = schema.field(column_idx).data_type();
-    use arrow_schema::DataType::*;
-    if !matches!(dt, Utf8 | LargeUtf8 | Utf8View) {
+    if !is_text_type(dt) {
         return Err(data_err!("{}: column {column:?} has type {dt}, expected a string column", path.display()));
     }
     Ok(ParquetFile { meta, column: column_idx })
+}
+
+/// String columns, plain or dictionary-encoded (pandas' categoricals, pyarrow's `dictionary_encode()`).
+fn is_text_type(dt: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType::*;
+    match dt {
+        Utf8 | LargeUtf8 | Utf8View => true,
+        Dictionary(key, value) => key.is_integer() && matches!(value.as_ref(), Utf8 | LargeUtf8 | Utf8View),
+        _ => false,
+    }
 }
 
 /// One unit of reading: a row group of a parquet file, or a whole text file.
@@ -156,8 +177,58 @@ struct Unit {
 
 /// The documents of one unit.
 pub enum Docs {
-    Arrow(ArrayRef),
+    Arrow(Column),
     Owned(Vec<String>),
+}
+
+/// A string column as arrow-rs decoded it. A dictionary-encoded column keeps its dictionary; `keys` are its
+/// indices, made `usize` once per row group so a lookup is a plain index.
+pub struct Column {
+    array: ArrayRef,
+    dict: Option<(ArrayRef, Vec<usize>)>,
+}
+
+impl Column {
+    fn new(array: ArrayRef) -> Column {
+        let dict = array.as_any_dictionary_opt().map(|d| {
+            let values = d.values().clone();
+            // `normalized_keys` asserts a non-empty dictionary; an empty one can only have null rows.
+            let keys = if values.is_empty() { vec![0; d.len()] } else { d.normalized_keys() };
+            (values, keys)
+        });
+        Column { array, dict }
+    }
+
+    fn len(&self) -> usize {
+        self.array.len()
+    }
+
+    /// The i-th string; nulls (of the row or of its dictionary entry) read as empty strings.
+    fn get(&self, i: usize) -> &str {
+        if self.array.is_null(i) {
+            return "";
+        }
+        match &self.dict {
+            Some((values, keys)) => str_at(values.as_ref(), keys[i]),
+            None => str_at(self.array.as_ref(), i),
+        }
+    }
+}
+
+/// The i-th value of a plain string array ("" for a null or another type, which `is_text_type` rules out).
+fn str_at(a: &dyn Array, i: usize) -> &str {
+    if i >= a.len() || a.is_null(i) {
+        return "";
+    }
+    if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+        s.value(i)
+    } else if let Some(s) = a.as_any().downcast_ref::<LargeStringArray>() {
+        s.value(i)
+    } else if let Some(s) = a.as_any().downcast_ref::<StringViewArray>() {
+        s.value(i)
+    } else {
+        ""
+    }
 }
 
 impl Docs {
@@ -171,20 +242,7 @@ impl Docs {
     /// The i-th document; nulls read as empty strings.
     fn get(&self, i: usize) -> &str {
         match self {
-            Docs::Arrow(a) => {
-                if a.is_null(i) {
-                    return "";
-                }
-                if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
-                    s.value(i)
-                } else if let Some(s) = a.as_any().downcast_ref::<LargeStringArray>() {
-                    s.value(i)
-                } else if let Some(s) = a.as_any().downcast_ref::<StringViewArray>() {
-                    s.value(i)
-                } else {
-                    ""
-                }
-            }
+            Docs::Arrow(a) => a.get(i),
             Docs::Owned(v) => &v[i],
         }
     }
@@ -315,6 +373,15 @@ impl Reader {
 
     pub fn num_units(&self) -> usize {
         self.units.len()
+    }
+
+    /// The number the rank rule takes modulo `world` for this batch's unit: its row group's index in its parquet
+    /// file, or a text file's index among the inputs (token shards record it, so they can split by rank alike).
+    pub fn stride_key(&self, b: &Batch) -> u64 {
+        match self.files[b.file].1 {
+            Kind::Parquet => b.row_group as u64,
+            _ => b.file as u64,
+        }
     }
 
     fn read_unit(&self, u: Unit) -> Result<Docs> {
@@ -480,11 +547,11 @@ fn read_row_group(path: &Path, pf: &ParquetFile, rg: usize) -> Result<Docs> {
     }
     match arrays.len() {
         0 => Ok(Docs::Owned(Vec::new())),
-        1 => Ok(Docs::Arrow(arrays.pop().expect("one array"))),
+        1 => Ok(Docs::Arrow(Column::new(arrays.pop().expect("one array")))),
         _ => {
             let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
             let one = arrow_select_concat(&refs).map_err(|e| where_(&e))?;
-            Ok(Docs::Arrow(one))
+            Ok(Docs::Arrow(Column::new(one)))
         }
     }
 }
@@ -493,7 +560,7 @@ fn read_row_group(path: &Path, pf: &ParquetFile, rg: usize) -> Result<Docs> {
 fn arrow_select_concat(arrays: &[&dyn Array]) -> std::result::Result<ArrayRef, String> {
     let mut out: Vec<Option<String>> = Vec::new();
     for a in arrays {
-        let d = Docs::Arrow(arrow_array::make_array(a.to_data()));
+        let d = Column::new(arrow_array::make_array(a.to_data()));
         for i in 0..a.len() {
             out.push(if a.is_null(i) { None } else { Some(d.get(i).to_string()) });
         }
@@ -659,10 +726,42 @@ mod tests {
         if !p.exists() {
             return;
         }
-        let spec = InputSpec { paths: vec![p], max_chars: 1_000_000, ..Default::default() };
+        let spec = InputSpec { paths: vec![p.clone()], max_chars: 1_000_000, doc_cap: 10_000, ..Default::default() };
         let (docs, stats) = collect(&spec).unwrap();
         assert!(!docs.is_empty());
         assert!(stats.chars > 1_000_000);
         assert!(docs.iter().all(|d| d.chars().count() <= 10_000));
+        // The default reads whole documents: some of this shard's are longer than the training cap.
+        let (whole, _) = collect(&InputSpec { paths: vec![p], max_chars: 1_000_000, ..Default::default() }).unwrap();
+        assert!(whole.iter().any(|d| d.chars().count() > 10_000));
+    }
+
+    #[test]
+    fn the_default_spec_neither_caps_nor_budgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(25_000);
+        let p = write(dir.path(), "a.txt", format!("{long}\nshort\n").as_bytes());
+        let (docs, stats) = collect(&InputSpec { paths: vec![p], lines: true, ..Default::default() }).unwrap();
+        assert_eq!(docs, vec![long.as_str(), "short"]);
+        assert_eq!(stats.chars, 25_005);
+    }
+
+    #[test]
+    fn dictionary_encoded_string_columns_are_read() {
+        use arrow_array::types::{Int32Type, Int8Type};
+        use arrow_array::{DictionaryArray, RecordBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let texts = [Some("héllo"), None, Some("中文"), Some("héllo"), Some("")];
+        let int32: DictionaryArray<Int32Type> = texts.iter().copied().collect();
+        let int8: DictionaryArray<Int8Type> = texts.iter().copied().collect();
+        for (name, array) in [("i32.parquet", Arc::new(int32) as ArrayRef), ("i8.parquet", Arc::new(int8))] {
+            let p = dir.path().join(name);
+            let batch = RecordBatch::try_from_iter([("text", array)]).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&p).unwrap(), batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            let (docs, _) = collect(&InputSpec { paths: vec![p], ..Default::default() }).unwrap();
+            assert_eq!(docs, vec!["héllo", "", "中文", "héllo", ""], "{name}");
+        }
     }
 }

@@ -7,9 +7,11 @@
 //! equal lengths); when none fits, the *shortest* one is cropped to fill the row exactly and its rest is dropped.
 //! Every row starts with BOS and no token is padding.
 //!
-//! Documents come from parquet row groups (rank r of W reads row groups r, r+W, … of each file, like the reader)
-//! or from token shards (`nanobpe tokenize`; blocks of 1024 documents, strided the same way). At the end of the
-//! last file the stream starts again at the first one (a new epoch).
+//! Documents come from parquet row groups (rank r of W reads row groups r, r+W, … of each file, like nanochat), whole
+//! and uncapped unless `doc_cap` is given, or from token shards (`nanobpe tokenize`), whose unit table records the
+//! row groups they came from: a shard is read in those units with the same rank rule, so it gives the same batches
+//! as its parquet (version 1 shards, which have no table, are read in blocks of 1024 documents, strided by rank).
+//! At the end of the last file the stream starts again at the first one (a new epoch).
 //!
 //! Exact resume: a document is named by where it lives (unit, row), so the state after a batch is the position of
 //! the next unread document plus the names of the buffered ones. Restoring re-reads and re-encodes those few
@@ -27,12 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::encode::Encoder;
 use crate::error::{Error, Result};
-use crate::input::{InputSpec, Reader};
+use crate::input::{InputSpec, Reader, NO_CAP};
 use crate::shards::{self, HEADER_BYTES, NO_BOS};
 use crate::vocab::Vocab;
 use crate::{arg_err, data_err};
 
-/// Documents per unit of a token shard (parquet units are row groups).
+/// Documents per unit of a version 1 token shard, which does not record its row groups.
 const TOKEN_BLOCK: usize = 1024;
 /// The buffer is refilled with whole chunks of this many rows of a unit (nanochat's tokenizer batch size).
 pub const REFILL_CHUNK: usize = 128;
@@ -41,6 +43,8 @@ pub const REFILL_CHUNK: usize = 128;
 pub struct LoaderOptions {
     pub paths: Vec<PathBuf>,
     pub text_column: String,
+    /// Characters kept of each text document; `None` (the default everywhere) keeps every character.
+    pub doc_cap: Option<usize>,
     pub rank: usize,
     pub world: usize,
     /// Rows per batch (B).
@@ -71,6 +75,9 @@ pub struct LoaderState {
     pub seq: u64,
     /// The buffered documents as (seq, unit, row), in seq order.
     pub buffer: Vec<(u64, usize, usize)>,
+    /// The doc cap the documents were cut to (`None`: whole; states from before the field read as `None`).
+    #[serde(default)]
+    pub doc_cap: Option<usize>,
 }
 
 /// Counters since the loader started (or was restored).
@@ -99,8 +106,17 @@ struct Doc {
 
 /// Where documents come from.
 enum Source {
-    Text { reader: Reader, enc: Arc<Encoder>, bos: u32 },
-    Tokens { files: Vec<TokenFile>, units: Vec<(usize, usize)>, bos: u32 },
+    Text {
+        reader: Reader,
+        enc: Arc<Encoder>,
+        bos: u32,
+    },
+    /// `units`: (file, first document, end document).
+    Tokens {
+        files: Vec<TokenFile>,
+        units: Vec<(usize, usize, usize)>,
+        bos: u32,
+    },
 }
 
 struct TokenFile {
@@ -111,6 +127,8 @@ struct TokenFile {
     offsets: Vec<u64>,
     /// Ids at or above it mean a damaged shard (checked as documents are read).
     vocab_size: u64,
+    /// The source row groups (version 2 shards).
+    units: Option<Vec<shards::ShardUnit>>,
 }
 
 impl TokenFile {
@@ -130,11 +148,28 @@ impl TokenFile {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let width = h.width as u64 / 8;
         let offsets = shards::read_offsets(path, &file, &h)?;
-        Ok(TokenFile { path: path.to_path_buf(), file, width, has_bos, offsets, vocab_size: h.vocab_size })
+        let units = shards::read_units(path, &file, &h)?;
+        Ok(TokenFile { path: path.to_path_buf(), file, width, has_bos, offsets, vocab_size: h.vocab_size, units })
     }
 
     fn n_docs(&self) -> usize {
         self.offsets.len() - 1
+    }
+
+    /// This rank's units as document ranges: the recorded row groups whose key is `rank` modulo `world` (as
+    /// parquet's rule picks them), or, without a unit table, every `world`-th block of `TOKEN_BLOCK` documents.
+    fn rank_units(&self, rank: usize, world: usize) -> Vec<(usize, usize)> {
+        match &self.units {
+            Some(units) => units
+                .iter()
+                .filter(|u| u.key % world as u64 == rank as u64)
+                .map(|u| (u.first as usize, u.end as usize))
+                .collect(),
+            None => (rank..self.n_docs().div_ceil(TOKEN_BLOCK))
+                .step_by(world)
+                .map(|b| (b * TOKEN_BLOCK, ((b + 1) * TOKEN_BLOCK).min(self.n_docs())))
+                .collect(),
+        }
     }
 
     /// Documents `[first, end)` with BOS in front of each.
@@ -183,6 +218,7 @@ impl Source {
                 paths: opts.paths.clone(),
                 include_val: true,
                 text_column: opts.text_column.clone(),
+                doc_cap: opts.doc_cap.unwrap_or(NO_CAP),
                 rank: opts.rank,
                 world: opts.world,
                 ..InputSpec::default()
@@ -192,11 +228,16 @@ impl Source {
         if n_bin != opts.paths.len() {
             return Err(arg_err!("--data mixes token shards (.bin) with text files; give one kind"));
         }
+        if let Some(cap) = opts.doc_cap {
+            return Err(arg_err!(
+                "--doc-cap {cap} cuts text, but token shards (.bin) hold documents already tokenized; cap them when \
+                 tokenizing, or train on the parquet files"
+            ));
+        }
         let files = opts.paths.iter().map(|p| TokenFile::open(p, vocab, bos)).collect::<Result<Vec<_>>>()?;
         let mut units = Vec::new();
         for (i, f) in files.iter().enumerate() {
-            let blocks = f.n_docs().div_ceil(TOKEN_BLOCK);
-            units.extend((opts.rank..blocks).step_by(opts.world).map(|b| (i, b)));
+            units.extend(f.rank_units(opts.rank, opts.world).into_iter().map(|(first, end)| (i, first, end)));
         }
         Ok(Source::Tokens { files, units, bos })
     }
@@ -234,10 +275,8 @@ impl Source {
                     .collect()
             }
             Source::Tokens { files, units, bos } => {
-                let (f, block) = units[unit];
-                let file = &files[f];
-                let first = block * TOKEN_BLOCK;
-                file.read_docs(first, (first + TOKEN_BLOCK).min(file.n_docs()), *bos)
+                let (f, first, end) = units[unit];
+                files[f].read_docs(first, end, *bos)
             }
         }
     }
@@ -372,6 +411,7 @@ struct Packer {
     stats: LoaderStats,
     rank: usize,
     world: usize,
+    doc_cap: Option<usize>,
 }
 
 impl Packer {
@@ -419,6 +459,7 @@ impl Packer {
             files: self.stream.source.files(),
             rank: self.rank,
             world: self.world,
+            doc_cap: self.doc_cap,
             epoch,
             unit,
             row,
@@ -437,6 +478,14 @@ impl Packer {
             return Err(arg_err!(
                 "the loader state was saved for rank {} of {} reading [{}]; this run is rank {} of {} reading [{}] — resuming exactly needs the same data files and world size",
                 state.rank, state.world, state.files.join(", "), self.rank, self.world, files.join(", ")
+            ));
+        }
+        if state.doc_cap != self.doc_cap {
+            let show = |c: Option<usize>| c.map_or("whole documents".to_string(), |c| format!("doc_cap {c}"));
+            return Err(arg_err!(
+                "the loader state was saved reading {}; this run reads {} — resuming exactly needs the same doc cap",
+                show(state.doc_cap),
+                show(self.doc_cap)
             ));
         }
         let n = self.stream.source.num_units();
@@ -504,7 +553,7 @@ impl Loader {
         if source.num_units() == 0 {
             // Say so now, not when the first batch is due (for a validation set: hours into training).
             return Err(arg_err!(
-                "rank {} of {} has nothing to read in {}: it has fewer row groups (token shards: blocks of {TOKEN_BLOCK} documents) than there are ranks; use fewer ranks or more data",
+                "rank {} of {} has nothing to read in {}: it has fewer row groups than there are ranks; use fewer ranks or more data",
                 opts.rank, opts.world, source.files().join(", ")
             ));
         }
@@ -527,6 +576,7 @@ impl Loader {
             stats: LoaderStats { epoch: 1, ..Default::default() },
             rank: opts.rank,
             world: opts.world,
+            doc_cap: opts.doc_cap,
         };
         if let Some(s) = &state {
             pool.install(|| packer.restore(s))?;

@@ -478,7 +478,7 @@ impl PyWordCounter {
 /// Train from files (`nanobpe train`). Returns (tokenizer, summary JSON); writes `out` if given.
 #[pyfunction]
 #[pyo3(signature = (paths, vocab_size, *, pattern="nanochat", specials=None, reserve=0, token_width=None,
-    doc_cap=10_000, max_chars=2_000_000_000, text_column="text", jsonl_field="text",
+    doc_cap=trainer::TRAIN_DOC_CAP as i64, max_chars=trainer::TRAIN_MAX_CHARS as i64, text_column="text", jsonl_field="text",
     lines=false, include_val=false, progress=false, threads=None, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
@@ -542,7 +542,7 @@ fn train_files(
     Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
 }
 
-/// The input of `read_texts` and `TextReader`: no cap and no budget unless given.
+/// The input of `read_texts` and `TextReader`: no cap and no budget unless given (`InputSpec`'s defaults).
 #[allow(clippy::too_many_arguments)]
 fn reader_spec(
     paths: Vec<PathBuf>,
@@ -561,8 +561,8 @@ fn reader_spec(
         text_column,
         jsonl_field,
         lines,
-        doc_cap: doc_cap.unwrap_or(usize::MAX),
-        max_chars: max_chars.unwrap_or(u64::MAX),
+        doc_cap: doc_cap.unwrap_or(crate::input::NO_CAP),
+        max_chars: max_chars.unwrap_or(crate::input::NO_BUDGET),
         rank,
         world,
     }
@@ -598,7 +598,7 @@ struct PyLoader {
 impl PyLoader {
     #[new]
     #[pyo3(signature = (tokenizer, paths, batch_size, seq_len, *, rank=0, world=1, buffer_docs=1000, prefetch=4,
-        threads=None, state=None, text_column="text"))]
+        threads=None, state=None, text_column="text", doc_cap=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -613,11 +613,13 @@ impl PyLoader {
         threads: Option<usize>,
         state: Option<String>,
         text_column: &str,
+        doc_cap: Option<usize>,
     ) -> PyResult<Self> {
         let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let opts = crate::loader::LoaderOptions {
             paths,
             text_column: text_column.into(),
+            doc_cap,
             rank,
             world,
             batch_size,
@@ -861,6 +863,7 @@ fn tokenize_files(
     threads: Option<usize>,
 ) -> PyResult<String> {
     let vocab = tokenizer.vocab.clone();
+    // Token shards hold whole documents: no cap, no budget (InputSpec's defaults).
     let opts = crate::shards::TokenizeOptions {
         input: InputSpec {
             paths,
@@ -868,10 +871,9 @@ fn tokenize_files(
             text_column: text_column.into(),
             jsonl_field: jsonl_field.into(),
             lines,
-            doc_cap: usize::MAX,
-            max_chars: u64::MAX,
             rank,
             world,
+            ..InputSpec::default()
         },
         out,
         bos,
@@ -893,6 +895,8 @@ fn read_shard_header(path: PathBuf) -> PyResult<Vec<(String, u64)>> {
         ("n_docs".into(), h.n_docs),
         ("checksum".into(), h.checksum),
         ("bos".into(), h.bos),
+        ("version".into(), h.version as u64),
+        ("units".into(), h.n_units),
     ])
 }
 
@@ -984,6 +988,9 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NANOCHAT_PATTERN", NANOCHAT_PATTERN)?;
     m.add("GPT4_PATTERN", GPT4_PATTERN)?;
     m.add("NANOCHAT_SPECIALS", NANOCHAT_SPECIALS.to_vec())?;
+    // Tokenizer training's doc cap and budget: the one place their defaults live (nothing else caps by default).
+    m.add("TRAIN_DOC_CAP", trainer::TRAIN_DOC_CAP)?;
+    m.add("TRAIN_MAX_CHARS", trainer::TRAIN_MAX_CHARS)?;
     m.add("NanobpeError", m.py().get_type::<NanobpeError>())?;
     m.add("DataError", m.py().get_type::<DataError>())?;
     m.add_class::<PyTokenizer>()?;

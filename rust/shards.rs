@@ -5,19 +5,25 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `b"NBPETOK\0"` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; version 1 files, which have no unit table, are still read) |
 //! | 12 | 4 | token width in bits (16 or 32) |
 //! | 16 | 8 | vocab size |
 //! | 24 | 8 | number of tokens `n` |
 //! | 32 | 8 | number of documents `d` |
 //! | 40 | 8 | tokenizer checksum (FNV-1a 64 of the ranks and special tokens) |
 //! | 48 | 8 | BOS id prepended to each document, or `u64::MAX` for none |
-//! | 56 | 8 | reserved (0) |
+//! | 56 | 8 | number of units `u` (source row groups; version 1: reserved, 0) |
 //! | 64 | n·width/8 | the tokens |
 //! | then | (d+1)·8 | document start offsets (in tokens) as u64; the last one is `n` |
+//! | then | (u+1)·8 | unit start documents as u64 (the first is 0, the last is `d`); version 2 only |
+//! | then | u·8 | unit keys as u64: the source row group's index in its file (a text file: its index among the inputs) |
 //!
 //! Shards always end at a row-group boundary, so a run that stops can restart after its last finished shard and
 //! produce the same files. A `manifest.json` in the output directory records the finished shards.
+//!
+//! The unit table lets the training loader read a shard exactly as it reads the parquet the shard came from: the
+//! same refill chunks (128 documents of a row group) and the same rank rule (row groups `r, r + W, …` of each file
+//! are the units whose key is `r` modulo `W`), so both give the same batches.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -34,7 +40,9 @@ use crate::vocab::Vocab;
 use crate::{arg_err, cancel, data_err};
 
 pub const MAGIC: &[u8; 8] = b"NBPETOK\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version still read (no unit table; the loader reads it in blocks of documents).
+pub const OLDEST_VERSION: u32 = 1;
 pub const HEADER_BYTES: usize = 64;
 pub const NO_BOS: u64 = u64::MAX;
 
@@ -46,6 +54,9 @@ pub struct Header {
     pub n_docs: u64,
     pub checksum: u64,
     pub bos: u64,
+    /// Entries of the unit table (0 in version 1 files, which have none).
+    pub n_units: u64,
+    pub version: u32,
 }
 
 impl Header {
@@ -59,7 +70,21 @@ impl Header {
         b[32..40].copy_from_slice(&self.n_docs.to_le_bytes());
         b[40..48].copy_from_slice(&self.checksum.to_le_bytes());
         b[48..56].copy_from_slice(&self.bos.to_le_bytes());
+        b[56..64].copy_from_slice(&self.n_units.to_le_bytes());
         b
+    }
+
+    /// Byte offset of the document offsets table.
+    pub fn offsets_at(&self) -> u64 {
+        HEADER_BYTES as u64 + self.n_tokens * (self.width as u64 / 8)
+    }
+
+    fn unit_table_bytes(&self) -> u64 {
+        if self.version >= 2 {
+            self.n_units.saturating_mul(16).saturating_add(8)
+        } else {
+            0
+        }
     }
 
     /// Parse and check a header; `file_len` lets us detect truncation.
@@ -74,8 +99,10 @@ impl Header {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let version = u32_at(8);
-        if version != VERSION {
-            return Err(bad(format!("format version {version}, this nanobpe reads version {VERSION}")));
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
+            return Err(bad(format!(
+                "format version {version}, this nanobpe reads versions {OLDEST_VERSION} to {VERSION}"
+            )));
         }
         let h = Header {
             width: u32_at(12),
@@ -84,6 +111,8 @@ impl Header {
             n_docs: u64_at(32),
             checksum: u64_at(40),
             bos: u64_at(48),
+            n_units: if version >= 2 { u64_at(56) } else { 0 },
+            version,
         };
         if h.width != 16 && h.width != 32 {
             return Err(bad(format!("unknown token width {}", h.width)));
@@ -99,7 +128,7 @@ impl Header {
             .n_tokens
             .checked_mul(h.width as u64 / 8)
             .and_then(|t| h.n_docs.checked_add(1)?.checked_mul(8)?.checked_add(t))
-            .and_then(|b| b.checked_add(HEADER_BYTES as u64));
+            .and_then(|b| b.checked_add(HEADER_BYTES as u64)?.checked_add(h.unit_table_bytes()));
         if want != Some(file_len) {
             let promise = want.map_or("more than 2^64".to_string(), |w| w.to_string());
             return Err(bad(format!(
@@ -139,6 +168,31 @@ pub fn check_ids(path: &Path, ids: &[u32], vocab_size: u64, first: u64) -> Resul
             ids[i]
         )),
     }
+}
+
+/// One unit of a shard: documents `first..end`, and the key the rank rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardUnit {
+    pub first: u64,
+    pub end: u64,
+    pub key: u64,
+}
+
+/// The unit table of a shard, or `None` for a version 1 file (which has none).
+pub fn read_units(path: &Path, file: &File, h: &Header) -> Result<Option<Vec<ShardUnit>>> {
+    use std::os::unix::fs::FileExt;
+    if h.version < 2 {
+        return Ok(None);
+    }
+    let u = h.n_units as usize;
+    let mut raw = vec![0u8; (2 * u + 1) * 8];
+    file.read_exact_at(&mut raw, h.offsets_at() + (h.n_docs + 1) * 8).map_err(|e| Error::io(path, e))?;
+    let words: Vec<u64> = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    let (starts, keys) = words.split_at(u + 1);
+    if starts[0] != 0 || starts[u] != h.n_docs || starts.windows(2).any(|w| w[0] > w[1]) {
+        return Err(data_err!("{}: the unit table is corrupt", path.display()));
+    }
+    Ok(Some((0..u).map(|i| ShardUnit { first: starts[i], end: starts[i + 1], key: keys[i] }).collect()))
 }
 
 /// FNV-1a 64 over the ranks and the special tokens: a shard records it so that it cannot be read with another
@@ -207,7 +261,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Write one shard file (temp name, then rename).
-fn write_shard<T: TokenId>(path: &Path, header: Header, tokens: &[T], offsets: &[u64]) -> Result<()> {
+/// `units` are (first document, key) of each source unit, in order.
+fn write_shard<T: TokenId>(
+    path: &Path,
+    header: Header,
+    tokens: &[T],
+    offsets: &[u64],
+    units: &[(u64, u64)],
+) -> Result<()> {
     let tmp = path.with_extension(format!("bin.tmp-{}", std::process::id()));
     let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -222,7 +283,9 @@ fn write_shard<T: TokenId>(path: &Path, header: Header, tokens: &[T], offsets: &
         }
     }
     w.write_all(&buf).map_err(io)?;
-    for &o in offsets {
+    let starts = units.iter().map(|u| u.0).chain([header.n_docs]);
+    let table = offsets.iter().copied().chain(starts).chain(units.iter().map(|u| u.1));
+    for o in table {
         w.write_all(&o.to_le_bytes()).map_err(io)?;
     }
     w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?.sync_all().map_err(io)?;
@@ -320,16 +383,21 @@ fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Ma
     let mut first_unit = start_unit;
     let mut unit = 0usize;
     let mut bytes_done = 0u64;
-    let header_for = |n_tokens: usize, n_docs: usize| Header {
+    let header_for = |n_tokens: usize, n_docs: usize, n_units: usize| Header {
         width: T::BITS,
         vocab_size: vocab.vocab_size() as u64,
         n_tokens: n_tokens as u64,
         n_docs: n_docs as u64,
         checksum: sum,
         bos: bos.map_or(NO_BOS, |b| b as u64),
+        n_units: n_units as u64,
+        version: VERSION,
     };
+    // (first document, key) of each unit in the shard being filled.
+    let mut units: Vec<(u64, u64)> = Vec::new();
     let flush = |tokens: &mut Vec<T>,
                  offsets: &mut Vec<u64>,
+                 units: &mut Vec<(u64, u64)>,
                  first: usize,
                  end: usize,
                  manifest: &mut Manifest|
@@ -337,7 +405,7 @@ fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Ma
         let idx = manifest.shards.len();
         let name = if world == 1 { format!("shard_{idx:05}.bin") } else { format!("shard_r{rank:03}_{idx:05}.bin") };
         let n_docs = offsets.len() - 1;
-        write_shard(&opts.out.join(&name), header_for(tokens.len(), n_docs), tokens, offsets)?;
+        write_shard(&opts.out.join(&name), header_for(tokens.len(), n_docs, units.len()), tokens, offsets, units)?;
         manifest.shards.push(ManifestEntry {
             file: name,
             first_unit: first,
@@ -349,6 +417,7 @@ fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Ma
         tokens.clear();
         offsets.clear();
         offsets.push(0);
+        units.clear();
         Ok(())
     };
     reader.run_from(start_unit, |batches| {
@@ -358,6 +427,7 @@ fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Ma
         let encoded = enc.encode_batch::<T>(&docs, bos)?;
         let mut k = 0;
         for b in batches {
+            units.push(((offsets.len() - 1) as u64, reader.stride_key(b)));
             for _ in 0..b.len() {
                 tokens.extend_from_slice(&encoded[k]);
                 offsets.push(tokens.len() as u64);
@@ -365,7 +435,7 @@ fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Ma
             }
             unit += 1;
             if tokens.len() as u64 >= opts.shard_tokens {
-                flush(&mut tokens, &mut offsets, first_unit, start_unit + unit, &mut manifest)?;
+                flush(&mut tokens, &mut offsets, &mut units, first_unit, start_unit + unit, &mut manifest)?;
                 first_unit = start_unit + unit;
             }
         }
@@ -376,7 +446,7 @@ fn tokenize_into<T: TokenId>(vocab: &Vocab, opts: &TokenizeOptions) -> Result<Ma
         Ok(())
     })?;
     if offsets.len() > 1 {
-        flush(&mut tokens, &mut offsets, first_unit, start_unit + unit, &mut manifest)?;
+        flush(&mut tokens, &mut offsets, &mut units, first_unit, start_unit + unit, &mut manifest)?;
     }
     manifest.complete = true;
     write_atomic(&mpath, serde_json::to_string_pretty(&manifest).expect("json").as_bytes())?;
@@ -437,9 +507,18 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_errors() {
-        let h = Header { width: 16, vocab_size: 32768, n_tokens: 10, n_docs: 2, checksum: 7, bos: 5 };
+        let h = Header {
+            width: 16,
+            vocab_size: 32768,
+            n_tokens: 10,
+            n_docs: 2,
+            checksum: 7,
+            bos: 5,
+            n_units: 1,
+            version: 2,
+        };
         let p = Path::new("x.bin");
-        let len = HEADER_BYTES as u64 + 20 + 24;
+        let len = HEADER_BYTES as u64 + 20 + 24 + 24;
         assert_eq!(Header::parse(p, &h.to_bytes(), len).unwrap(), h);
         assert!(Header::parse(p, &h.to_bytes(), len - 1).unwrap_err().to_string().contains("truncated"));
         let mut b = h.to_bytes();
@@ -448,5 +527,10 @@ mod tests {
         let mut b = h.to_bytes();
         b[8] = 9;
         assert!(Header::parse(p, &b, len).unwrap_err().to_string().contains("version 9"));
+        // Version 1: no unit table, and offset 56 was reserved.
+        let mut b = h.to_bytes();
+        b[8] = 1;
+        let v1 = Header::parse(p, &b, len - 24).unwrap();
+        assert_eq!((v1.version, v1.n_units), (1, 0));
     }
 }

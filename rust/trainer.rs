@@ -13,6 +13,11 @@ use crate::progress::{human_bytes, Progress};
 use crate::vocab::{choose_width, Vocab};
 use crate::{arg_err, cancel, data_err};
 
+/// Tokenizer training's doc cap and character budget (nanochat's `tok_train`): the defaults of `nanobpe train`,
+/// `nanobpe.train` and `nanobpe sweep`. Nothing else caps documents unless asked (`InputSpec::default()` does not).
+pub const TRAIN_DOC_CAP: usize = 10_000;
+pub const TRAIN_MAX_CHARS: u64 = 2_000_000_000;
+
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub input: InputSpec,

@@ -41,8 +41,8 @@ def parquet_units(tok, paths, rank=0, world=1):
             yield [[tok.bos_id] + tok.encode_ordinary(t or "") for t in texts]
 
 
-def shard_units(tok, paths, rank=0, world=1):
-    """Token shards in rank-strided blocks of 1024 documents."""
+def v1_shard_units(tok, paths, rank=0, world=1):
+    """Version 1 token shards (no unit table) in rank-strided blocks of 1024 documents."""
     for p in paths:
         shard = Shard(p)
         n = len(shard.offsets) - 1
@@ -155,13 +155,33 @@ def test_token_shards_equal_the_reference(tok, small, corpus, tmp_path, bos):
     )
     bins = sorted(str(p) for p in out.glob("*.bin"))
     loader = nanobpe.Loader(tok, bins, 4, 256, rank=1, world=2, buffer_docs=100)
-    ref = reference(lambda: shard_units(tok, bins, 1, 2), 4, 256, 100)
+    # The shards record their source row groups: the reference reads the parquet they came from.
+    ref = reference(lambda: parquet_units(tok, data, 1, 2), 4, 256, 100)
     for i in range(30):
         np.testing.assert_array_equal(loader.next(), next(ref), err_msg=f"batch {i}")
     # exact resume works on token shards too
     resumed = nanobpe.Loader(tok, bins, 4, 256, rank=1, world=2, buffer_docs=100, state=loader.state())
     for _ in range(3):
         np.testing.assert_array_equal(resumed.next(), loader.next())
+
+
+def test_version_1_token_shards_are_read_in_blocks(tok, small, tmp_path):
+    """Shards written before the unit table (version 1) still load: blocks of 1024 documents, strided by rank."""
+    out = tmp_path / "tokens"
+    data = [*small, str(corpus_shards()[8])]
+    nanobpe._nanobpe.tokenize_files(tok._core, data, str(out))
+    (new,) = out.glob("*.bin")
+    shard = Shard(new)
+    raw = bytearray(new.read_bytes())
+    raw[8:12] = (1).to_bytes(4, "little")  # version 1: offset 56 reserved, no unit table after the offsets
+    raw[56:64] = bytes(8)
+    old = tmp_path / "old.bin"
+    old.write_bytes(bytes(raw[: 64 + shard.n_tokens * shard.width // 8 + (shard.n_docs + 1) * 8]))
+    assert dict(nanobpe._nanobpe.read_shard_header(str(old)))["version"] == 1
+    loader = nanobpe.Loader(tok, [str(old)], 4, 256, rank=1, world=2, buffer_docs=100)
+    ref = reference(lambda: v1_shard_units(tok, [str(old)], 1, 2), 4, 256, 100)
+    for i in range(30):
+        np.testing.assert_array_equal(loader.next(), next(ref), err_msg=f"batch {i}")
 
 
 def tok_dir(tok, tmp_path):
@@ -193,6 +213,12 @@ def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
         nanobpe.Loader(tok, small[1:], 2, 16, rank=30, world=31)
     with pytest.raises(ValueError, match="same data files and world size"):
         nanobpe.Loader(tok, small, 2, 16, rank=0, world=2, state=nanobpe.Loader(tok, small, 2, 16).state())
+    with pytest.raises(ValueError, match="saved reading doc_cap 100; this run reads whole documents"):
+        nanobpe.Loader(tok, small, 2, 16, state=nanobpe.Loader(tok, small, 2, 16, doc_cap=100).state())
+    # A state from before the doc_cap field resumes as whole documents.
+    old = nanobpe.Loader(tok, small, 2, 16).state()
+    del old["doc_cap"]
+    nanobpe.Loader(tok, small, 2, 16, state=old).next()
     loader = nanobpe.Loader(tok, small, 2, 16)
     with pytest.raises(ValueError, match="shape"):
         loader.next_into(np.zeros((2, 16), dtype=tok.dtype))

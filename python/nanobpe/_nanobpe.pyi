@@ -14,6 +14,8 @@ __version__: str
 NANOCHAT_PATTERN: str
 GPT4_PATTERN: str
 NANOCHAT_SPECIALS: list[str]
+TRAIN_DOC_CAP: int
+TRAIN_MAX_CHARS: int
 
 __all__ = [
     "GPT4_PATTERN",
@@ -133,6 +135,7 @@ class Loader:
         threads: int | None = None,
         state: str | None = None,
         text_column: str = "text",
+        doc_cap: int | None = None,
     ) -> Loader: ...
     def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None: ...
     def state(self) -> str: ...

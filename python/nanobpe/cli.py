@@ -187,12 +187,15 @@ def add_train(sub: Subcommands) -> None:
         help="force 16- or 32-bit token ids (default: 16 when the vocab fits in 65536)",
     )
     p.add_argument(
-        "--doc-cap", type=whole("--doc-cap"), default=10_000, help="cut each document to this many characters"
+        "--doc-cap",
+        type=whole("--doc-cap"),
+        default=_nanobpe.TRAIN_DOC_CAP,
+        help="cut each document to this many characters (default 10000, as nanochat's tok_train)",
     )
     p.add_argument(
         "--max-chars",
         type=whole("--max-chars"),
-        default=2_000_000_000,
+        default=_nanobpe.TRAIN_MAX_CHARS,
         help="stop after the document that takes the total past this many characters (default 2e9)",
     )
     p.add_argument("--text-column", default="text", help="parquet column holding the text")
@@ -399,7 +402,12 @@ def add_eval(sub: Subcommands) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, help="a shard folder (its validation file is used) or files")
     p.add_argument("--code", nargs="*", default=None, help="source files for the code slice (default: nanobpe's own)")
-    p.add_argument("--doc-cap", type=whole("--doc-cap"), default=None, help="cut documents to this many characters")
+    p.add_argument(
+        "--doc-cap",
+        type=whole("--doc-cap"),
+        default=None,
+        help="cut documents to this many characters (default: whole)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -458,8 +466,13 @@ def add_sweep(sub: Subcommands) -> None:
     p.add_argument("--special", nargs="*", default=None, metavar="NAME", help="special tokens (default nanochat's)")
     p.add_argument("--pattern", default="nanochat")
     p.add_argument("--token-width", type=int, choices=(16, 32), default=None)
-    p.add_argument("--doc-cap", type=whole("--doc-cap"), default=10_000)
-    p.add_argument("--max-chars", type=whole("--max-chars"), default=2_000_000_000)
+    p.add_argument(
+        "--doc-cap",
+        type=whole("--doc-cap"),
+        default=_nanobpe.TRAIN_DOC_CAP,
+        help="training only: cut each document to this many characters (default 10000); evaluation reads them whole",
+    )
+    p.add_argument("--max-chars", type=whole("--max-chars"), default=_nanobpe.TRAIN_MAX_CHARS, help="training budget")
     p.add_argument(
         "--no-train-tokens",
         action="store_true",

@@ -9,6 +9,10 @@
 Packing is nanochat's best fit: keep ``buffer_docs`` documents tokenized (BOS first); fill each row with the
 largest document that still fits, and when none fits, crop the shortest to fill the row exactly. Rank ``r`` of
 ``world`` reads row groups ``r, r + world, ...`` of each file; after the last file a new epoch starts.
+
+Documents are used whole: every character, as nanochat's loader does. ``doc_cap=N`` cuts each text document to
+``N`` characters first (the 10,000-character cap of tokenizer training is *not* applied here). Token shards made
+from parquet by ``nanobpe tokenize`` give the same batches as that parquet.
 """
 
 from __future__ import annotations
@@ -40,8 +44,14 @@ class Loader:
         threads: int | None = None,
         state: dict[str, Any] | None = None,
         text_column: str = "text",
+        doc_cap: int | None = None,
     ) -> None:
-        """Start reading ``paths`` (parquet/txt/jsonl files, or ``.bin`` token shards) on a background thread."""
+        """Start reading ``paths`` (parquet/txt/jsonl files, or ``.bin`` token shards) on a background thread.
+
+        ``doc_cap``: cut each text document to this many characters (default: keep them whole).
+        """
+        if doc_cap is not None and doc_cap < 1:
+            raise ValueError(f"doc_cap must be a positive number of characters or None, not {doc_cap}")
         self.batch_size, self.seq_len = batch_size, seq_len
         self.dtype = tokenizer.dtype
         self._core = _nanobpe.Loader(
@@ -56,6 +66,7 @@ class Loader:
             threads=threads,
             state=None if state is None else json.dumps(state),
             text_column=text_column,
+            doc_cap=doc_cap,
         )
 
     def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None:

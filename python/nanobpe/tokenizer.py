@@ -343,8 +343,8 @@ def train(
     special_tokens: Sequence[str] | None = None,
     reserve: int = 0,
     token_width: int | None = None,
-    doc_cap: int = 10_000,
-    max_chars: int = 2_000_000_000,
+    doc_cap: int = _nanobpe.TRAIN_DOC_CAP,
+    max_chars: int = _nanobpe.TRAIN_MAX_CHARS,
     text_column: str = "text",
     jsonl_field: str = "text",
     lines: bool = False,
@@ -355,7 +355,9 @@ def train(
     """Train a tokenizer on parquet / txt / jsonl files or folders, read in parallel in Rust.
 
     ``vocab_size`` is the total number of ids (bytes + merges + special tokens + reserved). Folders follow
-    nanochat's split: their last file is validation and is skipped unless ``include_val``.
+    nanochat's split: their last file is validation and is skipped unless ``include_val``. Like nanochat's
+    ``tok_train``, each document is cut to ``doc_cap`` characters (10,000) and reading stops past ``max_chars`` (2e9);
+    only tokenizer training does this by default (the loader, ``tokenize`` and ``read_texts`` read whole documents).
     """
     paths = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(p) for p in data]
     if progress is None:

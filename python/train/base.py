@@ -47,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a("--tokenizer", required=True, help="tokenizer directory (nanobpe train --out)")
     a("--data", nargs="+", required=True, help="parquet/.bin shards or folders; the last file is validation")
     a("--val-data", nargs="+", default=None, help="validation shards (default: the last file of --data)")
+    a("--doc-cap", type=int, default=None, help="cut each document to N characters (default: whole documents)")
     a("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
     # model
     a("--depth", type=int, default=20, help="layers; width = depth*64 rounded up to 128, heads of 128")
@@ -220,9 +221,10 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
     )
     print0(d, f"training {n_steps} steps = {n_steps * args.total_batch_size:,} tokens on {d.device.type}")
 
-    train_loader = DeviceLoader(tok, train_files, B, T, d.device, d.rank, d.world, state=loader_state)
+    cap = args.doc_cap
+    train_loader = DeviceLoader(tok, train_files, B, T, d.device, d.rank, d.world, state=loader_state, doc_cap=cap)
     # One validation batch now checks that this rank has validation data: fail now, not at the first eval.
-    DeviceLoader(tok, val_files, B, T, d.device, d.rank, d.world).next()
+    DeviceLoader(tok, val_files, B, T, d.device, d.rank, d.world, doc_cap=cap).next()
     token_bytes = token_bytes_table(tok, d.device)
     meta_base = {"config": config.to_dict(), "args": vars(args), "tokenizer": str(Path(args.tokenizer).resolve())}
     val_bpb = float("nan")
@@ -233,7 +235,7 @@ def train(args: argparse.Namespace, d: Dist, cuda: bool) -> None:
         last = step == n_steps
         if (args.eval_every > 0 and step % args.eval_every == 0) or last:
             model.eval()
-            val_loader = DeviceLoader(tok, val_files, B, T, d.device, d.rank, d.world)
+            val_loader = DeviceLoader(tok, val_files, B, T, d.device, d.rank, d.world, doc_cap=args.doc_cap)
             val_bpb = evaluate_bpb(compiled, val_loader, eval_steps, token_bytes, autocast)
             print0(d, f"step {step:05d}/{n_steps:05d} | val bpb {val_bpb:.6f}")
             model.train()

@@ -25,11 +25,13 @@ class DeviceLoader:
         rank: int = 0,
         world: int = 1,
         state: dict[str, Any] | None = None,
+        doc_cap: int | None = None,
     ):
+        """``doc_cap=None`` (the default) trains on every character of every document; a number cuts each to that."""
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         threads = max(1, (os.cpu_count() or 1) // local_world)
         self.core = nanobpe.Loader(
-            tokenizer, paths, batch_size, seq_len, rank=rank, world=world, threads=threads, state=state
+            tokenizer, paths, batch_size, seq_len, rank=rank, world=world, threads=threads, state=state, doc_cap=doc_cap
         )
         self.device = device
         self.wide = tokenizer.token_width == 32
