@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
+from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json
 
 SETUP = """
 import hashlib, time

@@ -476,9 +476,12 @@ impl PyWordCounter {
 }
 
 /// Train from files (`nanobpe train`). Returns (tokenizer, summary JSON); writes `out` if given.
+// The literal defaults of `train_files` (pyo3 shows literals in signatures) are the trainer's.
+const _: () = assert!(trainer::TRAIN_DOC_CAP == 10_000 && trainer::TRAIN_MAX_CHARS == 2_000_000_000);
+
 #[pyfunction]
 #[pyo3(signature = (paths, vocab_size, *, pattern="nanochat", specials=None, reserve=0, token_width=None,
-    doc_cap=trainer::TRAIN_DOC_CAP as i64, max_chars=trainer::TRAIN_MAX_CHARS as i64, text_column="text", jsonl_field="text",
+    doc_cap=10_000, max_chars=2_000_000_000, text_column="text", jsonl_field="text",
     lines=false, include_val=false, progress=false, threads=None, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
@@ -764,8 +767,8 @@ fn pull_options(
 /// `nanobpe pull --hf-dataset REPO`: list the dataset's parquet files through the Hub API at `hf_endpoint`, pull
 /// the selected ones as `shard_NNNNN.parquet` (+ `dataset.json`); returns the report as JSON.
 #[pyfunction]
-#[pyo3(signature = (repo, shards, dataset_dir, default_base, *, hf_endpoint, config=None, split="train".to_string(),
-    text_column="text".to_string(), val=true, workers=None, threads=None, retries=5, timeout=30.0, backoff=1.0,
+#[pyo3(signature = (repo, shards, dataset_dir, default_base, *, hf_endpoint, config=None, split="train",
+    text_column="text", val=true, workers=None, threads=None, retries=5, timeout=30.0, backoff=1.0,
     verify=false, fsync=false, token=None, progress=false))]
 #[allow(clippy::too_many_arguments)]
 fn pull_hf(
@@ -776,8 +779,8 @@ fn pull_hf(
     default_base: PathBuf,
     hf_endpoint: String,
     config: Option<String>,
-    split: String,
-    text_column: String,
+    split: &str,
+    text_column: &str,
     val: bool,
     workers: Option<usize>,
     threads: Option<usize>,
@@ -801,9 +804,18 @@ fn pull_hf(
         token.clone(),
         progress,
     )?;
-    let query = crate::hub::HubQuery { endpoint: hf_endpoint, repo, config, split, token, timeout, retries, backoff };
+    let query = crate::hub::HubQuery {
+        endpoint: hf_endpoint,
+        repo,
+        config,
+        split: split.into(),
+        token,
+        timeout,
+        retries,
+        backoff,
+    };
     let report = long_running(py, None, move || {
-        crate::hub::pull_dataset(&query, shards.as_deref(), val, &text_column, dataset_dir, &default_base, opts)
+        crate::hub::pull_dataset(&query, shards.as_deref(), val, text_column, dataset_dir, &default_base, opts)
     })?;
     Ok(serde_json::to_string(&report).expect("json"))
 }
