@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from train.base import parse_args as base_parse_args
 from train.gpt import GPTConfig
+
+BASE_DEFAULTS = vars(base_parse_args(["--tokenizer", "-", "--data", "-"]))
 
 BOOTSTRAP = 2000
 INTERVAL = (5.0, 95.0)  # percentiles: a 90% interval
@@ -141,6 +144,12 @@ def power_law(budgets: list[float], optima: list[dict[str, Any]], targets: list[
         if boot:
             row["interval"] = [float(2 ** np.percentile([aa + bb * x for aa, bb in boot], q)) for q in INTERVAL]
         fit["extrapolated"].append(row)
+    if boot and targets:
+        # The interval as a band from the smallest budget to the farthest target, for the plot.
+        grid = np.linspace(lc.min(), max(math.log10(t["flops"]) for t in targets), 40)
+        ys = np.array([[aa + bb * g for g in grid] for aa, bb in boot])
+        lo, hi = (np.percentile(ys, q, axis=0) for q in INTERVAL)
+        fit["band"] = {"log10_flops": grid.tolist(), "log2_v_lo": lo.tolist(), "log2_v_hi": hi.tolist()}
     return fit
 
 
@@ -213,8 +222,25 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def fmt_c(c: float) -> str:
+    """FLOPs as 5e11, 2.5e12."""
+    mantissa, exponent = f"{c:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def fmt_tokens(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def lr_text(s: dict[str, Any], key: str) -> str:
+    """A learning rate as set, or train.base's default when the sweep left it alone."""
+    if s.get(key) is not None:
+        return str(s[key])
+    return f"{BASE_DEFAULTS[key]} (default)"
+
+
 def fmt_v(v: float) -> str:
-    return f"{v:,.0f}"
+    return f"{v:,.0f}" if v < 1e7 else f"{v:.2g} (2^{math.log2(v):.1f})"
 
 
 def fmt_interval(iv: list[float] | None) -> str:
@@ -230,7 +256,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Device: {r['device']}. Depths {r['depths']}, sequence length {s['max_seq_len']}, "
         f"{r['tokens_per_step']:,} tokens per optimizer step, {r['seeds']} seed(s) per point, train.base's model and "
-        f"optimizer (lrs: embedding {s['embedding_lr']}, head {s['unembedding_lr']}, Muon {s['matrix_lr']}). "
+        f"optimizer (lrs: embedding {lr_text(s, 'embedding_lr')}, head {lr_text(s, 'unembedding_lr')}, "
+        f"Muon {lr_text(s, 'matrix_lr')}; warmdown {lr_text(s, 'warmdown_ratio')}). "
         "Each V trains for round(C / (FLOPs per token(V) x tokens per step)) steps, where FLOPs per token = "
         "6 x (block + head parameters) + 12·L·d·T: a larger V pays for its head with fewer tokens. "
         f"Every point is evaluated on the same {r['eval_documents']} validation documents = {r['eval_bytes']:,} "
@@ -249,7 +276,7 @@ def markdown(r: dict[str, Any]) -> str:
     for o in r["optimum"]:
         vtxt = fmt_v(o["v_opt"]) if o["interior"] else f"at the edge ({fmt_v(o['v_opt'])}): no interior minimum"
         lines.append(
-            f"| {o['depth']} | {o['flops_budget']:.3g} | {vtxt} | {fmt_interval(o['interval'])} | "
+            f"| {o['depth']} | {fmt_c(o['flops_budget'])} | {vtxt} | {fmt_interval(o['interval'])} | "
             f"{', '.join(fmt_v(x) for x in o['per_seed_v_opt']) or 'n/a'} | {o['best_measured']} | "
             f"{', '.join(map(str, o['within_noise_of_best'])) or 'none'} |"
         )
@@ -269,7 +296,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [
             f"Depth {depth}:",
             "",
-            "| V | " + " | ".join(f"C = {c:.3g}" for c in budgets) + " |",
+            "| V | " + " | ".join(f"C = {fmt_c(c)}" for c in budgets) + " |",
             "|---|" + "---|" * len(budgets),
         ]
         sizes = sorted({v for (d, _), row in by_key.items() if d == depth for v in row})
@@ -293,7 +320,7 @@ def markdown(r: dict[str, Any]) -> str:
                     mark = " **best**"
                 elif o is not None and v in o["within_noise_of_best"]:
                     mark = " ≈"
-                cells.append(f"{mean:.4f}{sd}{mark} ({ps[0]['tokens_trained'] / 1e6:.2f}M tok)")
+                cells.append(f"{mean:.4f}{sd}{mark} ({fmt_tokens(ps[0]['tokens_trained'])} tok)")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["**best**: lowest mean; ≈: within noise of it.", "", "## Equal compute", ""]
@@ -302,7 +329,7 @@ def markdown(r: dict[str, Any]) -> str:
         firsts = [ps[0] for _, ps in sorted(row.items())]
         used = [p["steps"] * p["tokens_per_step"] * p["flops_per_token"] for p in firsts]
         lines.append(
-            f"| {depth} | {c:.3g} | {min(used):.4g} … {max(used):.4g} | {100 * (max(used) - min(used)) / min(used):.2f}% "
+            f"| {depth} | {fmt_c(c)} | {min(used):.4g} … {max(used):.4g} | {100 * (max(used) - min(used)) / min(used):.2f}% "
             f"| {', '.join(str(p['vocab_size']) + ': ' + str(p['steps']) for p in firsts)} |"
         )
     lines += [
@@ -326,7 +353,7 @@ def markdown(r: dict[str, Any]) -> str:
             continue
         lines += [
             f"Depth {depth}: V_opt ∝ C^{law['exponent']:.2f} (fitted on budgets "
-            f"{', '.join(f'{c:.3g}' for c in law['budgets'])}; log2 V_opt grows by "
+            f"{', '.join(fmt_c(c) for c in law['budgets'])}; log2 V_opt grows by "
             f"{law['slope_log2v_per_decade']:.2f} per decade of compute).",
             "",
             "| target | params | tokens | FLOPs | V_opt extrapolated | 90% interval |",
@@ -407,7 +434,7 @@ def plot_bpb(r: dict[str, Any], path: Path) -> None:
             means = [np.mean(curve[v]) for v in sizes]
             for v in sizes:
                 ax.scatter([v] * len(curve[v]), curve[v], color=color, s=10, alpha=0.45, lw=0)
-            ax.plot(sizes, means, "-o", color=color, ms=5, label=f"C = {c:.2g} FLOPs")
+            ax.plot(sizes, means, "-o", color=color, ms=5, label=f"C = {fmt_c(c)} FLOPs")
             o = opt[depth, c]
             if o["interior"]:
                 y = min(means)
@@ -468,21 +495,37 @@ def plot_vopt(r: dict[str, Any], path: Path) -> None:
             return np.asarray(2 ** (a0 + slope * (np.log10(x) - 12)))
 
         ax.plot(xs, f(xs), "-", color=f"C{k}", label=f"depth {depth}: fit V_opt ∝ C^{law['exponent']:.2f}")
-        ax.plot(xe, f(xe), "--", color=f"C{k}", alpha=0.7, label=f"depth {depth}: EXTRAPOLATION")
-        for t in law["extrapolated"]:
+        ax.plot(xe, f(xe), "--", color=f"C{k}", alpha=0.7, label=f"depth {depth}: EXTRAPOLATION (90% band)")
+        if "band" in law:
+            band = law["band"]
+            ax.fill_between(
+                10 ** np.array(band["log10_flops"]),
+                2 ** np.array(band["log2_v_lo"]),
+                2 ** np.array(band["log2_v_hi"]),
+                color=f"C{k}",
+                alpha=0.12,
+                lw=0,
+            )
+        for j, t in enumerate(law["extrapolated"]):
             err = None
             if t["interval"]:
                 err = [[t["v_opt"] - t["interval"][0]], [t["interval"][1] - t["v_opt"]]]
             ax.errorbar([t["flops"]], [t["v_opt"]], yerr=err, fmt="*", ms=12, color=f"C{k}", capsize=4, mec="k")
             ax.annotate(
-                f"{t['name']}\nextrapolated V_opt ≈ {t['v_opt']:,.0f}",
+                f"{t['name']} ({t['flops']:.1e} FLOPs):\nextrapolated V_opt ≈ {fmt_v(t['v_opt'])}",
                 (t["flops"], t["v_opt"]),
                 textcoords="offset points",
-                xytext=(-150, 12),
+                xytext=(-215, -34 if j == 0 else 20),
                 fontsize=7,
+                arrowprops={"arrowstyle": "-", "lw": 0.5},
             )
     for t in targets:
         ax.axvline(t["flops"], color="k", ls=":", lw=0.8)
+    ax.axvspan(max(r["budgets"]), max(t["flops"] for t in targets) * 3, color="gray", alpha=0.06, lw=0)
+    ax.text(
+        max(r["budgets"]) * 3, 0.02, "not measured: extrapolation →", fontsize=8, color="dimgray",
+        transform=ax.get_xaxis_transform(),
+    )  # fmt: skip
     ax.axhline(65536, color="gray", ls=":", lw=0.8)
     ax.text(min(r["budgets"]), 65536 * 1.08, "nanochat's V = 65536", fontsize=7)
     ax.set_xscale("log")

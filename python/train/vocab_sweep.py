@@ -40,10 +40,10 @@ from train.sweep_report import write_report
 
 # Each preset fills the flags it names; flags given on the command line win.
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~30 minutes on 2 CPU cores (see benches/results/vocab_sweep/): depth 2, T=256, an interior optimum near 8k.
+    # About 35 minutes of uncontended time on 2 CPU cores (see benches/results/vocab_sweep/): depth 2, T = 256.
     "cpu": {
         "device": "cpu",
-        "vocab_sizes": [1024, 2048, 4096, 8192, 16384, 32768],
+        "vocab_sizes": [512, 1024, 2048, 4096, 8192, 16384, 32768],
         "depths": [2],
         "flops": [5e11, 1e12, 2e12],
         "seeds": 2,
@@ -55,12 +55,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tok_max_chars": 20_000_000,
         "compile": False,
     },
-    # Sized for <= 6 minutes on one H100 (bf16, torch.compile); an estimate, not yet measured on a GPU.
+    # Sized for <= 6 minutes on one H100 (bf16, torch.compile): 1.7e16 FLOPs in all, so it needs ~60 TFLOP/s of
+    # training throughput plus compile time. An estimate: not yet run on a GPU.
     "h100": {
         "device": "cuda",
         "vocab_sizes": [2048, 4096, 8192, 16384, 32768, 65536],
         "depths": [4],
-        "flops": [2e14, 6e14, 2e15],
+        "flops": [1e14, 3e14, 1e15],
         "seeds": 2,
         "max_seq_len": 1024,
         "device_batch_size": 16,
