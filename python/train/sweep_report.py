@@ -378,8 +378,12 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "Tao et al. 2024 ('Scaling Laws with Vocabulary: Larger Models Deserve Larger Vocabularies') find that the "
         "compute-optimal vocabulary grows with compute as a power law (the optimal vocab parameters grow more slowly "
-        "than the non-vocabulary parameters), and that most LLMs use vocabularies smaller than optimal. "
-        + trend_sentence(r),
+        "than the non-vocabulary parameters), and that most LLMs use vocabularies smaller than optimal (they predict "
+        "at least 216K for Llama2-70B instead of its 32K). Their budgets grow model and data together; this sweep "
+        "holds the model fixed per depth, so its trend mixes the vocab question with how long a fixed model trains. "
+        + trend_sentence(r)
+        + " The intervals only carry the seed-to-seed noise; they do not cover the error of assuming a power law "
+        "far outside the measured range.",
         "",
     ]
     if r["failed"]:
