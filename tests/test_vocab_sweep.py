@@ -137,6 +137,11 @@ def test_rerun_skips_finished_points_and_changes_nothing(swept, tokdir, monkeypa
     vocab_sweep.main(argv(tokdir, out))
     assert {p: p.read_bytes() for p in (out / "points").glob("*/result.json")} == before
     assert capsys.readouterr().err.count("finished before, skipped") == 4
+    # --report-only with a larger grid: the report covers what is finished and nothing trains.
+    (out / "report.md").unlink()
+    vocab_sweep.main(argv(tokdir, out, "--seeds", "3", "--report-only"))
+    assert capsys.readouterr().err.count("not finished (--report-only") == 2
+    assert len(json.loads((out / "report.json").read_text())["points"]) == 4 and (out / "report.md").exists()
     # Other settings in the same folder are refused, not mixed in.
     with pytest.raises(SystemExit) as e:
         vocab_sweep.main(argv(tokdir, out, "--matrix-lr", "0.03"))

@@ -141,6 +141,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a("--compile", action=argparse.BooleanOptionalAction, default=None)
     a("--threads", type=int, default=None, help="torch CPU threads per rank (default: cores / ranks)")
     a("--seed", type=int, default=42, help="seed of the first repetition; repetition s uses seed + s")
+    a("--report-only", action="store_true", help="write the report from the finished points; train nothing")
     a("--json", action="store_true", help="print a JSON summary on stdout at the end")
     args = p.parse_args([x for x in argv if x != "--"])
     preset = PRESETS[args.preset] if args.preset else {}
@@ -471,6 +472,9 @@ def run_sweep(args: argparse.Namespace, d: Dist, log: Callable[[str], None]) -> 
         head = f"[{k}/{len(points)}] d{p.depth} C={budget_label(p.budget)} V={p.vocab_size} seed {p.seed}"
         if p.name in done:
             log(f"{head}: finished before, skipped")
+            continue
+        if args.report_only:
+            log(f"{head}: not finished (--report-only: not trained)")
             continue
         t0 = time.perf_counter()
         point_dir = out / "points" / p.name
