@@ -228,6 +228,18 @@ def train_step(t: Trainee, loader: DeviceLoader, accum: int, d: Dist) -> float:
     return float(loss_mean.item())  # also waits for the GPU, so the caller's clock sees the real step time
 
 
+def step_line(
+    step: int, n_steps: int, loss: float, lrm: float, dt: float, tok_s: float, mfu: float | None, wait_ms: float
+) -> str:
+    """`step 00011/00020 | loss 6.019727 | lrm 1.00 | dt 138.8ms | tok/s 3,688 | mfu …% | data-wait 0.14ms (0.10%)`"""
+    line = (
+        f"step {step:05d}/{n_steps:05d} | loss {loss:.6f} | lrm {lrm:.2f} | dt {dt * 1000:.1f}ms | tok/s {tok_s:,.0f}"
+    )
+    if mfu is not None:
+        line += f" | mfu {100 * mfu:.1f}%"
+    return line + f" | data-wait {wait_ms:.2f}ms ({100 * wait_ms / (dt * 1000):.2f}%)"
+
+
 def loader_evaluator(
     tok: nanobpe.Tokenizer, files: list[str], args: argparse.Namespace, d: Dist, t: Trainee, token_bytes: torch.Tensor
 ) -> Evaluator:
@@ -352,14 +364,8 @@ def train(
         train_seconds += dt
         wait_ms = train_loader.take_wait() * 1000
         step += 1
-        tok_s = args.total_batch_size / dt
-        line = (
-            f"step {step:05d}/{n_steps:05d} | loss {loss_value:.6f} | lrm {lrm:.2f} | dt {dt * 1000:.1f}ms | "
-            f"tok/s {tok_s:,.0f}"
-        )
-        if peak:
-            line += f" | mfu {100 * flops_per_token * tok_s / (peak * d.world):.1f}%"
-        say(line + f" | data-wait {wait_ms:.2f}ms ({100 * wait_ms / (dt * 1000):.2f}%)")
+        mfu = flops_per_token * args.total_batch_size / dt / (peak * d.world) if peak else None
+        say(step_line(step, n_steps, loss_value, lrm, dt, args.total_batch_size / dt, mfu, wait_ms))
         if not math.isfinite(loss_value):
             diverged = f"loss {loss_value} at step {step}"
             say(f"diverged: {diverged}; stopping")
