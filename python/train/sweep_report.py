@@ -1,7 +1,7 @@
 """The answer of a model-level vocab sweep: V_opt per (depth, budget), its trend with compute, the report files.
 
-Fits work in x = log2 V. V_opt of one curve is the vertex of a parabola fitted to the points around its lowest
-mean (up to two neighbours on each side); a minimum at the edge of the grid is reported as such, not as an optimum.
+Fits work in x = log2 V. V_opt of one curve is the vertex of the parabola through its lowest mean and the two
+neighbouring sizes; a minimum at the edge of the grid is reported as such, not as an optimum.
 Its interval comes from a bootstrap over seeds (each V's mean recomputed from seeds drawn with replacement, the
 curve refitted); V_opt against compute is a power law fitted per depth, and the same bootstrap draws carry its
 interval to the extrapolation to nanochat's compute.
@@ -51,18 +51,18 @@ def nanochat_compute() -> list[dict[str, Any]]:
 
 
 def vertex(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, bool]:
-    """(x of the minimum, interior?) of one curve: the fitted parabola's vertex around the lowest point, clamped to
-    the fitted window; (the edge x, False) when the lowest point is the first or last one."""
+    """(x of the minimum, interior?) of one curve: the vertex of the parabola through the lowest point and its two
+    neighbours; (the edge x, False) when the lowest point is the first or last one."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     i = int(np.argmin(y))
     if i == 0 or i == len(x) - 1:
         return float(x[i]), False
-    for half in (2, 1):
-        lo, hi = max(0, i - half), min(len(x), i + half + 1)
-        a, b, _ = np.polyfit(x[lo:hi], y[lo:hi], 2)
-        if a > 0:
-            return float(np.clip(-b / (2 * a), x[lo], x[hi - 1])), True
-    return float(x[i]), True  # three points with the middle lowest always give a > 0; kept for safety
+    # The lowest point and its two neighbours: a wider window would let a far, noisy point drag the vertex
+    # away from the minimum (the curves are not parabolas over many octaves).
+    a, b, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
+    if a <= 0:  # cannot happen when the middle point is the lowest; kept for float ties
+        return float(x[i]), True
+    return float(np.clip(-b / (2 * a), x[i - 1], x[i + 1])), True
 
 
 def curves(points: list[dict[str, Any]]) -> dict[tuple[int, float], dict[int, list[float]]]:
@@ -93,7 +93,8 @@ def optimum(curve: dict[int, list[float]], rng: np.random.Generator) -> dict[str
     if len(sizes) >= 3:
         for s in range(n_seeds):
             per_seed.append(2 ** vertex(xs, [curve[v][s] for v in sizes])[0])
-    interval = [2 ** float(np.percentile(draws, q)) for q in INTERVAL] if draws else None
+    # An edge is not an optimum: no interval for it (its draws still show how often resampling finds an interior one).
+    interval = [2 ** float(np.percentile(draws, q)) for q in INTERVAL] if draws and interior else None
     within = []
     for i, v in enumerate(sizes):
         if i == best:
