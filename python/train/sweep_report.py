@@ -139,6 +139,13 @@ def power_law(budgets: list[float], optima: list[dict[str, Any]], targets: list[
     for k in range(n_draws):
         bb, aa = np.polyfit(lc, [o["_draws"][k] for _, o in use], 1)
         boot.append((aa, bb))
+    # The trend is resolved when the exponent's bootstrap interval excludes 0; otherwise the extrapolation is noise.
+    fit["exponent_interval"] = (
+        [float(np.percentile([bb * math.log10(2) for _, bb in boot], q)) for q in INTERVAL] if boot else None
+    )
+    iv = fit["exponent_interval"]
+    fit["resolved"] = bool(iv and (iv[0] > 0 or iv[1] < 0))
+    fit["two_budgets_only"] = len(use) == 2
     for t in targets:
         x = math.log10(t["flops"])
         row = {**t, "v_opt": float(2 ** (a + b * x)), "interval": None}
@@ -241,7 +248,9 @@ def lr_text(s: dict[str, Any], key: str) -> str:
 
 
 def fmt_v(v: float) -> str:
-    return f"{v:,.0f}" if v < 1e7 else f"{v:.2g} (2^{math.log2(v):.1f})"
+    if 256 <= v < 1e7:
+        return f"{v:,.0f}"
+    return f"{v:.2g} (2^{math.log2(v):.1f})" if v > 0 else str(v)
 
 
 def fmt_interval(iv: list[float] | None) -> str:
@@ -352,10 +361,22 @@ def markdown(r: dict[str, Any]) -> str:
         if not law["fitted"]:
             lines += [f"Depth {depth}: no fit ({law['reason']}).", ""]
             continue
+        iv = law.get("exponent_interval")
+        caveats = []
+        if law.get("two_budgets_only"):
+            caveats.append("only two budgets have an interior optimum, so the 'fit' is the line through them")
+        if not law.get("resolved"):
+            caveats.append(
+                "the exponent's 90% interval "
+                + (f"[{iv[0]:.2f}, {iv[1]:.2f}] includes 0" if iv else "is unknown (one seed)")
+                + ": the trend is not resolved and the extrapolated values below are not meaningful"
+            )
         lines += [
-            f"Depth {depth}: V_opt ∝ C^{law['exponent']:.2f} (fitted on budgets "
-            f"{', '.join(fmt_c(c) for c in law['budgets'])}; log2 V_opt grows by "
-            f"{law['slope_log2v_per_decade']:.2f} per decade of compute).",
+            f"Depth {depth}: V_opt ∝ C^{law['exponent']:.2f}"
+            + (f" (90% interval of the exponent [{iv[0]:.2f}, {iv[1]:.2f}])" if iv else "")
+            + f", fitted on budgets {', '.join(fmt_c(c) for c in law['budgets'])} (log2 V_opt changes by "
+            f"{law['slope_log2v_per_decade']:.2f} per decade of compute)."
+            + (" **Caveat: " + "; ".join(caveats) + ".**" if caveats else ""),
             "",
             "| target | params | tokens | FLOPs | V_opt extrapolated | 90% interval |",
             "|---|---|---|---|---|---|",
@@ -400,7 +421,16 @@ def trend_sentence(r: dict[str, Any]) -> str:
     for d, law in fitted:
         e = law["exponent"]
         way = "grows" if e > 0.02 else ("shrinks" if e < -0.02 else "stays about flat")
-        parts.append(f"at depth {d}, V_opt {way} with compute (exponent {e:.2f})")
+        sure = ""
+        if not law.get("resolved"):
+            sure = ", within noise of no trend" if law.get("exponent_interval") else ", no interval with one seed"
+        parts.append(f"at depth {d}, V_opt {way} with compute (exponent {e:.2f}{sure})")
+    if not all(law.get("resolved") for _, law in fitted):
+        return (
+            "Here, " + "; ".join(parts) + ". Over this narrow range of compute the seed noise is larger than the "
+            "trend, so this sweep neither confirms nor contradicts them; more seeds, more budgets (a wider range "
+            "of compute) or a larger evaluation set would be needed."
+        )
     agree = all(law["exponent"] > 0 for _, law in fitted)
     return (
         "Here, " + "; ".join(parts) + ". "
@@ -535,11 +565,15 @@ def plot_vopt(r: dict[str, Any], path: Path) -> None:
     ax.text(min(r["budgets"]), 65536 * 1.08, "nanochat's V = 65536", fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log", base=2)
+    # Keep the axis on real vocab sizes: an extrapolation that leaves them is off the plot (its number is in the
+    # report), rather than squashing the measured points.
+    highs = [t["v_opt"] for law in r["power_law"].values() if law["fitted"] for t in law["extrapolated"]]
+    ax.set_ylim(2**8, min(2.0**40, max([2.0**17, *[2 * h for h in highs]])))
     ax.set_xlabel("training FLOPs per point (log)")
     ax.set_ylabel("V_opt (log2)")
     ax.set_title("Optimal vocab size against compute (dashed = extrapolation, not measured)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
