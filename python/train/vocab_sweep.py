@@ -284,6 +284,7 @@ class EvalSet:
     n_tokens: int  # document tokens, without BOS
     n_bytes: int
     token_bytes: np.ndarray  # UTF-8 bytes of each id (0 for special tokens)
+    bos: int
 
     @classmethod
     def build(cls, tok: nanobpe.Tokenizer, docs: list[str], seq_len: int) -> EvalSet:
@@ -300,11 +301,15 @@ class EvalSet:
         expected = sum(len(doc.encode("utf-8")) for doc in docs)
         if n_bytes != expected:  # a tokenizer that does not round-trip the text would break the comparison
             raise AssertionError(f"vocab {tok.n_vocab}: eval tokens hold {n_bytes} bytes, the documents {expected}")
-        return cls(rows, len(ids) - len(docs), n_bytes, sizes)
+        return cls(rows, len(ids) - len(docs), n_bytes, sizes, bos)
 
     def evaluator(self, d: Dist, batch_size: int) -> Callable[[base.Trainee], base.Evaluator]:
         """For base.train: rank r evaluates rows r, r+W, … in batches; evaluate_bpb sums over ranks."""
         mine = torch.from_numpy(self.rows[d.rank :: d.world])
+        # Whole batches only: a last, smaller batch would be one more shape for torch.compile to compile. The
+        # padding rows are all BOS, whose targets count neither nats nor bytes.
+        short = -len(mine) % batch_size
+        mine = torch.cat([mine, torch.full((short, mine.size(1)), self.bos, dtype=mine.dtype)])
 
         def for_trainee(t: base.Trainee) -> base.Evaluator:
             token_bytes = torch.from_numpy(self.token_bytes).to(d.device)
@@ -557,6 +562,14 @@ def main(argv: list[str] | None = None) -> None:
     d = setup(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile:
+        # Every vocab size is a new head shape, and evaluation another graph: allow more recompiles than the
+        # default 8 before dynamo gives up and runs the model uncompiled.
+        import torch._dynamo.config as dynamo_config
+
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(dynamo_config, name):
+                setattr(dynamo_config, name, max(64, getattr(dynamo_config, name)))
 
     def log(msg: str) -> None:
         if d.master:
