@@ -541,6 +541,17 @@ def plot_vopt(r: dict[str, Any], path: Path) -> None:
                 alpha=0.12,
                 lw=0,
             )
+        if not law.get("resolved"):
+            iv = law.get("exponent_interval")
+            ax.text(
+                0.5, 0.55,
+                "trend not resolved: the exponent's 90% interval "
+                + (f"[{iv[0]:.2f}, {iv[1]:.2f}] includes 0" if iv else "is unknown")
+                + "\nthe extrapolation (dashed, shaded) is not meaningful",
+                transform=ax.transAxes, ha="center", fontsize=9, color="darkred",
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "darkred"},
+            )  # fmt: skip
+            continue
         for j, t in enumerate(law["extrapolated"]):
             err = None
             if t["interval"]:
@@ -556,9 +567,13 @@ def plot_vopt(r: dict[str, Any], path: Path) -> None:
             )
     for t in targets:
         ax.axvline(t["flops"], color="k", ls=":", lw=0.8)
+        ax.text(
+            t["flops"], 0.98, f"{t['name']} ({t['flops']:.1e})", rotation=90, ha="right", va="top", fontsize=7,
+            transform=ax.get_xaxis_transform(),
+        )  # fmt: skip
     ax.axvspan(max(r["budgets"]), max(t["flops"] for t in targets) * 3, color="gray", alpha=0.06, lw=0)
     ax.text(
-        max(r["budgets"]) * 3, 0.02, "not measured: extrapolation →", fontsize=8, color="dimgray",
+        max(r["budgets"]) * 3, 0.9, "not measured: extrapolation →", fontsize=8, color="dimgray",
         transform=ax.get_xaxis_transform(),
     )  # fmt: skip
     ax.axhline(65536, color="gray", ls=":", lw=0.8)
