@@ -42,6 +42,21 @@ class GPTConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def param_counts(self) -> dict[str, int]:
+        """Parameters by part, without building the model: the embedding, the head (both padded) and the blocks
+        (attention 4·d² + MLP 8·d² per layer; the norms have no weights)."""
+        d = self.n_embd
+        return {"embedding": self.padded_vocab * d, "head": self.padded_vocab * d, "blocks": 12 * self.n_layer * d * d}
+
+    def num_params(self) -> int:
+        return sum(self.param_counts().values())
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6 x the matmul parameters (blocks and head; the embedding is a lookup) plus
+        attention's 12·L·d·T (nanochat's / PaLM's estimate)."""
+        c = self.param_counts()
+        return 6 * (c["blocks"] + c["head"]) + 12 * self.n_layer * self.n_embd * self.sequence_len
+
 
 def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
@@ -138,10 +153,8 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token: 6·(matmul params) plus attention (nanochat's / PaLM's estimate)."""
-        c = self.config
-        n_matmul = self.num_params() - self.wte.weight.numel()
-        return 6 * n_matmul + 12 * c.n_layer * c.n_embd * c.sequence_len
+        """Training FLOPs per token (`GPTConfig.flops_per_token`: 6·(matmul params) plus attention)."""
+        return self.config.flops_per_token()
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
         """Logits (B, T, vocab) without targets; otherwise the cross-entropy loss (per token if reduction='none')."""
