@@ -118,10 +118,6 @@ impl Encoder {
         &self.pretok
     }
 
-    pub fn n_vocab(&self) -> usize {
-        self.decoder.len()
-    }
-
     pub fn specials(&self) -> &[(String, u32)] {
         &self.specials
     }
@@ -240,10 +236,6 @@ impl Encoder {
             .get(id as usize)
             .map(|b| &b[..])
             .ok_or_else(|| data_err!("token id {id} is out of range: the vocab has {} ids", self.decoder.len()))
-    }
-
-    pub fn is_special(&self, id: u32) -> bool {
-        id as usize >= self.n_ranks
     }
 
     /// The merged token of adjacent tokens `l` and `r`, if their concatenation is a token.
