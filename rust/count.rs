@@ -227,6 +227,46 @@ impl ThreadCounts {
     }
 }
 
+/// Words of texts given batch by batch (`Tokenizer.train_from_iterator`). A batch that fails to count (a pattern
+/// error on one text) leaves the counter as it was: its words and its documents are counted whole or not at all.
+pub struct TextCounter {
+    pattern: String,
+    pretok: Pretokenizer,
+    counts: WordCounts,
+    pub documents: u64,
+    pub chars: u64,
+}
+
+impl TextCounter {
+    pub fn new(pattern: &str) -> Result<Self> {
+        let pretok = Pretokenizer::new(pattern)?;
+        Ok(TextCounter { pattern: pattern.into(), pretok, counts: WordCounts::new(), documents: 0, chars: 0 })
+    }
+
+    /// The pattern as given (a preset name or a regex).
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Count a batch in parallel (on the current rayon pool).
+    pub fn add(&mut self, texts: &[String]) -> Result<()> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        // `count_docs` counts the batch apart and merges it only when every text split.
+        self.counts.count_docs(&refs, &self.pretok)?;
+        self.documents += texts.len() as u64;
+        self.chars += texts.iter().map(|t| t.chars().count() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    pub fn unique_words(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn into_counts(self) -> WordCounts {
+        self.counts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

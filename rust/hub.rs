@@ -357,10 +357,7 @@ pub fn pull_dataset(
     }
     let listing = list_parquet(q)?;
     let max_index = listing.urls.len() - 1;
-    let mut indices = pull::parse_shards(shards.unwrap_or(".."), max_index)?;
-    if val && !indices.contains(&max_index) {
-        indices.push(max_index);
-    }
+    let indices = pull::select_shards(shards.unwrap_or(".."), max_index, val)?;
     opts.dir = dir.unwrap_or_else(|| {
         default_base.join("hf").join(q.repo.replace('/', "--")).join(&listing.config).join(&listing.split)
     });

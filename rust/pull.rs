@@ -62,6 +62,69 @@ pub struct PullOptions {
     pub progress: bool,
 }
 
+impl PullOptions {
+    /// Options as the caller gives them (`nanobpe.pull`), checked. No `workers`: adaptive, from two connections per
+    /// thread up to 8 (what a capped CDN rewards). The token goes to every URL until `token_origin` says otherwise.
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
+    pub fn new(
+        dir: PathBuf,
+        workers: Option<usize>,
+        threads: Option<usize>,
+        retries: u32,
+        timeout: f64,
+        backoff: f64,
+        verify: bool,
+        fsync: bool,
+        token: Option<String>,
+        progress: bool,
+    ) -> Result<Self> {
+        if !(timeout > 0.0 && backoff >= 0.0) {
+            return Err(arg_err!("timeout must be > 0 and backoff >= 0 seconds"));
+        }
+        if threads == Some(0) {
+            return Err(arg_err!("threads must be at least 1"));
+        }
+        Ok(PullOptions {
+            dir,
+            workers: workers.unwrap_or(8),
+            adaptive: workers.is_none(),
+            threads,
+            retries,
+            timeout,
+            backoff,
+            verify,
+            fsync,
+            token,
+            token_origin: None,
+            progress,
+        })
+    }
+}
+
+/// The jobs of `nanobpe pull --source/--url-template`: the selected shards of the resolved template (see
+/// `resolve_source`, `select_shards`).
+pub fn source_jobs(
+    source: Option<&str>,
+    template: Option<&str>,
+    max_shard: Option<usize>,
+    hf_endpoint: Option<&str>,
+    shards: &str,
+    val: bool,
+) -> Result<Vec<Job>> {
+    let (template, max_index) = resolve_source(source, template, max_shard, hf_endpoint)?;
+    template_jobs(&template, &select_shards(shards, max_index, val)?)
+}
+
+/// `parse_shards` plus, with `val`, the validation shard (the last), so the split never depends on how many were
+/// taken.
+pub fn select_shards(spec: &str, max_index: usize, val: bool) -> Result<Vec<usize>> {
+    let mut indices = parse_shards(spec, max_index)?;
+    if val && !indices.contains(&max_index) {
+        indices.push(max_index); // the largest, so the list stays sorted
+    }
+    Ok(indices)
+}
+
 /// Resolve `--source` / `--url-template` and `HF_ENDPOINT` into (template, max index).
 pub fn resolve_source(
     source: Option<&str>,

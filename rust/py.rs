@@ -2,7 +2,8 @@
 //!
 //! Every entry point converts its arguments to owned Rust values, releases the GIL for the work (`detached` for
 //! quick calls, `long_running` for calls that may take minutes and must stop on Ctrl-C), and maps errors in one
-//! place (`to_pyerr`).
+//! place (`to_pyerr`). Structured results cross as Python objects built from typed Rust structs by `to_py`, the one
+//! conversion; the one structured input (a loader state) comes in through `loader_state_from_py`.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -15,16 +16,19 @@ use pyo3::exceptions::{
     PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::chat;
-use crate::count::WordCounts;
+use crate::count::TextCounter;
 use crate::encode::Encoder;
 use crate::error::Error;
 use crate::input::InputSpec;
+use crate::loader::LoaderState;
 use crate::merge::TokenId;
 use crate::pretokenize::{Pretokenizer, GPT4_PATTERN, NANOCHAT_PATTERN};
-use crate::trainer::{self, TrainOptions};
+use crate::trainer::{self, TrainOptions, TrainSummary};
 use crate::vocab::{Vocab, NANOCHAT_SPECIALS};
 use crate::{arg_err, cancel};
 
@@ -51,6 +55,71 @@ fn to_pyerr(e: Error) -> PyErr {
             }
         }
     }
+}
+
+/// The one conversion of structured results: a typed Rust value (`Serialize`) as the Python object `json.loads` would
+/// give for its JSON (dicts in field order, lists, int, float, str, bool, None), built directly.
+fn to_py<'py>(py: Python<'py>, v: &impl Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(v).map_err(|e| PyRuntimeError::new_err(format!("cannot convert a result: {e}")))?;
+    value_to_py(py, &v)
+}
+
+fn value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (None, Some(i)) => i.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            PyList::new(py, items.iter().map(|x| value_to_py(py, x)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+        }
+        Value::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, value_to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// A loader state dict (as `Loader.state()` gave it, or as a checkpoint's JSON loaded it) as the typed struct; a
+/// missing or mistyped field is a ValueError naming it.
+fn loader_state_from_py(state: &Bound<'_, PyAny>) -> PyResult<LoaderState> {
+    let d = state.cast::<PyDict>().map_err(|_| PyValueError::new_err("loader state must be a dict"))?;
+    let item = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> { d.get_item(name) };
+    macro_rules! field {
+        ($name:literal) => {
+            match item($name)? {
+                Some(v) => v
+                    .extract()
+                    .map_err(|e| PyValueError::new_err(format!("loader state field {:?} is not valid: {e}", $name)))?,
+                None => return Err(PyValueError::new_err(format!("loader state has no field {:?}", $name))),
+            }
+        };
+    }
+    let buffer: Vec<[u64; 3]> = field!("buffer");
+    // States from before the doc_cap field read as whole documents.
+    let doc_cap: Option<usize> = match item("doc_cap")? {
+        Some(_) => field!("doc_cap"),
+        None => None,
+    };
+    Ok(LoaderState {
+        version: field!("version"),
+        files: field!("files"),
+        rank: field!("rank"),
+        world: field!("world"),
+        epoch: field!("epoch"),
+        unit: field!("unit"),
+        row: field!("row"),
+        seq: field!("seq"),
+        buffer: buffer.into_iter().map(|[seq, unit, row]| (seq, unit as usize, row as usize)).collect(),
+        doc_cap,
+    })
 }
 
 fn panic_err() -> PyErr {
@@ -247,8 +316,9 @@ impl PyTokenizer {
         crate::shards::checksum(&self.vocab)
     }
 
-    fn meta_json(&self) -> String {
-        serde_json::to_string(&self.vocab.meta_json()).expect("json")
+    /// The contents of `nanobpe.json`.
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.vocab.meta_json())
     }
 
     /// Token bytes in rank order.
@@ -397,85 +467,72 @@ fn conversation_from_py(conv: &Bound<'_, PyAny>) -> PyResult<chat::Conversation>
     Ok(messages)
 }
 
-/// Word counts gathered from Python iterables (`Tokenizer.train_from_iterator`).
+/// Word counts gathered from Python iterables (`Tokenizer.train_from_iterator`); None once trained.
 #[pyclass(name = "WordCounter", module = "nanobpe._nanobpe")]
 struct PyWordCounter {
-    pattern: String,
-    counts: Option<WordCounts>,
-    documents: u64,
-    chars: u64,
+    counter: Option<TextCounter>,
+}
+
+fn already_trained() -> PyErr {
+    PyValueError::new_err("this counter was already trained")
 }
 
 #[pymethods]
 impl PyWordCounter {
     #[new]
-    fn new(pattern: String) -> PyResult<Self> {
-        Pretokenizer::new(&pattern).map_err(to_pyerr)?;
-        Ok(PyWordCounter { pattern, counts: Some(WordCounts::new()), documents: 0, chars: 0 })
+    fn new(pattern: &str) -> PyResult<Self> {
+        Ok(PyWordCounter { counter: Some(TextCounter::new(pattern).map_err(to_pyerr)?) })
     }
 
-    /// Split and count a batch of texts in parallel.
+    /// Split and count a batch of texts in parallel (all of them or, on an error, none).
     #[pyo3(signature = (texts, threads=None))]
     fn add(&mut self, py: Python<'_>, texts: Vec<String>, threads: Option<usize>) -> PyResult<()> {
-        let mut counts = self.counts.take().ok_or_else(|| PyValueError::new_err("this counter was already trained"))?;
-        let pattern = self.pattern.clone();
-        self.documents += texts.len() as u64;
-        self.chars += texts.iter().map(|t| t.chars().count() as u64).sum::<u64>();
-        let r = detached(py, threads, move || {
-            let p = Pretokenizer::new(&pattern)?;
-            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-            counts.count_docs(&refs, &p)?;
-            Ok(counts)
-        });
-        match r {
-            Ok(c) => {
-                self.counts = Some(c);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        let counter = self.counter.as_mut().ok_or_else(already_trained)?;
+        detached(py, threads, move || counter.add(&texts))
     }
 
     #[getter]
     fn unique_words(&self) -> usize {
-        self.counts.as_ref().map_or(0, |c| c.len())
+        self.counter.as_ref().map_or(0, |c| c.unique_words())
     }
 
-    /// Learn the merges; returns (tokenizer, summary JSON).
+    /// Learn the merges; returns (tokenizer, summary).
     #[pyo3(signature = (vocab_size, specials, reserve=0, token_width=None, progress=false, threads=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
-    fn train(
+    fn train<'py>(
         &mut self,
-        py: Python<'_>,
+        py: Python<'py>,
         vocab_size: u64,
         specials: Vec<String>,
         reserve: usize,
         token_width: Option<u32>,
         progress: bool,
         threads: Option<usize>,
-    ) -> PyResult<(PyTokenizer, String)> {
+    ) -> PyResult<(PyTokenizer, Bound<'py, PyAny>)> {
+        let pattern = self.counter.as_ref().ok_or_else(already_trained)?.pattern().to_string();
         let opts = TrainOptions {
             input: InputSpec::default(),
-            pattern: self.pattern.clone(),
+            pattern,
             vocab_size,
             specials,
             reserve,
             width: token_width,
             progress,
         };
+        // Bad options fail here and keep the counts, so the caller can try again.
         trainer::validate(&opts).map_err(to_pyerr)?;
-        crate::vocab::check_special_names(&opts.specials, opts.reserve).map_err(to_pyerr)?;
-        if self.documents == 0 || self.unique_words() == 0 {
-            return Err(DataError::new_err("empty input: the iterator gave no text"));
-        }
-        let counts = self.counts.take().ok_or_else(|| PyValueError::new_err("this counter was already trained"))?;
-        let facts = serde_json::json!({"documents": self.documents, "chars": self.chars, "files": []});
-        let (vocab, summary) = long_running(py, threads, move || trainer::train_counts(&opts, counts, facts))?;
-        Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
+        let counter = self.counter.take().ok_or_else(already_trained)?;
+        let (vocab, summary) = long_running(py, threads, move || trainer::train_counter(&opts, counter))?;
+        trained(py, vocab, &summary)
     }
 }
 
-/// Train from files (`nanobpe train`). Returns (tokenizer, summary JSON); writes `out` if given.
+/// (tokenizer, summary) of a training run.
+fn trained<'py>(py: Python<'py>, vocab: Vocab, summary: &TrainSummary) -> PyResult<(PyTokenizer, Bound<'py, PyAny>)> {
+    Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, to_py(py, summary)?))
+}
+
+/// Train from files (`nanobpe train`). Returns (tokenizer, summary); writes `out` if given.
 // The literal defaults of `train_files` (pyo3 shows literals in signatures) are the trainer's.
 const _: () = assert!(trainer::TRAIN_DOC_CAP == 10_000 && trainer::TRAIN_MAX_CHARS == 2_000_000_000);
 
@@ -484,8 +541,8 @@ const _: () = assert!(trainer::TRAIN_DOC_CAP == 10_000 && trainer::TRAIN_MAX_CHA
     doc_cap=10_000, max_chars=2_000_000_000, text_column="text", jsonl_field="text",
     lines=false, include_val=false, progress=false, threads=None, out=None))]
 #[allow(clippy::too_many_arguments)]
-fn train_files(
-    py: Python<'_>,
+fn train_files<'py>(
+    py: Python<'py>,
     paths: Vec<PathBuf>,
     vocab_size: u64,
     pattern: &str,
@@ -501,13 +558,8 @@ fn train_files(
     progress: bool,
     threads: Option<usize>,
     out: Option<PathBuf>,
-) -> PyResult<(PyTokenizer, String)> {
-    if doc_cap < 1 {
-        return Err(PyValueError::new_err(format!("--doc-cap must be a positive number of characters, not {doc_cap}")));
-    }
-    if max_chars < 1 {
-        return Err(PyValueError::new_err(format!("--max-chars must be positive, not {max_chars}")));
-    }
+) -> PyResult<(PyTokenizer, Bound<'py, PyAny>)> {
+    let (doc_cap, max_chars) = trainer::input_limits(doc_cap, max_chars).map_err(to_pyerr)?;
     let opts = TrainOptions {
         input: InputSpec {
             paths,
@@ -515,8 +567,8 @@ fn train_files(
             text_column: text_column.into(),
             jsonl_field: jsonl_field.into(),
             lines,
-            doc_cap: doc_cap as usize,
-            max_chars: max_chars as u64,
+            doc_cap,
+            max_chars,
             rank: 0,
             world: 1,
         },
@@ -527,22 +579,9 @@ fn train_files(
         width: token_width,
         progress,
     };
-    crate::vocab::check_special_names(&opts.specials, opts.reserve).map_err(to_pyerr)?;
-    let (vocab, summary) = long_running(py, threads, move || {
-        if let Some(dir) = &out {
-            // A run killed while swapping in its output may have left the previous tokenizer under a hidden name.
-            crate::atomic::recover_dir(dir)?;
-        }
-        let (vocab, mut summary) = trainer::train_files(&opts)?;
-        if let Some(dir) = &out {
-            vocab.save(dir)?;
-            if let serde_json::Value::Object(m) = &mut summary {
-                m.insert("out".into(), serde_json::json!(dir.display().to_string()));
-            }
-        }
-        Ok((vocab, summary))
-    })?;
-    Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, summary.to_string()))
+    trainer::validate(&opts).map_err(to_pyerr)?;
+    let (vocab, summary) = long_running(py, threads, move || trainer::train_files_to(&opts, out.as_deref()))?;
+    trained(py, vocab, &summary)
 }
 
 /// The input of `read_texts` and `TextReader`: no cap and no budget unless given (`InputSpec`'s defaults).
@@ -614,7 +653,7 @@ impl PyLoader {
         buffer_docs: usize,
         prefetch: usize,
         threads: Option<usize>,
-        state: Option<String>,
+        state: Option<Bound<'_, PyAny>>,
         text_column: &str,
         doc_cap: Option<usize>,
     ) -> PyResult<Self> {
@@ -631,13 +670,7 @@ impl PyLoader {
             prefetch,
             threads,
         };
-        let state = match state {
-            Some(s) => Some(
-                serde_json::from_str(&s)
-                    .map_err(|e| PyValueError::new_err(format!("loader state is not valid: {e}")))?,
-            ),
-            None => None,
-        };
+        let state = state.as_ref().map(loader_state_from_py).transpose()?;
         let (vocab, enc) = (tokenizer.vocab.clone(), tokenizer.enc.clone());
         let loader = detached(py, None, move || crate::loader::Loader::new(&vocab, enc, &opts, state))?;
         Ok(PyLoader { loader: Some(loader), shape: (batch_size, seq_len + 1), width: tokenizer.vocab.width })
@@ -675,28 +708,28 @@ impl PyLoader {
         Ok(())
     }
 
-    /// The state after the last batch handed out, as JSON (pass it back as `state=` to resume exactly).
-    fn state(&self) -> PyResult<String> {
+    /// The state after the last batch handed out, a JSON-safe dict (pass it back as `state=` to resume exactly).
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let l = self.loader.as_ref().ok_or_else(|| PyRuntimeError::new_err("the loader stopped after an error"))?;
-        Ok(serde_json::to_string(l.state()).expect("json"))
+        to_py(py, l.state())
     }
 
-    /// Counters since the start: batches, documents, tokens_used, tokens_cropped, epoch (as JSON).
-    fn stats(&self) -> PyResult<String> {
+    /// Counters since the start: batches, documents, tokens_used, tokens_cropped, epoch.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let l = self.loader.as_ref().ok_or_else(|| PyRuntimeError::new_err("the loader stopped after an error"))?;
-        Ok(serde_json::to_string(&l.stats()).expect("json"))
+        to_py(py, &l.stats())
     }
 }
 
-/// Download dataset shards (`nanobpe pull`); returns the report as JSON. `hf_endpoint` / `token` come from the
+/// Download dataset shards (`nanobpe pull`); returns the report. `hf_endpoint` / `token` come from the
 /// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment.
 #[pyfunction]
 #[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=None,
     threads=None, retries=5, timeout=30.0, backoff=1.0, verify=false, fsync=false, hf_endpoint=None, token=None,
     progress=false))]
 #[allow(clippy::too_many_arguments)]
-fn pull(
-    py: Python<'_>,
+fn pull<'py>(
+    py: Python<'py>,
     shards: String,
     dataset_dir: PathBuf,
     source: Option<String>,
@@ -713,45 +746,19 @@ fn pull(
     hf_endpoint: Option<String>,
     token: Option<String>,
     progress: bool,
-) -> PyResult<String> {
-    use crate::pull::{parse_shards, resolve_source, template_jobs};
-    let (url_template, max_index) =
-        resolve_source(source.as_deref(), url_template.as_deref(), max_shard, hf_endpoint.as_deref())
-            .map_err(to_pyerr)?;
-    let mut indices = parse_shards(&shards, max_index).map_err(to_pyerr)?;
-    if val && !indices.contains(&max_index) {
-        indices.push(max_index); // the validation shard, so the split never depends on how many were taken
-    }
-    let opts = pull_options(dataset_dir, workers, threads, retries, timeout, backoff, verify, fsync, token, progress)?;
-    let jobs = template_jobs(&url_template, &indices).map_err(to_pyerr)?;
-    let report = long_running(py, None, move || crate::pull::pull(&opts, jobs))?;
-    Ok(serde_json::to_string(&report).expect("json"))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pull_options(
-    dir: PathBuf,
-    workers: Option<usize>,
-    threads: Option<usize>,
-    retries: u32,
-    timeout: f64,
-    backoff: f64,
-    verify: bool,
-    fsync: bool,
-    token: Option<String>,
-    progress: bool,
-) -> PyResult<crate::pull::PullOptions> {
-    if !(timeout > 0.0 && backoff >= 0.0) {
-        return Err(PyValueError::new_err("timeout must be > 0 and backoff >= 0 seconds"));
-    }
-    if threads == Some(0) {
-        return Err(PyValueError::new_err("threads must be at least 1"));
-    }
-    Ok(crate::pull::PullOptions {
-        dir,
-        // No --workers: adaptive, from two connections per thread up to 8 (what a capped CDN rewards).
-        workers: workers.unwrap_or(8),
-        adaptive: workers.is_none(),
+) -> PyResult<Bound<'py, PyAny>> {
+    let jobs = crate::pull::source_jobs(
+        source.as_deref(),
+        url_template.as_deref(),
+        max_shard,
+        hf_endpoint.as_deref(),
+        &shards,
+        val,
+    )
+    .map_err(to_pyerr)?;
+    let opts = crate::pull::PullOptions::new(
+        dataset_dir,
+        workers,
         threads,
         retries,
         timeout,
@@ -759,20 +766,22 @@ fn pull_options(
         verify,
         fsync,
         token,
-        token_origin: None,
         progress,
-    })
+    )
+    .map_err(to_pyerr)?;
+    let report = long_running(py, None, move || crate::pull::pull(&opts, jobs))?;
+    to_py(py, &report)
 }
 
 /// `nanobpe pull --hf-dataset REPO`: list the dataset's parquet files through the Hub API at `hf_endpoint`, pull
-/// the selected ones as `shard_NNNNN.parquet` (+ `dataset.json`); returns the report as JSON.
+/// the selected ones as `shard_NNNNN.parquet` (+ `dataset.json`); returns the report.
 #[pyfunction]
 #[pyo3(signature = (repo, shards, dataset_dir, default_base, *, hf_endpoint, config=None, split="train",
     text_column="text", val=true, workers=None, threads=None, retries=5, timeout=30.0, backoff=1.0,
     verify=false, fsync=false, token=None, progress=false))]
 #[allow(clippy::too_many_arguments)]
-fn pull_hf(
-    py: Python<'_>,
+fn pull_hf<'py>(
+    py: Python<'py>,
     repo: String,
     shards: Option<String>,
     dataset_dir: Option<PathBuf>,
@@ -791,8 +800,8 @@ fn pull_hf(
     fsync: bool,
     token: Option<String>,
     progress: bool,
-) -> PyResult<String> {
-    let opts = pull_options(
+) -> PyResult<Bound<'py, PyAny>> {
+    let opts = crate::pull::PullOptions::new(
         PathBuf::new(),
         workers,
         threads,
@@ -803,7 +812,8 @@ fn pull_hf(
         fsync,
         token.clone(),
         progress,
-    )?;
+    )
+    .map_err(to_pyerr)?;
     let query = crate::hub::HubQuery {
         endpoint: hf_endpoint,
         repo,
@@ -817,7 +827,7 @@ fn pull_hf(
     let report = long_running(py, None, move || {
         crate::hub::pull_dataset(&query, shards.as_deref(), val, text_column, dataset_dir, &default_base, opts)
     })?;
-    Ok(serde_json::to_string(&report).expect("json"))
+    to_py(py, &report)
 }
 
 /// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
@@ -853,13 +863,13 @@ fn read_texts(
     })
 }
 
-/// Tokenize files into token shards (`nanobpe tokenize`); returns the manifest as JSON.
+/// Tokenize files into token shards (`nanobpe tokenize`); returns the manifest.
 #[pyfunction]
 #[pyo3(signature = (tokenizer, paths, out, *, bos=false, shard_tokens=100_000_000, rank=0, world=1, include_val=false,
     text_column="text", jsonl_field="text", lines=false, progress=false, threads=None))]
 #[allow(clippy::too_many_arguments)]
-fn tokenize_files(
-    py: Python<'_>,
+fn tokenize_files<'py>(
+    py: Python<'py>,
     tokenizer: &PyTokenizer,
     paths: Vec<PathBuf>,
     out: PathBuf,
@@ -873,7 +883,7 @@ fn tokenize_files(
     lines: bool,
     progress: bool,
     threads: Option<usize>,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyAny>> {
     let vocab = tokenizer.vocab.clone();
     // Token shards hold whole documents: no cap, no budget (InputSpec's defaults).
     let opts = crate::shards::TokenizeOptions {
@@ -893,7 +903,7 @@ fn tokenize_files(
         progress,
     };
     let m = long_running(py, threads, move || crate::shards::tokenize(&vocab, &opts))?;
-    Ok(serde_json::to_string(&m).expect("json"))
+    to_py(py, &m)
 }
 
 /// The checked header of a token shard as a dict-like list of (field, value).

@@ -1,10 +1,11 @@
 //! `nanobpe train` end to end: options → read and count → merges → a `Vocab` and a summary.
 
+use std::path::Path;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::count::{ThreadCounts, Word, WordCounts};
+use crate::count::{TextCounter, ThreadCounts, Word, WordCounts};
 use crate::error::Result;
 use crate::input::{InputSpec, Reader};
 use crate::merge::{learn_merges, token_bytes, MergeStats, TokenId};
@@ -32,6 +33,55 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
+/// What training measured, in the order it is reported (`nanobpe train --json`, `Tokenizer.summary`) and recorded
+/// (the `training` field of `nanobpe.json`, which holds the fields up to `nanobpe_version`). Fields that only training
+/// from files knows are left out when training from an iterator.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TrainSummary {
+    pub documents: u64,
+    pub chars: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    pub files: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_cap: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_chars: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_count: Option<f64>,
+    pub unique_words: usize,
+    pub merges: usize,
+    pub seconds_sort: f64,
+    pub seconds_merge_setup: f64,
+    pub seconds_merge: f64,
+    pub threads: usize,
+    pub nanobpe_version: String,
+    /// The whole run (`train_files`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_total: Option<f64>,
+    /// Peak resident memory (`train_files`; null where unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_width: Option<u32>,
+    /// The folder the tokenizer was saved to (`train_files` with `out`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+}
+
+/// The doc cap and budget as given (signed, so that a negative one gets its own message), checked.
+pub fn input_limits(doc_cap: i64, max_chars: i64) -> Result<(usize, u64)> {
+    if doc_cap < 1 {
+        return Err(arg_err!("--doc-cap must be a positive number of characters, not {doc_cap}"));
+    }
+    if max_chars < 1 {
+        return Err(arg_err!("--max-chars must be positive, not {max_chars}"));
+    }
+    Ok((doc_cap as usize, max_chars as u64))
+}
+
 /// The number of merges a vocab size leaves after bytes, specials and reserved slots.
 pub fn merges_for(vocab_size: u64, n_specials: usize, reserve: usize) -> Result<usize> {
     let fixed = 256 + n_specials as u64 + reserve as u64;
@@ -44,8 +94,9 @@ pub fn merges_for(vocab_size: u64, n_specials: usize, reserve: usize) -> Result<
     Ok((vocab_size - fixed) as usize)
 }
 
-/// Check options that need no data, so mistakes fail before any reading.
+/// Check options that need no data, so mistakes fail before any reading (or before counted words are used up).
 pub fn validate(opts: &TrainOptions) -> Result<(Pretokenizer, usize, u32)> {
+    crate::vocab::check_special_names(&opts.specials, opts.reserve)?;
     let pretok = Pretokenizer::new(&opts.pattern)?;
     let merges = merges_for(opts.vocab_size, opts.specials.len(), opts.reserve)?;
     let width = choose_width(opts.vocab_size, opts.width)?;
@@ -53,7 +104,11 @@ pub fn validate(opts: &TrainOptions) -> Result<(Pretokenizer, usize, u32)> {
 }
 
 /// Read the inputs and count their words.
-pub fn count_files(input: &InputSpec, pretok: &Pretokenizer, progress: &Progress) -> Result<(WordCounts, Value)> {
+pub fn count_files(
+    input: &InputSpec,
+    pretok: &Pretokenizer,
+    progress: &Progress,
+) -> Result<(WordCounts, TrainSummary)> {
     let t0 = Instant::now();
     let reader = Reader::open(input)?;
     let total = reader.total_file_bytes() as f64;
@@ -94,15 +149,16 @@ pub fn count_files(input: &InputSpec, pretok: &Pretokenizer, progress: &Progress
     if stats.documents == 0 || counts.is_empty() {
         return Err(data_err!("empty input: no text in {}", stats.files.join(", ")));
     }
-    let facts = json!({
-        "documents": stats.documents,
-        "chars": stats.chars,
-        "bytes": stats.bytes,
-        "files": stats.files,
-        "doc_cap": input.doc_cap,
-        "max_chars": input.max_chars,
-        "seconds_count": secs,
-    });
+    let facts = TrainSummary {
+        documents: stats.documents,
+        chars: stats.chars,
+        bytes: Some(stats.bytes),
+        files: stats.files,
+        doc_cap: Some(input.doc_cap),
+        max_chars: Some(input.max_chars),
+        seconds_count: Some(secs),
+        ..TrainSummary::default()
+    };
     Ok((counts, facts))
 }
 
@@ -124,8 +180,17 @@ fn merge_at_width(
     }
 }
 
+/// Train from texts counted batch by batch (`Tokenizer.train_from_iterator`).
+pub fn train_counter(opts: &TrainOptions, counter: TextCounter) -> Result<(Vocab, TrainSummary)> {
+    if counter.documents == 0 || counter.unique_words() == 0 {
+        return Err(data_err!("empty input: the iterator gave no text"));
+    }
+    let facts = TrainSummary { documents: counter.documents, chars: counter.chars, ..TrainSummary::default() };
+    train_counts(opts, counter.into_counts(), facts)
+}
+
 /// From counted words to a `Vocab`. `facts` (documents, chars, files...) go into the training record.
-pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: Value) -> Result<(Vocab, Value)> {
+pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: TrainSummary) -> Result<(Vocab, TrainSummary)> {
     let (pretok, merges, width) = validate(opts)?;
     let progress = Progress::new(opts.progress);
     let unique_words = counts.len();
@@ -144,32 +209,49 @@ pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: Value) -> Re
             mstats.merges_done
         ));
     }
-    let mut training = facts;
-    if let Value::Object(m) = &mut training {
-        m.insert("unique_words".into(), json!(unique_words));
-        m.insert("merges".into(), json!(mstats.merges_done));
-        m.insert("seconds_sort".into(), json!(seconds_sort));
-        m.insert("seconds_merge_setup".into(), json!(mstats.seconds_setup));
-        m.insert("seconds_merge".into(), json!(mstats.seconds));
-        m.insert("threads".into(), json!(rayon::current_num_threads()));
-        m.insert("nanobpe_version".into(), json!(env!("CARGO_PKG_VERSION")));
-    }
-    let vocab = Vocab::new(pretok.pattern(), ranks, &opts.specials, opts.reserve, Some(width), training.clone())?;
+    let training = TrainSummary {
+        unique_words,
+        merges: mstats.merges_done,
+        seconds_sort,
+        seconds_merge_setup: mstats.seconds_setup,
+        seconds_merge: mstats.seconds,
+        threads: rayon::current_num_threads(),
+        nanobpe_version: env!("CARGO_PKG_VERSION").into(),
+        ..facts
+    };
+    // The record in nanobpe.json: a plain struct of numbers and strings always converts.
+    let record = serde_json::to_value(&training).unwrap_or_default();
+    let vocab = Vocab::new(pretok.pattern(), ranks, &opts.specials, opts.reserve, Some(width), record)?;
     Ok((vocab, training))
 }
 
 /// Train from files: the whole `nanobpe train`.
-pub fn train_files(opts: &TrainOptions) -> Result<(Vocab, Value)> {
+pub fn train_files(opts: &TrainOptions) -> Result<(Vocab, TrainSummary)> {
     let t0 = Instant::now();
     let (pretok, _, _) = validate(opts)?;
     let progress = Progress::new(opts.progress);
     let (counts, facts) = count_files(&opts.input, &pretok, &progress)?;
-    let (vocab, mut summary) = train_counts(opts, counts, facts)?;
-    if let Value::Object(m) = &mut summary {
-        m.insert("seconds_total".into(), json!(t0.elapsed().as_secs_f64()));
-        m.insert("peak_rss_mb".into(), json!(peak_rss_mb()));
-        m.insert("vocab_size".into(), json!(vocab.vocab_size()));
-        m.insert("token_width".into(), json!(vocab.width));
+    let (vocab, summary) = train_counts(opts, counts, facts)?;
+    let summary = TrainSummary {
+        seconds_total: Some(t0.elapsed().as_secs_f64()),
+        peak_rss_mb: Some(peak_rss_mb()),
+        vocab_size: Some(vocab.vocab_size()),
+        token_width: Some(vocab.width),
+        ..summary
+    };
+    Ok((vocab, summary))
+}
+
+/// `train_files`, saving the tokenizer to `out` if given (the summary then names it).
+pub fn train_files_to(opts: &TrainOptions, out: Option<&Path>) -> Result<(Vocab, TrainSummary)> {
+    if let Some(dir) = out {
+        // A run killed while swapping in its output may have left the previous tokenizer under a hidden name.
+        crate::atomic::recover_dir(dir)?;
+    }
+    let (vocab, mut summary) = train_files(opts)?;
+    if let Some(dir) = out {
+        vocab.save(dir)?;
+        summary.out = Some(dir.display().to_string());
     }
     Ok((vocab, summary))
 }
@@ -207,7 +289,7 @@ mod tests {
         assert_eq!(v.vocab_size(), 270);
         assert_eq!(v.specials, vec![("<|bos|>".to_string(), 269)]);
         assert_eq!(v.width, 16);
-        assert_eq!(facts["documents"], 1);
+        assert_eq!(facts.documents, 1);
     }
 
     #[test]

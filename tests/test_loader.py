@@ -233,3 +233,24 @@ def test_bad_inputs_are_clear_errors(tok, small, corpus, tmp_path):
     bad.write_bytes(b"PAR1 not really parquet PAR1")
     with pytest.raises(nanobpe.DataError, match=r"shard_00000.parquet"):
         nanobpe.Loader(tok, [str(bad)], 2, 16)
+
+
+def test_a_bad_state_names_the_field(tok, small):
+    """The state crosses into Rust as a dict, converted field by field: a wrong one is a ValueError naming it."""
+    good = nanobpe.Loader(tok, small, 2, 16).state()
+    assert isinstance(good, dict) and isinstance(good["buffer"], list)
+    with pytest.raises(ValueError, match='loader state field "rank" is not valid'):
+        nanobpe.Loader(tok, small, 2, 16, state={**good, "rank": "zero"})
+    with pytest.raises(ValueError, match='loader state field "buffer" is not valid'):
+        nanobpe.Loader(tok, small, 2, 16, state={**good, "buffer": [[1, 2]]})
+    missing = dict(good)
+    del missing["seq"]
+    with pytest.raises(ValueError, match='loader state has no field "seq"'):
+        nanobpe.Loader(tok, small, 2, 16, state=missing)
+    with pytest.raises(ValueError, match="loader state must be a dict"):
+        nanobpe.Loader(tok, small, 2, 16, state=[1, 2])
+    # Tuples (a state built by hand) convert as the lists JSON gives.
+    as_tuples = {**good, "buffer": [tuple(b) for b in good["buffer"]]}
+    np.testing.assert_array_equal(
+        nanobpe.Loader(tok, small, 2, 16, state=as_tuples).next(), nanobpe.Loader(tok, small, 2, 16, state=good).next()
+    )

@@ -565,22 +565,20 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     if rank >= world:
         raise ValueError(f"--rank {rank} is out of range for --world-size {world} (ranks are 0..{world - 1})")
     tok = nanobpe.load(args.tokenizer)
-    manifest = json.loads(
-        _nanobpe.tokenize_files(
-            tok._core,
-            args.data,
-            args.out,
-            bos=args.bos,
-            shard_tokens=args.shard_tokens,
-            rank=rank,
-            world=world,
-            include_val=args.include_val,
-            text_column=args.text_column,
-            jsonl_field=args.jsonl_field,
-            lines=args.lines,
-            progress=show_progress(args),
-            threads=args.threads,
-        )
+    manifest = _nanobpe.tokenize_files(
+        tok._core,
+        args.data,
+        args.out,
+        bos=args.bos,
+        shard_tokens=args.shard_tokens,
+        rank=rank,
+        world=world,
+        include_val=args.include_val,
+        text_column=args.text_column,
+        jsonl_field=args.jsonl_field,
+        lines=args.lines,
+        progress=show_progress(args),
+        threads=args.threads,
     )
     if args.json:
         print(json.dumps(manifest, indent=2))

@@ -17,16 +17,15 @@ from parquet by ``nanobpe tokenize`` give the same batches as that parquet.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from nanobpe import _nanobpe
 from nanobpe.tokenizer import Tokenizer
+from nanobpe.types import LoaderState, LoaderStats
 
 
 class Loader:
@@ -42,7 +41,7 @@ class Loader:
         buffer_docs: int = 1000,
         prefetch: int = 4,
         threads: int | None = None,
-        state: dict[str, Any] | None = None,
+        state: LoaderState | None = None,
         text_column: str = "text",
         doc_cap: int | None = None,
     ) -> None:
@@ -64,7 +63,7 @@ class Loader:
             buffer_docs=buffer_docs,
             prefetch=prefetch,
             threads=threads,
-            state=None if state is None else json.dumps(state),
+            state=state,
             text_column=text_column,
             doc_cap=doc_cap,
         )
@@ -79,12 +78,10 @@ class Loader:
         self._core.next_into(out)
         return out
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> LoaderState:
         """Where the stream stands after the last batch handed out (JSON-safe)."""
-        state: dict[str, Any] = json.loads(self._core.state())
-        return state
+        return self._core.state()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> LoaderStats:
         """batches, documents, tokens_used, tokens_cropped (tokens of used documents dropped by cropping), epoch."""
-        stats: dict[str, int] = json.loads(self._core.stats())
-        return stats
+        return self._core.stats()

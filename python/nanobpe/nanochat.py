@@ -26,6 +26,7 @@ from nanobpe import _nanobpe
 from nanobpe.export import NANOCHAT_PICKLE, NANOCHAT_TOKEN_BYTES, _import_torch, read_nanochat_pickle
 from nanobpe.loader import Loader
 from nanobpe.tokenizer import Tokenizer as _BPE
+from nanobpe.types import LoaderState
 
 if TYPE_CHECKING:
     import tiktoken
@@ -435,7 +436,7 @@ def _as_bpe(tokenizer: _Tok) -> _BPE:
     return hit[1]
 
 
-def _check_resume(state: dict[str, Any] | None) -> dict[str, Any] | None:
+def _check_resume(state: dict[str, Any] | None) -> LoaderState | None:
     if state is None:
         return None
     if not isinstance(state, dict) or not isinstance(state.get("nanobpe"), dict):
@@ -445,7 +446,7 @@ def _check_resume(state: dict[str, Any] | None) -> dict[str, Any] | None:
             "an approximate position); nanobpe resumes exactly only from its own state: resume with the loader "
             "that wrote it, or start the data stream afresh (resume_state_dict=None)"
         )
-    inner: dict[str, Any] = state["nanobpe"]
+    inner: LoaderState = state["nanobpe"]  # checked field by field by the loader
     return inner
 
 
@@ -538,7 +539,7 @@ def _batches(
         yield rows[:, :-1], rows[:, 1:], {**_last_read(units, st), "nanobpe": st}
 
 
-def _last_read(units: list[tuple[int, int]], st: dict[str, Any]) -> dict[str, Any]:
+def _last_read(units: list[tuple[int, int]], st: LoaderState) -> dict[str, Any]:
     """nanochat's epoch / pq_idx / rg_idx: where the last chunk of documents was read. nanobpe's state names the
     next document to read (unit, row), so that is the unit before it, or the same unit when it is part-read."""
     unit, row, epoch = int(st["unit"]), int(st["row"]), int(st["epoch"])

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from nanobpe import _nanobpe
+from nanobpe.types import PullReport
 
 # nanochat's folder for each built-in source (nanochat/dataset.py: ClimbMix since March 2026, FineWeb-Edu before).
 SOURCE_DIRS = {"climbmix-400b": "base_data_climbmix", "fineweb-edu-100b": "base_data"}
@@ -56,7 +56,7 @@ def pull(
     verify: bool = False,
     fsync: bool = False,
     progress: bool | None = None,
-) -> dict[str, Any]:
+) -> PullReport:
     """Download the selected shards (see `nanobpe pull --help` for the syntax); returns the report.
 
     ``workers`` connections run at once on ``threads`` threads (default: one per core, at most one per connection);
@@ -86,7 +86,7 @@ def pull(
     if hf_dataset is not None:
         if source is not None or url_template is not None or max_shard is not None:
             raise ValueError("give --hf-dataset alone, without --source, --url-template or --max-shard")
-        text = _nanobpe.pull_hf(
+        return _nanobpe.pull_hf(
             hf_dataset,
             shards,
             None if dataset_dir is None else os.fspath(dataset_dir),
@@ -102,7 +102,7 @@ def pull(
             raise ValueError("--config, --split and --text-column go with --hf-dataset")
         if shards is None:
             raise ValueError("--shards is required (e.g. ..8) unless --hf-dataset is given")
-        text = _nanobpe.pull(
+        return _nanobpe.pull(
             shards,
             os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir(source)),
             source=source,
@@ -111,5 +111,3 @@ def pull(
             hf_endpoint=endpoint,
             **common,
         )
-    report: dict[str, Any] = json.loads(text)
-    return report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 
 from nanobpe import _nanobpe
+from nanobpe.types import TrainSummary
 
 if TYPE_CHECKING:
     import tiktoken
@@ -29,11 +29,11 @@ class Tokenizer:
     Create one with :func:`nanobpe.train`, :meth:`Tokenizer.train_from_iterator` or :func:`nanobpe.load`.
     """
 
-    def __init__(self, core: _nanobpe.CoreTokenizer, summary: dict[str, Any] | None = None):
+    def __init__(self, core: _nanobpe.CoreTokenizer, summary: TrainSummary | None = None):
         self._core = core
         self._specials: dict[str, int] = dict(core.special_tokens) | dict(core.reserved_tokens)
         #: What training measured (documents, chars, seconds, ...) when this tokenizer was just trained.
-        self.summary = summary or {}
+        self.summary: TrainSummary | dict[str, Any] = summary or {}
 
     # ---------------------------------------------------------------- construction
 
@@ -71,7 +71,7 @@ class Tokenizer:
             counter.add(batch, threads)
         specials = list(_nanobpe.NANOCHAT_SPECIALS if special_tokens is None else special_tokens)
         core, summary = counter.train(vocab_size, specials, reserve, token_width, progress, threads)
-        return cls(core, json.loads(summary))
+        return cls(core, summary)
 
     @classmethod
     def from_tiktoken_file(
@@ -183,8 +183,7 @@ class Tokenizer:
 
     def meta(self) -> dict[str, Any]:
         """The contents of ``nanobpe.json``."""
-        meta: dict[str, Any] = json.loads(self._core.meta_json())
-        return meta
+        return self._core.meta()
 
     def split(self, text: str) -> list[str]:
         """The pieces the split pattern cuts ``text`` into."""
@@ -379,4 +378,4 @@ def train(
         threads=threads,
         out=None if out is None else os.fspath(out),
     )
-    return Tokenizer(core, json.loads(summary))
+    return Tokenizer(core, summary)

@@ -22,10 +22,11 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from nanobpe.types import LoaderState
 from train.common import Dist
 
 
@@ -57,7 +58,7 @@ def save(
     step: int,
     model: torch.nn.Module,
     optimizers: list[torch.optim.Optimizer],
-    loader_state: dict[str, Any],
+    loader_state: LoaderState,
     meta: dict[str, Any],
 ) -> Path:
     """Collective: every rank calls it. Rank 0 writes the model, optimizers and meta; each rank its loader state."""
@@ -191,7 +192,7 @@ def load_optim_states(path: Path, device: torch.device) -> list[dict[str, Any]]:
 LOADER_KEYS = ("version", "files", "rank", "world", "epoch", "unit", "row", "seq", "buffer")
 
 
-def load_loader_state(path: Path, rank: int) -> dict[str, Any]:
+def load_loader_state(path: Path, rank: int) -> LoaderState:
     f = path / f"loader_rank{rank}.json"
     try:
         state = json.loads(f.read_text())
@@ -201,4 +202,5 @@ def load_loader_state(path: Path, rank: int) -> dict[str, Any]:
         raise CheckpointError(
             f"{f}: not a loader state (missing {', '.join(missing) if isinstance(state, dict) else 'everything'})"
         )
-    return state
+    # Its fields' types are checked by the loader, which names a bad one.
+    return cast("LoaderState", state)

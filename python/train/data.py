@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
 import nanobpe
+from nanobpe.types import LoaderState
 
 
 class DeviceLoader:
@@ -24,7 +24,7 @@ class DeviceLoader:
         device: torch.device,
         rank: int = 0,
         world: int = 1,
-        state: dict[str, Any] | None = None,
+        state: LoaderState | None = None,
         doc_cap: int | None = None,
     ):
         """``doc_cap=None`` (the default) trains on every character of every document; a number cuts each to that."""
@@ -63,7 +63,7 @@ class DeviceLoader:
             rows &= 0xFFFF
         return rows[:, :-1], rows[:, 1:]
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> LoaderState:
         return self.core.state()
 
     def take_wait(self) -> float:
