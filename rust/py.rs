@@ -220,11 +220,7 @@ type RenderedChats<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<u8>>, Bound<'p
 
 /// A numpy array of the tokenizer's width.
 fn ids_to_numpy<'py>(py: Python<'py>, width: u32, ids: Vec<u32>) -> Bound<'py, PyAny> {
-    if width == 16 {
-        ids.into_iter().map(|x| x as u16).collect::<Vec<u16>>().into_pyarray(py).into_any()
-    } else {
-        ids.into_pyarray(py).into_any()
-    }
+    with_token_type!(width, |T| ids.into_iter().map(|x| x as T).collect::<Vec<T>>().into_pyarray(py).into_any())
 }
 
 #[pymethods]
