@@ -146,6 +146,30 @@ def _fmt_secs(s: float) -> str:
     return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f} min"
 
 
+# --------------------------------------------------------------------------------------------- shared input options
+
+
+def add_input_options(p: argparse.ArgumentParser, *, use: str) -> None:
+    """Where the text is and how to read it: the options every command that reads corpus files shares (declared here
+    once; `input_options` hands them on under the keyword names the Python functions take)."""
+    p.add_argument("--text-column", default="text", help="parquet column holding the text (default text)")
+    p.add_argument("--jsonl-field", default="text", help="jsonl field holding the text (default text)")
+    p.add_argument("--lines", action="store_true", help=".txt files: one document per line (default: per file)")
+    p.add_argument("--include-val", action="store_true", help=f"also {use} the last (validation) file of folders")
+    p.add_argument(
+        "--threads",
+        type=whole("--threads"),
+        default=None,
+        help="worker threads (default: all cores, or RAYON_NUM_THREADS)",
+    )
+
+
+def input_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `add_input_options` declared, as keyword arguments of `nanobpe.train` / `tokenize_files`."""
+    keys = ("text_column", "jsonl_field", "lines", "include_val", "threads")
+    return {k: getattr(args, k) for k in keys}
+
+
 # --------------------------------------------------------------------------------------------- train
 
 
@@ -198,16 +222,7 @@ def add_train(sub: Subcommands) -> None:
         default=_nanobpe.TRAIN_MAX_CHARS,
         help="stop after the document that takes the total past this many characters (default 2e9)",
     )
-    p.add_argument("--text-column", default="text", help="parquet column holding the text")
-    p.add_argument("--jsonl-field", default="text", help="jsonl field holding the text")
-    p.add_argument("--lines", action="store_true", help=".txt files: one document per line (default: per file)")
-    p.add_argument("--include-val", action="store_true", help="also train on the last (validation) file of folders")
-    p.add_argument(
-        "--threads",
-        type=whole("--threads"),
-        default=None,
-        help="worker threads (default: all cores, or RAYON_NUM_THREADS)",
-    )
+    add_input_options(p, use="train on")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -224,12 +239,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         token_width=args.token_width,
         doc_cap=args.doc_cap,
         max_chars=args.max_chars,
-        text_column=args.text_column,
-        jsonl_field=args.jsonl_field,
-        lines=args.lines,
-        include_val=args.include_val,
+        **input_options(args),
         progress=show_progress(args),
-        threads=args.threads,
     )
     s: dict[str, Any] = dict(tok.summary)
     s["peak_rss_mb"] = _nanobpe.peak_rss_mb()
@@ -547,11 +558,7 @@ def add_tokenize(sub: Subcommands) -> None:
     )
     p.add_argument("--rank", type=whole("--rank"), default=None)
     p.add_argument("--world-size", type=whole("--world-size"), default=None)
-    p.add_argument("--include-val", action="store_true")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--jsonl-field", default="text")
-    p.add_argument("--lines", action="store_true")
-    p.add_argument("--threads", type=whole("--threads"), default=None)
+    add_input_options(p, use="tokenize")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_tokenize)
@@ -573,12 +580,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         shard_tokens=args.shard_tokens,
         rank=rank,
         world=world,
-        include_val=args.include_val,
-        text_column=args.text_column,
-        jsonl_field=args.jsonl_field,
-        lines=args.lines,
+        **input_options(args),
         progress=show_progress(args),
-        threads=args.threads,
     )
     if args.json:
         print(json.dumps(manifest, indent=2))
