@@ -60,7 +60,7 @@ def main() -> None:
     tok = nanobpe.load(args.tokenizer)
     enc = tok.to_tiktoken()
     val = nanobpe._nanobpe.validation_file(args.data) if os.path.isdir(args.data) else args.data
-    docs = nanobpe._nanobpe.read_texts([val])
+    docs = [d for b in nanobpe.read_texts(val) for d in b]
     mb = sum(len(d.encode()) for d in docs) / 1e6
     print(f"# {len(docs)} docs, {mb:.1f} MB from {val}; {threads} threads", file=sys.stderr, flush=True)
 
@@ -82,7 +82,7 @@ def main() -> None:
         print("# training rustbpe to the same merges ...", file=sys.stderr, flush=True)
         r = rustbpe.Tokenizer()
         r.train_from_iterator(
-            iter(nanobpe._nanobpe.read_texts([args.data], doc_cap=10_000, include_val=False)),
+            (d for b in nanobpe.read_texts(args.data, doc_cap=10_000, include_val=False) for d in b),
             tok.n_vocab - len(tok.special_tokens),
             pattern=tok.pattern,
         )
@@ -165,7 +165,7 @@ def language_slices(tok: Any, enc: Any, data: str, slice_mb: float) -> list[dict
     slices: dict[str, list[str]] = {"en": [], "de": [], "zh": []}
     sizes = dict.fromkeys(slices, 0)
     for f in files:
-        for d in nanobpe._nanobpe.read_texts([f], include_val=True):
+        for d in (d for b in nanobpe.read_texts(f) for d in b):
             lang = language(d)
             if sizes[lang] < limit:
                 slices[lang].append(d)

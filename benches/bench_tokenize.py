@@ -26,6 +26,7 @@ def main() -> None:
     import numpy as np
 
     import nanobpe
+    from nanobpe.shards import tokenize_files
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
@@ -38,12 +39,12 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="nanobpe-tok-"))
 
     t = time.perf_counter()
-    nanobpe._nanobpe.tokenize_files(tok._core, [str(f) for f in files], str(out / "nanobpe"), bos=True)
+    tokenize_files(tok, files, out / "nanobpe", bos=True, progress=False)
     ours = time.perf_counter() - t
 
     enc = tok.to_tiktoken()
     t = time.perf_counter()
-    docs = nanobpe._nanobpe.read_texts([str(f) for f in files])
+    docs = [d for b in nanobpe.read_texts(files) for d in b]
     ids = enc.encode_ordinary_batch(docs, num_threads=threads)
     flat = []
     for d in ids:

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use crate::encode::Encoder;
+use crate::input::InputSpec;
 use crate::loader::{Loader, LoaderOptions, LoaderState};
 use crate::shards::{self, Header, HEADER_BYTES, NO_BOS};
 use crate::vocab::Vocab;
@@ -178,16 +179,12 @@ proptest! {
         let text = state.to_string();
         let Ok(state) = serde_json::from_str::<LoaderState>(&text) else { return Ok(()) };
         let opts = LoaderOptions {
-            paths: vec![path],
-            text_column: "text".into(),
-            rank: 0,
-            world: 1,
+            input: InputSpec { paths: vec![path], ..Default::default() },
             batch_size: 2,
             seq_len: 16,
             buffer_docs: 8,
             prefetch: 1,
             threads: 1,
-            doc_cap: None,
         };
         let loader = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Loader::new(&vocab, enc, &opts, Some(state))));
         let Ok(loader) = loader else { panic!("Loader::new panicked on {text}") };

@@ -47,7 +47,7 @@ pub struct Manifest {
     pub repo: String,
     pub config: String,
     pub split: String,
-    /// The column that holds the documents (give it as `--text-column` to the other commands).
+    /// The column that holds the documents (the readers take it from here when no `--text-column` is given).
     pub text_column: String,
     /// The last shard, which nanochat's split uses for validation.
     pub validation: String,
@@ -326,6 +326,24 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     let text = serde_json::to_string_pretty(m).expect("json") + "\n";
     std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// The text column recorded in `folder/dataset.json`, if the folder has one (a folder `nanobpe pull --hf-dataset`
+/// made): the readers use it when the caller names no column, so such a folder reads as pulled.
+pub fn recorded_text_column(folder: &Path) -> Result<Option<String>> {
+    let path = folder.join(MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    #[derive(Deserialize)]
+    struct Recorded {
+        text_column: Option<String>,
+    }
+    let r: Recorded = serde_json::from_str(&text)
+        .map_err(|e| data_err!("{}: not a dataset.json nanobpe can read: {e}", path.display()))?;
+    Ok(r.text_column.filter(|c| !c.is_empty()))
 }
 
 /// The top-level column names of a parquet file (from its footer).

@@ -22,25 +22,85 @@ use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArra
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 use crate::{arg_err, cancel, data_err};
 
-/// Where documents come from and how much of them to take.
-#[derive(Clone, Debug)]
+/// Where documents come from and how much of them to take: the one description of an input, for every entry point
+/// (training, tokenizing, the loader, readers). Python hands it over as a dict (`nanobpe.types.InputSpec`); a key it
+/// leaves out takes the default below, a key this struct does not know is an error, and the limits are checked
+/// here, once, as they are read.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct InputSpec {
     pub paths: Vec<PathBuf>,
     pub include_val: bool,
-    pub text_column: String,
+    /// The parquet column holding the text. None: the one a file's folder records in `dataset.json` (written by
+    /// `nanobpe pull --hf-dataset ... --text-column C`), else `text`.
+    pub text_column: Option<String>,
     pub jsonl_field: String,
     /// `.txt`: one document per line instead of one per file.
     pub lines: bool,
-    /// Characters kept of each document (`NO_CAP`: all).
+    /// Characters kept of each document (`NO_CAP`: all; None in the dict).
+    #[serde(deserialize_with = "cap_or_none")]
     pub doc_cap: usize,
     /// Stop after the document that takes the total past this many characters (`NO_BUDGET`: read everything).
+    #[serde(deserialize_with = "budget_or_none")]
     pub max_chars: u64,
     pub rank: usize,
     pub world: usize,
+}
+
+impl InputSpec {
+    /// The rules a spec built in Rust (not read from Python, where deserializing checks the limits) must also keep.
+    pub fn check(&self) -> Result<()> {
+        if self.doc_cap == 0 {
+            return Err(arg_err!("doc_cap must be at least 1 (characters)"));
+        }
+        if self.world == 0 || self.rank >= self.world {
+            return Err(arg_err!("rank {} is out of range for world size {}", self.rank, self.world));
+        }
+        Ok(())
+    }
+
+    /// The text column of the parquet file `path` (see `text_column`).
+    fn text_column_of(&self, path: &Path, recorded: &mut RecordedColumns) -> Result<String> {
+        if let Some(c) = &self.text_column {
+            return Ok(c.clone());
+        }
+        let folder = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if !recorded.contains_key(&folder) {
+            let column = crate::hub::recorded_text_column(&folder)?;
+            recorded.insert(folder.clone(), column);
+        }
+        Ok(recorded[&folder].clone().unwrap_or_else(|| DEFAULT_TEXT_COLUMN.to_string()))
+    }
+}
+
+/// The column a folder's `dataset.json` records, by folder (each is read once).
+type RecordedColumns = std::collections::HashMap<PathBuf, Option<String>>;
+
+/// The text column when neither the caller nor a `dataset.json` names one (nanochat's).
+pub const DEFAULT_TEXT_COLUMN: &str = "text";
+
+/// `doc_cap`: a positive count, or None for every character.
+fn cap_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(NO_CAP),
+        Some(n) if n >= 1 => Ok(n as usize),
+        Some(n) => Err(D::Error::custom(format!("doc_cap must be at least 1 (characters) or None, not {n}"))),
+    }
+}
+
+/// `max_chars`: a positive count, or None for no budget.
+fn budget_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(NO_BUDGET),
+        Some(n) if n >= 1 => Ok(n as u64),
+        Some(n) => Err(D::Error::custom(format!("max_chars must be at least 1 (characters) or None, not {n}"))),
+    }
 }
 
 /// `doc_cap` for "keep every character".
@@ -53,7 +113,7 @@ impl Default for InputSpec {
         InputSpec {
             paths: Vec::new(),
             include_val: false,
-            text_column: "text".into(),
+            text_column: None,
             jsonl_field: "text".into(),
             lines: false,
             doc_cap: NO_CAP,
@@ -89,12 +149,7 @@ pub fn resolve_files(paths: &[PathBuf], include_val: bool) -> Result<Vec<(PathBu
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
         if meta.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::io(p, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && kind_of(f).is_some())
-                .collect();
-            files.sort();
+            let mut files = files_in(p, |f| kind_of(f).is_some())?;
             if files.is_empty() {
                 return Err(data_err!("{}: folder has no .parquet, .txt or .jsonl files", p.display()));
             }
@@ -121,15 +176,31 @@ pub fn resolve_files(paths: &[PathBuf], include_val: bool) -> Result<Vec<(PathBu
     Ok(out)
 }
 
-/// The validation file of a folder: its last data file by name.
-pub fn validation_file(folder: &Path) -> Result<PathBuf> {
+/// The files of `folder` that `keep` accepts, sorted by name (the order every reader and the loader use).
+fn files_in(folder: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
         .map_err(|e| Error::io(folder, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|f| f.is_file() && kind_of(f).is_some())
+        .filter(|f| f.is_file() && keep(f))
         .collect();
     files.sort();
-    files.pop().ok_or_else(|| data_err!("{}: folder has no data files", folder.display()))
+    Ok(files)
+}
+
+/// A folder's input files in order: its data files (.parquet/.txt/.jsonl), or, when it has none, its token shards
+/// (.bin). By nanochat's convention the last one is the validation file.
+pub fn folder_files(folder: &Path) -> Result<Vec<PathBuf>> {
+    let data = files_in(folder, |f| kind_of(f).is_some())?;
+    let files = if data.is_empty() { files_in(folder, |f| f.extension().is_some_and(|e| e == "bin"))? } else { data };
+    if files.is_empty() {
+        return Err(data_err!("{}: folder has no .parquet, .txt, .jsonl or .bin files", folder.display()));
+    }
+    Ok(files)
+}
+
+/// The validation file of a folder: its last input file by name (see `folder_files`).
+pub fn validation_file(folder: &Path) -> Result<PathBuf> {
+    folder_files(folder)?.pop().ok_or_else(|| data_err!("{}: folder has no input files", folder.display()))
 }
 
 /// A parquet file opened once: its metadata and the index of the text column.
@@ -330,17 +401,15 @@ pub struct Reader {
 impl Reader {
     /// Resolve the inputs and open every parquet footer now, so bad files fail before any work starts.
     pub fn open(spec: &InputSpec) -> Result<Self> {
-        if spec.doc_cap == 0 {
-            return Err(arg_err!("--doc-cap must be at least 1 character"));
-        }
-        if spec.world == 0 || spec.rank >= spec.world {
-            return Err(arg_err!("rank {} is out of range for world size {}", spec.rank, spec.world));
-        }
+        spec.check()?;
         let files = resolve_files(&spec.paths, spec.include_val)?;
+        let mut recorded = RecordedColumns::default();
+        let columns = files.iter().map(|(p, _)| spec.text_column_of(p, &mut recorded)).collect::<Result<Vec<_>>>()?;
         let parquet: Vec<Option<Arc<ParquetFile>>> = files
             .par_iter()
-            .map(|(p, k)| match k {
-                Kind::Parquet => open_parquet(p, &spec.text_column).map(|f| Some(Arc::new(f))),
+            .zip(&columns)
+            .map(|((p, k), column)| match k {
+                Kind::Parquet => open_parquet(p, column).map(|f| Some(Arc::new(f))),
                 _ => Ok(None),
             })
             .collect::<Result<_>>()?;

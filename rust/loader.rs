@@ -41,12 +41,9 @@ pub const REFILL_CHUNK: usize = 128;
 
 #[derive(Clone, Debug)]
 pub struct LoaderOptions {
-    pub paths: Vec<PathBuf>,
-    pub text_column: String,
-    /// Characters kept of each text document; `None` (the default everywhere) keeps every character.
-    pub doc_cap: Option<usize>,
-    pub rank: usize,
-    pub world: usize,
+    /// What to read: text files (parquet/txt/jsonl) or token shards (`.bin`); rank/world split them. Its doc cap
+    /// (none by default: every character) applies to text only.
+    pub input: InputSpec,
     /// Rows per batch (B).
     pub batch_size: usize,
     /// Tokens per row are `seq_len + 1` (inputs and targets overlap by all but one).
@@ -57,6 +54,13 @@ pub struct LoaderOptions {
     pub prefetch: usize,
     /// Threads for reading and encoding (its own pool, so ranks on one machine do not oversubscribe it).
     pub threads: usize,
+}
+
+impl LoaderOptions {
+    /// The doc cap, if one was asked for.
+    fn doc_cap(&self) -> Option<usize> {
+        (self.input.doc_cap != NO_CAP).then_some(self.input.doc_cap)
+    }
 }
 
 /// Where the stream stands after a batch: enough to continue it exactly.
@@ -209,35 +213,25 @@ impl Source {
             vocab.all_specials().find(|(name, _)| name == "<|bos|>").map(|(_, id)| *id).ok_or_else(|| {
                 arg_err!("the tokenizer has no <|bos|> token; the loader starts every document with it")
             })?;
-        if opts.world == 0 || opts.rank >= opts.world {
-            return Err(arg_err!("rank {} is out of range for world size {}", opts.rank, opts.world));
-        }
-        let n_bin = opts.paths.iter().filter(|p| is_token_shard(p)).count();
+        let input = &opts.input;
+        input.check()?;
+        let n_bin = input.paths.iter().filter(|p| is_token_shard(p)).count();
         if n_bin == 0 {
-            let spec = InputSpec {
-                paths: opts.paths.clone(),
-                include_val: true,
-                text_column: opts.text_column.clone(),
-                doc_cap: opts.doc_cap.unwrap_or(NO_CAP),
-                rank: opts.rank,
-                world: opts.world,
-                ..InputSpec::default()
-            };
-            return Ok(Source::Text { reader: Reader::open(&spec)?, enc, bos });
+            return Ok(Source::Text { reader: Reader::open(input)?, enc, bos });
         }
-        if n_bin != opts.paths.len() {
+        if n_bin != input.paths.len() {
             return Err(arg_err!("--data mixes token shards (.bin) with text files; give one kind"));
         }
-        if let Some(cap) = opts.doc_cap {
+        if let Some(cap) = opts.doc_cap() {
             return Err(arg_err!(
                 "--doc-cap {cap} cuts text, but token shards (.bin) hold documents already tokenized; cap them when \
                  tokenizing, or train on the parquet files"
             ));
         }
-        let files = opts.paths.iter().map(|p| TokenFile::open(p, vocab, bos)).collect::<Result<Vec<_>>>()?;
+        let files = input.paths.iter().map(|p| TokenFile::open(p, vocab, bos)).collect::<Result<Vec<_>>>()?;
         let mut units = Vec::new();
         for (i, f) in files.iter().enumerate() {
-            units.extend(f.rank_units(opts.rank, opts.world).into_iter().map(|(first, end)| (i, first, end)));
+            units.extend(f.rank_units(input.rank, input.world).into_iter().map(|(first, end)| (i, first, end)));
         }
         Ok(Source::Tokens { files, units, bos })
     }
@@ -554,7 +548,7 @@ impl Loader {
             // Say so now, not when the first batch is due (for a validation set: hours into training).
             return Err(arg_err!(
                 "rank {} of {} has nothing to read in {}: it has fewer row groups than there are ranks; use fewer ranks or more data",
-                opts.rank, opts.world, source.files().join(", ")
+                opts.input.rank, opts.input.world, source.files().join(", ")
             ));
         }
         let stream = Stream {
@@ -574,9 +568,9 @@ impl Loader {
             batch_size: opts.batch_size,
             row_len: opts.seq_len + 1,
             stats: LoaderStats { epoch: 1, ..Default::default() },
-            rank: opts.rank,
-            world: opts.world,
-            doc_cap: opts.doc_cap,
+            rank: opts.input.rank,
+            world: opts.input.world,
+            doc_cap: opts.doc_cap(),
         };
         if let Some(s) = &state {
             pool.install(|| packer.restore(s))?;

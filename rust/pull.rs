@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::progress::{human_bytes, Progress};
@@ -35,14 +35,14 @@ pub const SOURCES: &[(&str, &str, usize)] = &[
 ];
 pub const HF_HOST: &str = "https://huggingface.co";
 
-#[derive(Clone, Debug)]
-pub struct PullOptions {
-    pub dir: PathBuf,
-    /// Connections at once (at most, when `adaptive`).
-    pub workers: usize,
-    /// Start with two connections per thread and double while that raises the throughput, up to `workers`
-    /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
-    pub adaptive: bool,
+/// How shards are fetched, whatever the source: the options `nanobpe.pull` hands over as a dict
+/// (`nanobpe.types.TransferOptions`). A key left out takes the default here (the one place these defaults live;
+/// Python reads them as `_nanobpe.PULL_DEFAULTS`); an unknown key is an error.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Transfer {
+    /// Connections at once; None: adaptive, from two per thread up to 8 (what a capped CDN rewards).
+    pub workers: Option<usize>,
     /// Threads serving them (None: one per core, at most one per connection; see `default_threads`).
     pub threads: Option<usize>,
     pub retries: u32,
@@ -56,6 +56,41 @@ pub struct PullOptions {
     /// on a fast line the disk becomes the bottleneck, and a file damaged by a power cut fails the next run's check
     /// (magic at both ends) and is fetched again.
     pub fsync: bool,
+    pub progress: bool,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            workers: None,
+            threads: None,
+            retries: 5,
+            timeout: 30.0,
+            backoff: 1.0,
+            verify: false,
+            fsync: false,
+            progress: false,
+        }
+    }
+}
+
+/// Adaptive pulls start at two connections per thread and double while that raises the throughput, up to this.
+pub const MAX_ADAPTIVE_WORKERS: usize = 8;
+
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    pub dir: PathBuf,
+    /// Connections at once (at most, when `adaptive`).
+    pub workers: usize,
+    /// Start with two connections per thread and double while that raises the throughput, up to `workers`
+    /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
+    pub adaptive: bool,
+    pub threads: Option<usize>,
+    pub retries: u32,
+    pub timeout: f64,
+    pub backoff: f64,
+    pub verify: bool,
+    pub fsync: bool,
     pub token: Option<String>,
     /// Send the token only to URLs on this origin (the Hub endpoint); None: to every URL (a URL template).
     pub token_origin: Option<String>,
@@ -63,40 +98,28 @@ pub struct PullOptions {
 }
 
 impl PullOptions {
-    /// Options as the caller gives them (`nanobpe.pull`), checked. No `workers`: adaptive, from two connections per
-    /// thread up to 8 (what a capped CDN rewards). The token goes to every URL until `token_origin` says otherwise.
-    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
-    pub fn new(
-        dir: PathBuf,
-        workers: Option<usize>,
-        threads: Option<usize>,
-        retries: u32,
-        timeout: f64,
-        backoff: f64,
-        verify: bool,
-        fsync: bool,
-        token: Option<String>,
-        progress: bool,
-    ) -> Result<Self> {
-        if !(timeout > 0.0 && backoff >= 0.0) {
+    /// The transfer options as the caller gives them, checked. The token goes to every URL until `token_origin`
+    /// says otherwise.
+    pub fn new(dir: PathBuf, t: &Transfer, token: Option<String>) -> Result<Self> {
+        if !(t.timeout > 0.0 && t.backoff >= 0.0) {
             return Err(arg_err!("timeout must be > 0 and backoff >= 0 seconds"));
         }
-        if threads == Some(0) {
+        if t.threads == Some(0) {
             return Err(arg_err!("threads must be at least 1"));
         }
         Ok(PullOptions {
             dir,
-            workers: workers.unwrap_or(8),
-            adaptive: workers.is_none(),
-            threads,
-            retries,
-            timeout,
-            backoff,
-            verify,
-            fsync,
+            workers: t.workers.unwrap_or(MAX_ADAPTIVE_WORKERS),
+            adaptive: t.workers.is_none(),
+            threads: t.threads,
+            retries: t.retries,
+            timeout: t.timeout,
+            backoff: t.backoff,
+            verify: t.verify,
+            fsync: t.fsync,
             token,
             token_origin: None,
-            progress,
+            progress: t.progress,
         })
     }
 }

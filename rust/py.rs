@@ -16,7 +16,8 @@ use pyo3::exceptions::{
     PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -85,6 +86,65 @@ fn value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
             d.into_any()
         }
     })
+}
+
+/// The one conversion of structured arguments, the way back of `to_py`: a dict of plain values (str, int, float,
+/// bool, None, lists) as a typed Rust struct whose fields all have defaults (`#[serde(default)]`). `what` names the
+/// argument in errors, and a bad value is reported with its key.
+fn from_py<T: DeserializeOwned>(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<T> {
+    let v = py_to_value(obj).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+    let Value::Object(map) = v else { return Err(PyValueError::new_err(format!("{what} must be a dict"))) };
+    serde_json::from_value(Value::Object(map.clone())).map_err(|e| {
+        // serde names no key for a mistyped value: find it by reading the keys one at a time.
+        let key = map.iter().find(|(k, x)| {
+            let one = serde_json::Map::from_iter([((*k).clone(), (*x).clone())]);
+            serde_json::from_value::<T>(Value::Object(one)).is_err()
+        });
+        match key {
+            Some((k, _)) if !e.to_string().contains(k.as_str()) => PyValueError::new_err(format!("{what}: {k}: {e}")),
+            _ => PyValueError::new_err(format!("{what}: {e}")),
+        }
+    })
+}
+
+fn py_to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.cast::<PyInt>().is_ok() {
+        return match (obj.extract::<i64>(), obj.extract::<u64>()) {
+            (Ok(i), _) => Ok(i.into()),
+            (_, Ok(u)) => Ok(u.into()),
+            _ => Err(PyValueError::new_err(format!("{obj} does not fit in 64 bits"))),
+        };
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let x = f.value();
+        return serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .ok_or_else(|| PyValueError::new_err(format!("{x} is not a finite number")));
+    }
+    if let Ok(t) = obj.cast::<PyString>() {
+        return Ok(Value::String(t.to_str()?.to_owned()));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut m = serde_json::Map::new();
+        for (k, x) in d.iter() {
+            let k: String = k.extract().map_err(|_| PyValueError::new_err("dict keys must be strings"))?;
+            m.insert(k, py_to_value(&x)?);
+        }
+        return Ok(Value::Object(m));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return Ok(Value::Array(l.iter().map(|x| py_to_value(&x)).collect::<PyResult<_>>()?));
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return Ok(Value::Array(t.iter().map(|x| py_to_value(&x)).collect::<PyResult<_>>()?));
+    }
+    Err(PyValueError::new_err(format!("cannot take a {} value", obj.get_type().name()?)))
 }
 
 /// A loader state dict (as `Loader.state()` gave it, or as a checkpoint's JSON loaded it) as the typed struct; a
@@ -528,46 +588,26 @@ fn trained<'py>(py: Python<'py>, vocab: Vocab, summary: &TrainSummary) -> PyResu
     Ok((PyTokenizer::from_vocab(vocab).map_err(to_pyerr)?, to_py(py, summary)?))
 }
 
-/// Train from files (`nanobpe train`). Returns (tokenizer, summary); writes `out` if given.
-// The literal defaults of `train_files` (pyo3 shows literals in signatures) are the trainer's.
-const _: () = assert!(trainer::TRAIN_DOC_CAP == 10_000 && trainer::TRAIN_MAX_CHARS == 2_000_000_000);
-
+/// Train from files (`nanobpe train`). Returns (tokenizer, summary); writes `out` if given. `input` is
+/// `nanobpe.types.InputSpec` (the caller fills in training's cap and budget: `TRAIN_DOC_CAP`, `TRAIN_MAX_CHARS`).
 #[pyfunction]
-#[pyo3(signature = (paths, vocab_size, *, pattern="nanochat", specials=None, reserve=0, token_width=None,
-    doc_cap=10_000, max_chars=2_000_000_000, text_column="text", jsonl_field="text",
-    lines=false, include_val=false, progress=false, threads=None, out=None))]
+#[pyo3(signature = (input, vocab_size, *, pattern="nanochat", specials=None, reserve=0, token_width=None,
+    progress=false, threads=None, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files<'py>(
     py: Python<'py>,
-    paths: Vec<PathBuf>,
+    input: Bound<'py, PyAny>,
     vocab_size: u64,
     pattern: &str,
     specials: Option<Vec<String>>,
     reserve: usize,
     token_width: Option<u32>,
-    doc_cap: i64,
-    max_chars: i64,
-    text_column: &str,
-    jsonl_field: &str,
-    lines: bool,
-    include_val: bool,
     progress: bool,
     threads: Option<usize>,
     out: Option<PathBuf>,
 ) -> PyResult<(PyTokenizer, Bound<'py, PyAny>)> {
-    let (doc_cap, max_chars) = trainer::input_limits(doc_cap, max_chars).map_err(to_pyerr)?;
     let opts = TrainOptions {
-        input: InputSpec {
-            paths,
-            include_val,
-            text_column: text_column.into(),
-            jsonl_field: jsonl_field.into(),
-            lines,
-            doc_cap,
-            max_chars,
-            rank: 0,
-            world: 1,
-        },
+        input: from_py(&input, "input")?,
         pattern: pattern.into(),
         vocab_size,
         specials: specials.unwrap_or_else(|| NANOCHAT_SPECIALS.iter().map(|s| s.to_string()).collect()),
@@ -578,32 +618,6 @@ fn train_files<'py>(
     trainer::validate(&opts).map_err(to_pyerr)?;
     let (vocab, summary) = long_running(py, threads, move || trainer::train_files_to(&opts, out.as_deref()))?;
     trained(py, vocab, &summary)
-}
-
-/// The input of `read_texts` and `TextReader`: no cap and no budget unless given (`InputSpec`'s defaults).
-#[allow(clippy::too_many_arguments)]
-fn reader_spec(
-    paths: Vec<PathBuf>,
-    doc_cap: Option<usize>,
-    max_chars: Option<u64>,
-    include_val: bool,
-    text_column: String,
-    jsonl_field: String,
-    lines: bool,
-    rank: usize,
-    world: usize,
-) -> InputSpec {
-    InputSpec {
-        paths,
-        include_val,
-        text_column,
-        jsonl_field,
-        lines,
-        doc_cap: doc_cap.unwrap_or(crate::input::NO_CAP),
-        max_chars: max_chars.unwrap_or(crate::input::NO_BUDGET),
-        rank,
-        world,
-    }
 }
 
 /// A caller's output array for `Loader.next_into`, at either token width.
@@ -635,31 +649,23 @@ struct PyLoader {
 #[pymethods]
 impl PyLoader {
     #[new]
-    #[pyo3(signature = (tokenizer, paths, batch_size, seq_len, *, rank=0, world=1, buffer_docs=1000, prefetch=4,
-        threads=None, state=None, text_column="text", doc_cap=None))]
+    #[pyo3(signature = (tokenizer, input, batch_size, seq_len, *, buffer_docs=1000, prefetch=4, threads=None,
+        state=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         tokenizer: &PyTokenizer,
-        paths: Vec<PathBuf>,
+        input: Bound<'_, PyAny>,
         batch_size: usize,
         seq_len: usize,
-        rank: usize,
-        world: usize,
         buffer_docs: usize,
         prefetch: usize,
         threads: Option<usize>,
         state: Option<Bound<'_, PyAny>>,
-        text_column: &str,
-        doc_cap: Option<usize>,
     ) -> PyResult<Self> {
         let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let opts = crate::loader::LoaderOptions {
-            paths,
-            text_column: text_column.into(),
-            doc_cap,
-            rank,
-            world,
+            input: from_py(&input, "input")?,
             batch_size,
             seq_len,
             buffer_docs,
@@ -718,11 +724,11 @@ impl PyLoader {
 }
 
 /// Download dataset shards (`nanobpe pull`); returns the report. `hf_endpoint` / `token` come from the
-/// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment.
+/// caller (the CLI reads HF_ENDPOINT / HF_TOKEN), so the Rust core never reads the environment; `transfer` is
+/// `nanobpe.types.TransferOptions` (`pull::Transfer`).
 #[pyfunction]
-#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, workers=None,
-    threads=None, retries=5, timeout=30.0, backoff=1.0, verify=false, fsync=false, hf_endpoint=None, token=None,
-    progress=false))]
+#[pyo3(signature = (shards, dataset_dir, *, source=None, url_template=None, max_shard=None, val=true, hf_endpoint=None,
+    token=None, transfer=None))]
 #[allow(clippy::too_many_arguments)]
 fn pull<'py>(
     py: Python<'py>,
@@ -732,17 +738,11 @@ fn pull<'py>(
     url_template: Option<String>,
     max_shard: Option<usize>,
     val: bool,
-    workers: Option<usize>,
-    threads: Option<usize>,
-    retries: u32,
-    timeout: f64,
-    backoff: f64,
-    verify: bool,
-    fsync: bool,
     hf_endpoint: Option<String>,
     token: Option<String>,
-    progress: bool,
+    transfer: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let transfer = transfer_from_py(transfer)?;
     let jobs = crate::pull::source_jobs(
         source.as_deref(),
         url_template.as_deref(),
@@ -752,29 +752,20 @@ fn pull<'py>(
         val,
     )
     .map_err(to_pyerr)?;
-    let opts = crate::pull::PullOptions::new(
-        dataset_dir,
-        workers,
-        threads,
-        retries,
-        timeout,
-        backoff,
-        verify,
-        fsync,
-        token,
-        progress,
-    )
-    .map_err(to_pyerr)?;
+    let opts = crate::pull::PullOptions::new(dataset_dir, &transfer, token).map_err(to_pyerr)?;
     let report = long_running(py, None, move || crate::pull::pull(&opts, jobs))?;
     to_py(py, &report)
+}
+
+fn transfer_from_py(transfer: Option<Bound<'_, PyAny>>) -> PyResult<crate::pull::Transfer> {
+    transfer.map_or_else(|| Ok(Default::default()), |t| from_py(&t, "transfer"))
 }
 
 /// `nanobpe pull --hf-dataset REPO`: list the dataset's parquet files through the Hub API at `hf_endpoint`, pull
 /// the selected ones as `shard_NNNNN.parquet` (+ `dataset.json`); returns the report.
 #[pyfunction]
 #[pyo3(signature = (repo, shards, dataset_dir, default_base, *, hf_endpoint, config=None, split="train",
-    text_column="text", val=true, workers=None, threads=None, retries=5, timeout=30.0, backoff=1.0,
-    verify=false, fsync=false, token=None, progress=false))]
+    text_column="text", val=true, token=None, transfer=None))]
 #[allow(clippy::too_many_arguments)]
 fn pull_hf<'py>(
     py: Python<'py>,
@@ -787,65 +778,34 @@ fn pull_hf<'py>(
     split: &str,
     text_column: &str,
     val: bool,
-    workers: Option<usize>,
-    threads: Option<usize>,
-    retries: u32,
-    timeout: f64,
-    backoff: f64,
-    verify: bool,
-    fsync: bool,
     token: Option<String>,
-    progress: bool,
+    transfer: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opts = crate::pull::PullOptions::new(
-        PathBuf::new(),
-        workers,
-        threads,
-        retries,
-        timeout,
-        backoff,
-        verify,
-        fsync,
-        token.clone(),
-        progress,
-    )
-    .map_err(to_pyerr)?;
+    let transfer = transfer_from_py(transfer)?;
+    let opts = crate::pull::PullOptions::new(PathBuf::new(), &transfer, token.clone()).map_err(to_pyerr)?;
     let query = crate::hub::HubQuery {
         endpoint: hf_endpoint,
         repo,
         config,
         split: split.into(),
         token,
-        timeout,
-        retries,
-        backoff,
+        timeout: transfer.timeout,
+        retries: transfer.retries,
+        backoff: transfer.backoff,
     };
+    let text_column = text_column.to_owned();
     let report = long_running(py, None, move || {
-        crate::hub::pull_dataset(&query, shards.as_deref(), val, text_column, dataset_dir, &default_base, opts)
+        crate::hub::pull_dataset(&query, shards.as_deref(), val, &text_column, dataset_dir, &default_base, opts)
     })?;
     to_py(py, &report)
 }
 
-/// Read documents from parquet/txt/jsonl files and folders (doc cap and budget applied, rank/world split).
+/// Read documents from parquet/txt/jsonl files and folders (`input`: `nanobpe.types.InputSpec`; doc cap and budget
+/// applied, rank/world split).
 #[pyfunction]
-#[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text",
-    jsonl_field="text", lines=false, rank=0, world=1, threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn read_texts(
-    py: Python<'_>,
-    paths: Vec<PathBuf>,
-    doc_cap: Option<usize>,
-    max_chars: Option<u64>,
-    include_val: bool,
-    text_column: &str,
-    jsonl_field: &str,
-    lines: bool,
-    rank: usize,
-    world: usize,
-    threads: Option<usize>,
-) -> PyResult<Vec<String>> {
-    let spec =
-        reader_spec(paths, doc_cap, max_chars, include_val, text_column.into(), jsonl_field.into(), lines, rank, world);
+#[pyo3(signature = (input, *, threads=None))]
+fn read_texts(py: Python<'_>, input: Bound<'_, PyAny>, threads: Option<usize>) -> PyResult<Vec<String>> {
+    let spec: InputSpec = from_py(&input, "input")?;
     long_running(py, threads, move || {
         let reader = crate::input::Reader::open(&spec)?;
         let mut docs = Vec::new();
@@ -859,45 +819,22 @@ fn read_texts(
     })
 }
 
-/// Tokenize files into token shards (`nanobpe tokenize`); returns the manifest.
+/// Tokenize files into token shards (`nanobpe tokenize`); returns the manifest. `input`: `nanobpe.types.InputSpec`.
 #[pyfunction]
-#[pyo3(signature = (tokenizer, paths, out, *, bos=false, shard_tokens=100_000_000, rank=0, world=1, include_val=false,
-    text_column="text", jsonl_field="text", lines=false, progress=false, threads=None))]
+#[pyo3(signature = (tokenizer, input, out, *, bos=false, shard_tokens=100_000_000, progress=false, threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn tokenize_files<'py>(
     py: Python<'py>,
     tokenizer: &PyTokenizer,
-    paths: Vec<PathBuf>,
+    input: Bound<'py, PyAny>,
     out: PathBuf,
     bos: bool,
     shard_tokens: u64,
-    rank: usize,
-    world: usize,
-    include_val: bool,
-    text_column: &str,
-    jsonl_field: &str,
-    lines: bool,
     progress: bool,
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let vocab = tokenizer.vocab.clone();
-    // Token shards hold whole documents: no cap, no budget (InputSpec's defaults).
-    let opts = crate::shards::TokenizeOptions {
-        input: InputSpec {
-            paths,
-            include_val,
-            text_column: text_column.into(),
-            jsonl_field: jsonl_field.into(),
-            lines,
-            rank,
-            world,
-            ..InputSpec::default()
-        },
-        out,
-        bos,
-        shard_tokens,
-        progress,
-    };
+    let opts = crate::shards::TokenizeOptions { input: from_py(&input, "input")?, out, bos, shard_tokens, progress };
     let m = long_running(py, threads, move || crate::shards::tokenize(&vocab, &opts))?;
     to_py(py, &m)
 }
@@ -929,32 +866,8 @@ struct PyTextReader {
 #[pymethods]
 impl PyTextReader {
     #[new]
-    #[pyo3(signature = (paths, *, doc_cap=None, max_chars=None, include_val=true, text_column="text",
-        jsonl_field="text", lines=false, rank=0, world=1))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        paths: Vec<PathBuf>,
-        doc_cap: Option<usize>,
-        max_chars: Option<u64>,
-        include_val: bool,
-        text_column: &str,
-        jsonl_field: &str,
-        lines: bool,
-        rank: usize,
-        world: usize,
-    ) -> PyResult<Self> {
-        let spec = reader_spec(
-            paths,
-            doc_cap,
-            max_chars,
-            include_val,
-            text_column.into(),
-            jsonl_field.into(),
-            lines,
-            rank,
-            world,
-        );
+    fn new(py: Python<'_>, input: Bound<'_, PyAny>) -> PyResult<Self> {
+        let spec: InputSpec = from_py(&input, "input")?;
         let reader = detached(py, None, move || crate::input::Reader::open(&spec))?;
         let files = reader.files();
         let ahead = crate::input::ReadAhead::spawn(Arc::new(reader), 2).map_err(to_pyerr)?;
@@ -985,6 +898,20 @@ fn validation_file(folder: PathBuf) -> PyResult<String> {
     crate::input::validation_file(&folder).map(|p| p.display().to_string()).map_err(to_pyerr)
 }
 
+/// Check an input description (`nanobpe.types.InputSpec`) without reading anything: a bad option fails before any
+/// work starts (the same rules every reader applies).
+#[pyfunction]
+fn check_input(input: Bound<'_, PyAny>) -> PyResult<()> {
+    from_py::<InputSpec>(&input, "input").map(|_| ())
+}
+
+/// A folder's input files in order (data files, or token shards when it has none); the last is validation.
+#[pyfunction]
+fn folder_files(folder: PathBuf) -> PyResult<Vec<String>> {
+    let files = crate::input::folder_files(&folder).map_err(to_pyerr)?;
+    Ok(files.iter().map(|p| p.display().to_string()).collect())
+}
+
 /// Split `text` with a pattern (preset name or regex). `regex_only` bypasses the hand-written scanner.
 #[pyfunction]
 #[pyo3(signature = (text, pattern="nanochat", regex_only=false))]
@@ -1009,6 +936,8 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Tokenizer training's doc cap and budget: the one place their defaults live (nothing else caps by default).
     m.add("TRAIN_DOC_CAP", trainer::TRAIN_DOC_CAP)?;
     m.add("TRAIN_MAX_CHARS", trainer::TRAIN_MAX_CHARS)?;
+    // `nanobpe pull`'s transfer defaults (retries, timeout, backoff, ...): read by the Python API and the CLI.
+    m.add("PULL_DEFAULTS", to_py(m.py(), &crate::pull::Transfer::default())?)?;
     m.add("NanobpeError", m.py().get_type::<NanobpeError>())?;
     m.add("DataError", m.py().get_type::<DataError>())?;
     m.add_class::<PyTokenizer>()?;
@@ -1021,6 +950,8 @@ fn _nanobpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pull, m)?)?;
     m.add_function(wrap_pyfunction!(pull_hf, m)?)?;
     m.add_function(wrap_pyfunction!(validation_file, m)?)?;
+    m.add_function(wrap_pyfunction!(folder_files, m)?)?;
+    m.add_function(wrap_pyfunction!(check_input, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard_header, m)?)?;
     m.add_function(wrap_pyfunction!(peak_rss_mb, m)?)?;

@@ -71,17 +71,6 @@ pub struct TrainSummary {
     pub out: Option<String>,
 }
 
-/// The doc cap and budget as given (signed, so that a negative one gets its own message), checked.
-pub fn input_limits(doc_cap: i64, max_chars: i64) -> Result<(usize, u64)> {
-    if doc_cap < 1 {
-        return Err(arg_err!("--doc-cap must be a positive number of characters, not {doc_cap}"));
-    }
-    if max_chars < 1 {
-        return Err(arg_err!("--max-chars must be positive, not {max_chars}"));
-    }
-    Ok((doc_cap as usize, max_chars as u64))
-}
-
 /// The number of merges a vocab size leaves after bytes, specials and reserved slots.
 pub fn merges_for(vocab_size: u64, n_specials: usize, reserve: usize) -> Result<usize> {
     let fixed = 256 + n_specials as u64 + reserve as u64;

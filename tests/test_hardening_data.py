@@ -210,7 +210,7 @@ def test_sweep_checks_its_numbers_before_training(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="--depth must be at least 1"):
         sweep([300], [str(tmp_path / "a.txt")], tmp_path / "o", depth=0)
-    with pytest.raises(ValueError, match="--doc-cap must be at least 1"):
+    with pytest.raises(ValueError, match="doc_cap must be at least 1"):
         sweep([300], [str(tmp_path / "a.txt")], tmp_path / "o", doc_cap=0)
     assert not (tmp_path / "o").exists()
 

@@ -11,7 +11,7 @@ import pytest
 
 import nanobpe
 from conftest import corpus_shards, read_docs, run_cli
-from nanobpe.shards import Shard
+from nanobpe.shards import Shard, tokenize_files
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_version_1_token_shards_are_read_in_blocks(tok, small, tmp_path):
     """Shards written before the unit table (version 1) still load: blocks of 1024 documents, strided by rank."""
     out = tmp_path / "tokens"
     data = [*small, str(corpus_shards()[8])]
-    nanobpe._nanobpe.tokenize_files(tok._core, data, str(out))
+    tokenize_files(tok, data, out)
     (new,) = out.glob("*.bin")
     shard = Shard(new)
     raw = bytearray(new.read_bytes())

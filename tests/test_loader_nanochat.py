@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,7 @@ import pytest
 import nanobpe
 from conftest import corpus_shards
 from nanobpe import _nanobpe
+from nanobpe.shards import tokenize_files
 
 TRAINING_CAP = 10_000
 
@@ -182,8 +184,8 @@ def test_a_doc_cap_is_explicit_and_cuts_the_text_first(tok, files):
         nanobpe.Loader(tok, files, B, T, doc_cap=0)
 
 
-def tokenize(tok: nanobpe.Tokenizer, files: list[str], out: Path, **kw: object) -> list[str]:
-    _nanobpe.tokenize_files(tok._core, files, str(out), **kw)
+def tokenize(tok: nanobpe.Tokenizer, files: list[str], out: Path, **kw: Any) -> list[str]:
+    tokenize_files(tok, files, out, **kw)
     return sorted(str(p) for p in out.glob("*.bin"))
 
 
@@ -248,7 +250,7 @@ def test_other_readers_take_whole_documents_by_default(files):
 
     texts = [t for p in files for t in pq.read_table(p).column("text").to_pylist()]
     assert [t for batch in nanobpe.read_texts(files) for t in batch] == texts
-    assert evaluation_texts(files, [], None)["all"] == texts
+    assert evaluation_texts(files, [], {})["all"] == texts
     capped = [t for batch in nanobpe.read_texts(files, doc_cap=TRAINING_CAP) for t in batch]
     assert capped == [t[:TRAINING_CAP] for t in texts]
     assert _nanobpe.TRAIN_DOC_CAP == TRAINING_CAP

@@ -145,3 +145,28 @@ def test_a_folder_holds_one_listing(files: Path, tmp_path: Path) -> None:
         srv.routes[LISTING] = (200, {"default": {"train": urls(srv, 3)}})
         code, _, stderr = hub(srv, "--hf-dataset", "org/ds", "--dataset-dir", out)
         assert code == 1 and "listing of org/ds (default/train) changed" in stderr
+
+
+def test_a_pulled_folder_reads_its_recorded_text_column(files: Path, tmp_path: Path) -> None:
+    """dataset.json's text column is what every reader uses when none is named: the folder, or its files one by one,
+    through read_texts, the training loader and `nanobpe train`; a column named explicitly still wins."""
+    import nanobpe
+
+    out = tmp_path / "data"
+    with FaultServer(files) as srv:
+        srv.routes[LISTING] = (200, {"default": {"train": urls(srv, 4)}})
+        code, _, stderr = hub(srv, "--hf-dataset", "org/ds", "--text-column", "content", "--dataset-dir", out)
+        assert code == 0, stderr
+    expected = [t for i in range(4) for t in pq.read_table(files / f"{i}.parquet").column("content").to_pylist()]
+    assert [t for b in nanobpe.read_texts(out) for t in b] == expected
+    shards = sorted(str(p) for p in out.glob("*.parquet"))
+    assert [t for b in nanobpe.read_texts(shards) for t in b] == expected
+    with pytest.raises(nanobpe.DataError, match='no column "text"'):
+        list(nanobpe.read_texts(out, text_column="text"))
+    tok_dir = tmp_path / "tok"
+    r = run_cli("train", "--data", out, "--out", tok_dir, "--vocab-size", "300", "--quiet")
+    assert r.returncode == 0, r.stderr
+    tok = nanobpe.load(tok_dir)
+    loader = nanobpe.Loader(tok, shards, 2, 16, buffer_docs=4)
+    first = loader.next()
+    assert tok.decode(first[0].tolist()).startswith("<|bos|>document 0.")

@@ -8,6 +8,7 @@ import pytest
 
 import nanobpe
 from conftest import corpus_shards
+from nanobpe.shards import tokenize_files
 
 
 def pyarrow_docs(path, rank=0, world=1):
@@ -40,7 +41,7 @@ def test_doc_cap_and_char_budget(corpus):
 
 
 def test_folder_can_skip_validation(corpus):
-    reader = nanobpe._nanobpe.TextReader([str(corpus)], include_val=False)
+    reader = nanobpe._nanobpe.TextReader({"paths": [str(corpus)], "include_val": False})
     assert str(corpus_shards()[-1]) not in reader.files() and len(reader.files()) == len(corpus_shards()) - 1
 
 
@@ -70,3 +71,27 @@ def test_errors_name_file_and_row_group(tmp_path):
         list(nanobpe.read_texts(tmp_path / "empty.parquet"))
     with pytest.raises(ValueError, match="batch_size"):
         list(nanobpe.read_texts(good, batch_size=0))
+
+
+def test_reading_options_are_checked_in_one_place(tmp_path):
+    """Every reading function takes the same option keywords (one Rust InputSpec behind them): an unknown one, a
+    mistyped value or a bad limit is a ValueError naming it, the same through every entry point."""
+    f = tmp_path / "a.txt"
+    f.write_text(" ".join(f"w{i}q{i * 7919 % 1000}" for i in range(2000)))
+    tok = nanobpe.train(f, 300, special_tokens=["<|bos|>"])
+    entry_points = [
+        lambda **kw: list(nanobpe.read_texts(f, **kw)),
+        lambda **kw: nanobpe.train(f, 300, **kw),
+        lambda **kw: nanobpe.Loader(tok, [f], 1, 4, **kw),
+        lambda **kw: tokenize_files(tok, [f], tmp_path / "out", **kw),
+    ]
+    for call in entry_points:
+        with pytest.raises(ValueError, match="unknown field `text_colum`"):
+            call(text_colum="body")
+        with pytest.raises(ValueError, match="lines: invalid type: string"):
+            call(lines="yes")
+        with pytest.raises(ValueError, match="doc_cap must be at least 1"):
+            call(doc_cap=0)
+        with pytest.raises(ValueError, match="max_chars must be at least 1"):
+            call(max_chars=-5)
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,15 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-from nanobpe.types import LoaderState, LoaderStats, PullReport, TokenizeManifest, TrainSummary
+from nanobpe.types import (
+    InputSpec,
+    LoaderState,
+    LoaderStats,
+    PullReport,
+    TokenizeManifest,
+    TrainSummary,
+    TransferOptions,
+)
 
 __version__: str
 NANOCHAT_PATTERN: str
@@ -18,11 +26,13 @@ GPT4_PATTERN: str
 NANOCHAT_SPECIALS: list[str]
 TRAIN_DOC_CAP: int
 TRAIN_MAX_CHARS: int
+PULL_DEFAULTS: TransferOptions
 
 __all__ = [
     "GPT4_PATTERN",
     "NANOCHAT_PATTERN",
     "NANOCHAT_SPECIALS",
+    "PULL_DEFAULTS",
     "TRAIN_DOC_CAP",
     "TRAIN_MAX_CHARS",
     "CoreTokenizer",
@@ -32,6 +42,8 @@ __all__ = [
     "TextReader",
     "WordCounter",
     "__version__",
+    "check_input",
+    "folder_files",
     "peak_rss_mb",
     "pull",
     "pull_hf",
@@ -108,19 +120,7 @@ class WordCounter:
 
 @final
 class TextReader:
-    def __new__(
-        cls,
-        paths: Sequence[str],
-        *,
-        doc_cap: int | None = None,
-        max_chars: int | None = None,
-        include_val: bool = True,
-        text_column: str = "text",
-        jsonl_field: str = "text",
-        lines: bool = False,
-        rank: int = 0,
-        world: int = 1,
-    ) -> TextReader: ...
+    def __new__(cls, input: InputSpec) -> TextReader: ...
     def next_window(self) -> list[str] | None: ...
     def files(self) -> list[str]: ...
 
@@ -129,18 +129,14 @@ class Loader:
     def __new__(
         cls,
         tokenizer: CoreTokenizer,
-        paths: Sequence[str],
+        input: InputSpec,
         batch_size: int,
         seq_len: int,
         *,
-        rank: int = 0,
-        world: int = 1,
         buffer_docs: int = 1000,
         prefetch: int = 4,
         threads: int | None = None,
         state: LoaderState | None = None,
-        text_column: str = "text",
-        doc_cap: int | None = None,
     ) -> Loader: ...
     def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None: ...
     def state(self) -> LoaderState: ...
@@ -154,16 +150,9 @@ def pull(
     url_template: str | None = None,
     max_shard: int | None = None,
     val: bool = True,
-    workers: int | None = None,
-    threads: int | None = None,
-    retries: int = 5,
-    timeout: float = 30.0,
-    backoff: float = 1.0,
-    verify: bool = False,
-    fsync: bool = False,
     hf_endpoint: str | None = None,
     token: str | None = None,
-    progress: bool = False,
+    transfer: TransferOptions | None = None,
 ) -> PullReport: ...
 def pull_hf(
     repo: str,
@@ -176,61 +165,32 @@ def pull_hf(
     split: str = "train",
     text_column: str = "text",
     val: bool = True,
-    workers: int | None = None,
-    threads: int | None = None,
-    retries: int = 5,
-    timeout: float = 30.0,
-    backoff: float = 1.0,
-    verify: bool = False,
-    fsync: bool = False,
     token: str | None = None,
-    progress: bool = False,
+    transfer: TransferOptions | None = None,
 ) -> PullReport: ...
 def train_files(
-    paths: Sequence[str],
+    input: InputSpec,
     vocab_size: int,
     *,
     pattern: str = "nanochat",
     specials: Sequence[str] | None = None,
     reserve: int = 0,
     token_width: int | None = None,
-    doc_cap: int = 10000,
-    max_chars: int = 2000000000,
-    text_column: str = "text",
-    jsonl_field: str = "text",
-    lines: bool = False,
-    include_val: bool = False,
     progress: bool = False,
     threads: int | None = None,
     out: str | None = None,
 ) -> tuple[CoreTokenizer, TrainSummary]: ...
-def read_texts(
-    paths: Sequence[str],
-    *,
-    doc_cap: int | None = None,
-    max_chars: int | None = None,
-    include_val: bool = True,
-    text_column: str = "text",
-    jsonl_field: str = "text",
-    lines: bool = False,
-    rank: int = 0,
-    world: int = 1,
-    threads: int | None = None,
-) -> list[str]: ...
+def read_texts(input: InputSpec, *, threads: int | None = None) -> list[str]: ...
+def check_input(input: InputSpec) -> None: ...
 def validation_file(folder: str) -> str: ...
+def folder_files(folder: str) -> list[str]: ...
 def tokenize_files(
     tokenizer: CoreTokenizer,
-    paths: Sequence[str],
+    input: InputSpec,
     out: str,
     *,
     bos: bool = False,
     shard_tokens: int = 100000000,
-    rank: int = 0,
-    world: int = 1,
-    include_val: bool = False,
-    text_column: str = "text",
-    jsonl_field: str = "text",
-    lines: bool = False,
     progress: bool = False,
     threads: int | None = None,
 ) -> TokenizeManifest: ...

@@ -23,6 +23,8 @@ from typing import Any, Literal, NoReturn, TypeAlias
 
 import nanobpe
 from nanobpe import _nanobpe
+from nanobpe.shards import tokenize_files
+from nanobpe.types import InputOptions
 
 EPILOG = "Docs: README.md. Folders of shards follow nanochat's split: the last file is validation."
 
@@ -149,25 +151,53 @@ def _fmt_secs(s: float) -> str:
 # --------------------------------------------------------------------------------------------- shared input options
 
 
-def add_input_options(p: argparse.ArgumentParser, *, use: str) -> None:
+def add_input_options(
+    p: argparse.ArgumentParser, *, use: str, limits: bool = False, threads: bool = True, val: bool = True
+) -> None:
     """Where the text is and how to read it: the options every command that reads corpus files shares (declared here
-    once; `input_options` hands them on under the keyword names the Python functions take)."""
-    p.add_argument("--text-column", default="text", help="parquet column holding the text (default text)")
+    once; `input_options` hands them on under the keyword names the Python functions take). `limits`: also
+    --doc-cap and --max-chars with tokenizer training's defaults (nanochat's tok_train)."""
+    p.add_argument(
+        "--text-column",
+        default=None,
+        help="parquet column holding the text (default: the one a folder's dataset.json names, else text)",
+    )
     p.add_argument("--jsonl-field", default="text", help="jsonl field holding the text (default text)")
     p.add_argument("--lines", action="store_true", help=".txt files: one document per line (default: per file)")
-    p.add_argument("--include-val", action="store_true", help=f"also {use} the last (validation) file of folders")
-    p.add_argument(
-        "--threads",
-        type=whole("--threads"),
-        default=None,
-        help="worker threads (default: all cores, or RAYON_NUM_THREADS)",
-    )
+    if val:
+        p.add_argument("--include-val", action="store_true", help=f"also {use} the last (validation) file of folders")
+    if limits:
+        p.add_argument(
+            "--doc-cap",
+            type=whole("--doc-cap"),
+            default=_nanobpe.TRAIN_DOC_CAP,
+            help=f"cut each document to this many characters (default {_nanobpe.TRAIN_DOC_CAP}, as nanochat's "
+            "tok_train)",
+        )
+        p.add_argument(
+            "--max-chars",
+            type=whole("--max-chars"),
+            default=_nanobpe.TRAIN_MAX_CHARS,
+            help=f"stop after the document that takes the total past this many characters (default "
+            f"{_nanobpe.TRAIN_MAX_CHARS:.0e})",
+        )
+    if threads:
+        p.add_argument(
+            "--threads",
+            type=whole("--threads"),
+            default=None,
+            help="worker threads (default: all cores, or RAYON_NUM_THREADS)",
+        )
 
 
-def input_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options `add_input_options` declared, as keyword arguments of `nanobpe.train` / `tokenize_files`."""
-    keys = ("text_column", "jsonl_field", "lines", "include_val", "threads")
-    return {k: getattr(args, k) for k in keys}
+def input_options(args: argparse.Namespace) -> InputOptions:
+    """The options `add_input_options` declared (`--threads` aside), as the `InputOptions` keywords of
+    `nanobpe.train`, `tokenize_files`, `sweep` and `read_texts`."""
+    opts = InputOptions(text_column=args.text_column, jsonl_field=args.jsonl_field, lines=args.lines)
+    for key in ("include_val", "doc_cap", "max_chars"):
+        if hasattr(args, key):
+            opts[key] = getattr(args, key)
+    return opts
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -210,19 +240,7 @@ def add_train(sub: Subcommands) -> None:
         default=None,
         help="force 16- or 32-bit token ids (default: 16 when the vocab fits in 65536)",
     )
-    p.add_argument(
-        "--doc-cap",
-        type=whole("--doc-cap"),
-        default=_nanobpe.TRAIN_DOC_CAP,
-        help="cut each document to this many characters (default 10000, as nanochat's tok_train)",
-    )
-    p.add_argument(
-        "--max-chars",
-        type=whole("--max-chars"),
-        default=_nanobpe.TRAIN_MAX_CHARS,
-        help="stop after the document that takes the total past this many characters (default 2e9)",
-    )
-    add_input_options(p, use="train on")
+    add_input_options(p, use="train on", limits=True)
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -237,10 +255,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         special_tokens=args.special,
         reserve=args.reserve,
         token_width=args.token_width,
-        doc_cap=args.doc_cap,
-        max_chars=args.max_chars,
-        **input_options(args),
         progress=show_progress(args),
+        threads=args.threads,
+        **input_options(args),
     )
     s: dict[str, Any] = dict(tok.summary)
     s["peak_rss_mb"] = _nanobpe.peak_rss_mb()
@@ -419,6 +436,7 @@ def add_eval(sub: Subcommands) -> None:
         default=None,
         help="cut documents to this many characters (default: whole)",
     )
+    add_input_options(p, use="evaluate", threads=False, val=False)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -434,7 +452,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nanobpe.evaluate import evaluate, evaluation_texts, format_table
 
     toks = [_load_any(t) for t in args.tokenizers]
-    slices = evaluation_texts(args.data, args.code, args.doc_cap)
+    slices = evaluation_texts(args.data, args.code, input_options(args))
     report = evaluate(toks, slices)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -477,13 +495,8 @@ def add_sweep(sub: Subcommands) -> None:
     p.add_argument("--special", nargs="*", default=None, metavar="NAME", help="special tokens (default nanochat's)")
     p.add_argument("--pattern", default="nanochat")
     p.add_argument("--token-width", type=int, choices=(16, 32), default=None)
-    p.add_argument(
-        "--doc-cap",
-        type=whole("--doc-cap"),
-        default=_nanobpe.TRAIN_DOC_CAP,
-        help="training only: cut each document to this many characters (default 10000); evaluation reads them whole",
-    )
-    p.add_argument("--max-chars", type=whole("--max-chars"), default=_nanobpe.TRAIN_MAX_CHARS, help="training budget")
+    # --doc-cap / --max-chars limit the training run only; evaluation reads whole documents.
+    add_input_options(p, use="train on", limits=True, threads=False)
     p.add_argument(
         "--no-train-tokens",
         action="store_true",
@@ -504,12 +517,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.out,
         depth=args.depth,
         special_tokens=args.special,
-        doc_cap=args.doc_cap,
-        max_chars=args.max_chars,
         pattern=args.pattern,
         token_width=args.token_width,
         count_train_tokens=not args.no_train_tokens,
         log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
+        **input_options(args),
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -572,16 +584,17 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     if rank >= world:
         raise ValueError(f"--rank {rank} is out of range for --world-size {world} (ranks are 0..{world - 1})")
     tok = nanobpe.load(args.tokenizer)
-    manifest = _nanobpe.tokenize_files(
-        tok._core,
+    options = input_options(args)
+    options["rank"], options["world"] = rank, world
+    manifest = tokenize_files(
+        tok,
         args.data,
         args.out,
         bos=args.bos,
         shard_tokens=args.shard_tokens,
-        rank=rank,
-        world=world,
-        **input_options(args),
         progress=show_progress(args),
+        threads=args.threads,
+        **options,
     )
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -651,15 +664,21 @@ def add_pull(sub: Subcommands) -> None:
         default=None,
         help="threads serving them (default: one per core, at most --workers)",
     )
-    p.add_argument("--retries", type=whole("--retries"), default=5, help="retries per shard (default 5)")
+    d = _nanobpe.PULL_DEFAULTS
+    p.add_argument(
+        "--retries", type=whole("--retries"), default=d["retries"], help=f"retries per shard (default {d['retries']})"
+    )
     p.add_argument(
         "--timeout",
         type=seconds("--timeout"),
-        default=30.0,
-        help="seconds without progress before retrying (default 30)",
+        default=d["timeout"],
+        help=f"seconds without progress before retrying (default {d['timeout']:g})",
     )
     p.add_argument(
-        "--backoff", type=seconds("--backoff"), default=1.0, help="first retry delay in seconds, doubled each time"
+        "--backoff",
+        type=seconds("--backoff"),
+        default=d["backoff"],
+        help=f"first retry delay in seconds, doubled each time (default {d['backoff']:g})",
     )
     p.add_argument("--verify", action="store_true", help="re-check files already present (footer, server length)")
     p.add_argument(

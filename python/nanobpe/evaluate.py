@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from nanobpe import _nanobpe
+from nanobpe.reader import input_spec
 from nanobpe.tokenizer import Tokenizer
+from nanobpe.types import InputOptions
 
 _DE = frozenset(
     "der die das und ist nicht mit von zu den des dem ein eine auf für sich auch werden wird nach bei oder".split()
@@ -43,12 +45,13 @@ def default_code_files() -> list[str]:
     return files
 
 
-def evaluation_texts(data: Sequence[str], code: Sequence[str] | None, doc_cap: int | None) -> dict[str, list[str]]:
-    """Slices of held-out text: all of it, per language, and source code."""
+def evaluation_texts(data: Sequence[str], code: Sequence[str] | None, options: InputOptions) -> dict[str, list[str]]:
+    """Slices of held-out text: all of it, per language, and source code. A folder gives its validation file; the
+    documents are read with ``options`` (whole unless they say ``doc_cap``)."""
     paths = []
     for d in data:
         paths.append(_nanobpe.validation_file(d) if os.path.isdir(d) else d)
-    docs = _nanobpe.read_texts(paths, doc_cap=doc_cap, include_val=True)
+    docs = _nanobpe.read_texts(input_spec(paths, options, include_val=True))
     slices: dict[str, list[str]] = {"all": docs, "en": [], "de": [], "zh": []}
     for d in docs:
         slices[language(d)].append(d)

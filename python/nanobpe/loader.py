@@ -17,55 +17,52 @@ from parquet by ``nanobpe tokenize`` give the same batches as that parquet.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from nanobpe import _nanobpe
+from nanobpe.reader import PathArg, input_spec
 from nanobpe.tokenizer import Tokenizer
-from nanobpe.types import LoaderState, LoaderStats
+from nanobpe.types import InputOptions, LoaderState, LoaderStats
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class Loader:
     def __init__(
         self,
         tokenizer: Tokenizer,
-        paths: Sequence[str | os.PathLike[str]],
+        paths: Sequence[PathArg],
         batch_size: int,
         seq_len: int,
         *,
-        rank: int = 0,
-        world: int = 1,
         buffer_docs: int = 1000,
         prefetch: int = 4,
         threads: int | None = None,
         state: LoaderState | None = None,
-        text_column: str = "text",
-        doc_cap: int | None = None,
+        **options: Unpack[InputOptions],
     ) -> None:
         """Start reading ``paths`` (parquet/txt/jsonl files, or ``.bin`` token shards) on a background thread.
 
-        ``doc_cap``: cut each text document to this many characters (default: keep them whole).
+        ``options`` (``nanobpe.types.InputOptions``): ``rank`` / ``world`` split the row groups; ``doc_cap`` cuts each
+        text document to this many characters (default: keep them whole); ``text_column``, ``jsonl_field``,
+        ``lines`` say where the text is. The files named are all read (``include_val`` matters for folders only).
         """
-        if doc_cap is not None and doc_cap < 1:
-            raise ValueError(f"doc_cap must be a positive number of characters or None, not {doc_cap}")
         self.batch_size, self.seq_len = batch_size, seq_len
         self.dtype = tokenizer.dtype
         self._core = _nanobpe.Loader(
             tokenizer._core,
-            [os.fspath(p) for p in paths],
+            input_spec(paths, options, include_val=True),
             batch_size,
             seq_len,
-            rank=rank,
-            world=world,
             buffer_docs=buffer_docs,
             prefetch=prefetch,
             threads=threads,
             state=state,
-            text_column=text_column,
-            doc_cap=doc_cap,
         )
 
     def next_into(self, out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32]) -> None:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nanobpe import _nanobpe
-from nanobpe.types import PullReport
+from nanobpe.types import PullReport, TransferOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # nanochat's folder for each built-in source (nanochat/dataset.py: ClimbMix since March 2026, FineWeb-Edu before).
 SOURCE_DIRS = {"climbmix-400b": "base_data_climbmix", "fineweb-edu-100b": "base_data"}
@@ -48,41 +51,23 @@ def pull(
     split: str = "train",
     text_column: str = "text",
     val: bool = True,
-    workers: int | None = None,
-    threads: int | None = None,
-    retries: int = 5,
-    timeout: float = 30.0,
-    backoff: float = 1.0,
-    verify: bool = False,
-    fsync: bool = False,
-    progress: bool | None = None,
+    **transfer: Unpack[TransferOptions],
 ) -> PullReport:
     """Download the selected shards (see `nanobpe pull --help` for the syntax); returns the report.
 
-    ``workers`` connections run at once on ``threads`` threads (default: one per core, at most one per connection);
-    without ``workers`` the count adapts: two connections per thread, doubled while that raises the throughput,
-    up to 8.
+    ``transfer`` (``nanobpe.types.TransferOptions``; defaults in ``_nanobpe.PULL_DEFAULTS``): ``workers``
+    connections run at once on ``threads`` threads (default: one per core, at most one per connection); without
+    ``workers`` the count adapts: two connections per thread, doubled while that raises the throughput, up to 8.
+    ``fsync=True`` makes every file durable before it is renamed into place; ``progress`` defaults to "stderr is a
+    terminal".
     ``hf_dataset="owner/name"`` lists that dataset's parquet files (``config``, ``split``) through the Hub API and saves
     them as ``shard_NNNNN.parquet`` in listing order (the last is validation) with a ``dataset.json`` naming each
-    file's URL and ``text_column``; ``shards=None`` takes them all. ``fsync=True`` makes every file durable before it is
-    renamed into place. A shard that cannot be fetched does not raise: it is listed in ``report["failed"]`` and no file
-    is left for it (its ``.part`` stays, to resume later).
+    file's URL and ``text_column``; ``shards=None`` takes them all. A shard that cannot be fetched does not raise: it
+    is listed in ``report["failed"]`` and no file is left for it (its ``.part`` stays, to resume later).
     """
     endpoint = os.environ.get("HF_ENDPOINT") or None
     token = os.environ.get("HF_TOKEN") or None
-    shown = sys.stderr.isatty() if progress is None else progress
-    common: dict[str, Any] = dict(
-        val=val,
-        workers=workers,
-        threads=threads,
-        retries=retries,
-        timeout=timeout,
-        backoff=backoff,
-        verify=verify,
-        fsync=fsync,
-        token=token,
-        progress=shown,
-    )
+    transfer.setdefault("progress", sys.stderr.isatty())
     if hf_dataset is not None:
         if source is not None or url_template is not None or max_shard is not None:
             raise ValueError("give --hf-dataset alone, without --source, --url-template or --max-shard")
@@ -95,19 +80,22 @@ def pull(
             config=config,
             split=split,
             text_column=text_column,
-            **common,
+            val=val,
+            token=token,
+            transfer=transfer,
         )
-    else:
-        if config is not None or split != "train" or text_column != "text":
-            raise ValueError("--config, --split and --text-column go with --hf-dataset")
-        if shards is None:
-            raise ValueError("--shards is required (e.g. ..8) unless --hf-dataset is given")
-        return _nanobpe.pull(
-            shards,
-            os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir(source)),
-            source=source,
-            url_template=url_template,
-            max_shard=max_shard,
-            hf_endpoint=endpoint,
-            **common,
-        )
+    if config is not None or split != "train" or text_column != "text":
+        raise ValueError("--config, --split and --text-column go with --hf-dataset")
+    if shards is None:
+        raise ValueError("--shards is required (e.g. ..8) unless --hf-dataset is given")
+    return _nanobpe.pull(
+        shards,
+        os.fspath(dataset_dir if dataset_dir is not None else default_dataset_dir(source)),
+        source=source,
+        url_template=url_template,
+        max_shard=max_shard,
+        val=val,
+        hf_endpoint=endpoint,
+        token=token,
+        transfer=transfer,
+    )

@@ -8,15 +8,49 @@ against the vocab size).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nanobpe import _nanobpe
+from nanobpe.reader import PathArg, input_spec
 from nanobpe.tokenizer import Tokenizer
+from nanobpe.types import InputOptions, TokenizeManifest
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 HEADER_BYTES = 64
+
+
+def tokenize_files(
+    tokenizer: Tokenizer,
+    paths: PathArg | Sequence[PathArg],
+    out: PathArg,
+    *,
+    bos: bool = False,
+    shard_tokens: int = 100_000_000,
+    progress: bool | None = None,
+    threads: int | None = None,
+    **options: Unpack[InputOptions],
+) -> TokenizeManifest:
+    """Encode parquet/txt/jsonl into ``.bin`` token shards in ``out`` (``nanobpe tokenize``); returns the manifest.
+
+    Documents are kept whole (``options``: ``nanobpe.types.InputOptions``; folders' validation files are skipped
+    unless ``include_val``); ``bos`` puts ``<|bos|>`` in front of each; a new shard starts every ``shard_tokens``.
+    """
+    return _nanobpe.tokenize_files(
+        tokenizer._core,
+        input_spec(paths, options),
+        os.fspath(out),
+        bos=bos,
+        shard_tokens=shard_tokens,
+        progress=sys.stderr.isatty() if progress is None else progress,
+        threads=threads,
+    )
 
 
 class Shard:

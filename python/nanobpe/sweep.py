@@ -15,13 +15,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nanobpe import _nanobpe
 from nanobpe.evaluate import evaluate, evaluation_texts
+from nanobpe.reader import input_spec
 from nanobpe.tokenizer import Tokenizer, train
+from nanobpe.types import InputOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def model_dims(depth: int) -> int:
@@ -71,13 +76,17 @@ def sweep(
     *,
     depth: int = 20,
     special_tokens: Sequence[str] | None = None,
-    doc_cap: int = _nanobpe.TRAIN_DOC_CAP,
-    max_chars: int = _nanobpe.TRAIN_MAX_CHARS,
     pattern: str = "nanochat",
     token_width: int | None = None,
     count_train_tokens: bool = True,
     log: Callable[[str], None] = _log_stderr,
+    **options: Unpack[InputOptions],
 ) -> dict[str, Any]:
+    """Train once to the largest size, cut every smaller one from it, and measure each (``nanobpe sweep``).
+
+    ``options`` (``nanobpe.types.InputOptions``) say how to read ``data``; training caps and budgets as ``train``
+    does (``doc_cap``, ``max_chars``), evaluation and the train-token count read whole documents.
+    """
     specials = list(_nanobpe.NANOCHAT_SPECIALS if special_tokens is None else special_tokens)
     sizes = sorted(set(int(s) for s in sizes))
     if not sizes:
@@ -92,17 +101,12 @@ def sweep(
     # Checked before any work, so a bad option neither trains for nothing nor leaves a half-written --out.
     if depth < 1:
         raise ValueError(f"--depth must be at least 1, not {depth}")
-    if doc_cap < 1:
-        raise ValueError(f"--doc-cap must be at least 1, not {doc_cap}")
-    if max_chars < 1:
-        raise ValueError(f"--max-chars must be at least 1, not {max_chars}")
+    _nanobpe.check_input(input_spec(data, options))
     out = Path(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _sweep(
-            sizes, data, out, depth, specials, doc_cap, max_chars, pattern, token_width, count_train_tokens, log
-        )
+        return _sweep(sizes, data, out, depth, specials, options, pattern, token_width, count_train_tokens, log)
     except BaseException:
         if created:  # ours, and nothing in it is a finished result
             shutil.rmtree(out, ignore_errors=True)
@@ -115,8 +119,7 @@ def _sweep(
     out: Path,
     depth: int,
     specials: list[str],
-    doc_cap: int,
-    max_chars: int,
+    options: InputOptions,
     pattern: str,
     token_width: int | None,
     count_train_tokens: bool,
@@ -131,10 +134,9 @@ def _sweep(
         out=out / f"vocab_{sizes[-1]}",
         pattern=pattern,
         special_tokens=specials,
-        doc_cap=doc_cap,
-        max_chars=max_chars,
         token_width=None if token_width == 16 else token_width,
         progress=sys.stderr.isatty(),
+        **options,
     )
     train_seconds = time.perf_counter() - t0
     log(f"sweep: trained in {train_seconds:.1f}s; evaluating {len(sizes)} sizes ...")
@@ -146,10 +148,11 @@ def _sweep(
             t.save(out / f"vocab_{s}")
         toks.append((f"vocab_{s}", t))
 
-    slices = evaluation_texts(list(data), None, None)
+    whole: InputOptions = {**options, "doc_cap": None, "max_chars": None}
+    slices = evaluation_texts(list(data), None, whole)
     train_docs: list[str] = []
     if count_train_tokens:
-        train_docs = _nanobpe.read_texts(list(data), include_val=False)
+        train_docs = _nanobpe.read_texts(input_spec(data, whole, include_val=False))
     rows = []
     for (name, tok), s in zip(toks, sizes):
         ts = time.perf_counter()

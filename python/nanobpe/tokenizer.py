@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 
 from nanobpe import _nanobpe
-from nanobpe.types import TrainSummary
+from nanobpe.reader import input_spec
+from nanobpe.types import InputOptions, TrainSummary
 
 if TYPE_CHECKING:
     import tiktoken
+    from typing_extensions import Unpack
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -342,39 +344,30 @@ def train(
     special_tokens: Sequence[str] | None = None,
     reserve: int = 0,
     token_width: int | None = None,
-    doc_cap: int = _nanobpe.TRAIN_DOC_CAP,
-    max_chars: int = _nanobpe.TRAIN_MAX_CHARS,
-    text_column: str = "text",
-    jsonl_field: str = "text",
-    lines: bool = False,
-    include_val: bool = False,
     progress: bool | None = None,
     threads: int | None = None,
+    **options: Unpack[InputOptions],
 ) -> Tokenizer:
     """Train a tokenizer on parquet / txt / jsonl files or folders, read in parallel in Rust.
 
-    ``vocab_size`` is the total number of ids (bytes + merges + special tokens + reserved). Folders follow
-    nanochat's split: their last file is validation and is skipped unless ``include_val``. Like nanochat's
-    ``tok_train``, each document is cut to ``doc_cap`` characters (10,000) and reading stops past ``max_chars`` (2e9);
-    only tokenizer training does this by default (the loader, ``tokenize`` and ``read_texts`` read whole documents).
+    ``vocab_size`` is the total number of ids (bytes + merges + special tokens + reserved). ``options``
+    (``nanobpe.types.InputOptions``) say how to read ``data``. Folders follow nanochat's split: their last file is
+    validation and is skipped unless ``include_val``. Like nanochat's ``tok_train``, each document is cut to
+    ``doc_cap`` characters (default ``TRAIN_DOC_CAP`` = 10,000) and reading stops past ``max_chars`` (default
+    ``TRAIN_MAX_CHARS`` = 2e9); only tokenizer training does this by default (the loader, ``tokenize_files`` and
+    ``read_texts`` read whole documents).
     """
-    paths = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(p) for p in data]
-    if progress is None:
-        progress = sys.stderr.isatty()
+    spec = input_spec(
+        data, options, doc_cap=_nanobpe.TRAIN_DOC_CAP, max_chars=_nanobpe.TRAIN_MAX_CHARS, include_val=False
+    )
     core, summary = _nanobpe.train_files(
-        paths,
+        spec,
         int(vocab_size),
         pattern=pattern,
         specials=None if special_tokens is None else list(special_tokens),
         reserve=reserve,
         token_width=token_width,
-        doc_cap=int(doc_cap),
-        max_chars=int(max_chars),
-        text_column=text_column,
-        jsonl_field=jsonl_field,
-        lines=lines,
-        include_val=include_val,
-        progress=progress,
+        progress=sys.stderr.isatty() if progress is None else progress,
         threads=threads,
         out=None if out is None else os.fspath(out),
     )

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import nanobpe
+from nanobpe.reader import list_folder
 from train import checkpoint
 from train.common import Dist, peak_flops, print0, setup, teardown
 from train.data import DeviceLoader
@@ -81,14 +82,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def data_files(paths: list[str]) -> list[str]:
-    """Files in order: folders expand to their parquet shards (or .bin token shards) sorted by name."""
+    """Files in order: a folder gives its files as every nanobpe reader lists them (`nanobpe.reader.list_folder`:
+    data files sorted by name, or its .bin token shards)."""
     out: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.glob("*.parquet")) or sorted(p.glob("*.bin"))
-            if not found:
-                sys.exit(f"error: {p}: no .parquet or .bin files in this folder")
-            out += [str(f) for f in found]
+            try:
+                out += list_folder(p)
+            except nanobpe.DataError as e:
+                sys.exit(f"error: {e}")
         elif p.exists():
             out.append(str(p))
         else:
@@ -196,8 +198,8 @@ def accumulation(args: argparse.Namespace, world: int) -> int:
 def build(args: argparse.Namespace, d: Dist, config: GPTConfig) -> Trainee:
     """Seeded init, optimizers, then torch.compile and DDP as asked."""
     cuda = d.device.type == "cuda"
-    torch.manual_seed(args.seed)
     raw = GPT(config).to(d.device)
+    torch.manual_seed(args.seed)  # after construction, whose default init draws a vocab-dependent amount
     raw.init_weights()
     optimizers = build_optimizers(raw, args.embedding_lr, args.unembedding_lr, args.matrix_lr, cuda)
     # torch.compile wraps the module in an OptimizedModule (a Module); its stub only says "a callable".

@@ -139,11 +139,13 @@ class GPT(nn.Module):
     def init_weights(self) -> None:
         """nanochat's init: unit-variance embeddings, fan-in scaled matrices, zero output projections and head
         (so the first loss is ln(vocab))."""
-        nn.init.normal_(self.wte.weight, std=1.0)
-        for m in self.modules():
+        # The blocks are drawn first, the vocab-sized embedding last: with the same seed, models that differ only in
+        # vocab size start from the same blocks (the vocab sweep compares sizes on paired draws, not independent ones).
+        for m in self.blocks.modules():
             if isinstance(m, nn.Linear):
                 fan_out, fan_in = m.weight.shape
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in)))
+        nn.init.normal_(self.wte.weight, std=1.0)
         nn.init.zeros_(self.lm_head.weight)
         for m in self.modules():
             if isinstance(m, (Attention, MLP)):

@@ -2,8 +2,8 @@
 
 Fits work in x = log2 V. V_opt of one curve is the vertex of the parabola through its lowest mean and the two
 neighbouring sizes; a minimum at the edge of the grid is reported as such, not as an optimum.
-Its interval comes from a bootstrap over seeds (each V's mean recomputed from seeds drawn with replacement, the
-curve refitted); V_opt against compute is a power law fitted per depth, and the same bootstrap draws carry its
+Its interval comes from a bootstrap over seeds (seeds drawn with replacement, the means recomputed, the curve
+refitted; seed s is one draw for every V, since all sizes share its init of the blocks and its data order); V_opt against compute is a power law fitted per depth, and the same bootstrap draws carry its
 interval to the extrapolation to nanochat's compute.
 """
 
@@ -66,12 +66,18 @@ def vertex(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, bool]:
 
 
 def curves(points: list[dict[str, Any]]) -> dict[tuple[int, float], dict[int, list[float]]]:
-    """(depth, budget) -> V -> the val bpb of each finished seed."""
+    """(depth, budget) -> V -> the val bpb of each finished seed, in seed order (seed s of every V is one paired
+    draw: the same blocks at init and the same data order)."""
     out: dict[tuple[int, float], dict[int, list[float]]] = {}
-    for p in points:
+    for p in sorted(points, key=lambda p: p["seed"]):
         if p["status"] == "ok" and p["val_bpb"] is not None:
             out.setdefault((p["depth"], p["flops_budget"]), {}).setdefault(p["vocab_size"], []).append(p["val_bpb"])
     return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def paired(curve: dict[int, list[float]]) -> bool:
+    """Every size has the same number of seeds (then seed s is a draw shared by all sizes)."""
+    return len({len(ys) for ys in curve.values()}) == 1
 
 
 def optimum(curve: dict[int, list[float]], rng: np.random.Generator) -> dict[str, Any]:
@@ -86,8 +92,14 @@ def optimum(curve: dict[int, list[float]], rng: np.random.Generator) -> dict[str
     n_seeds = min(len(s) for s in curve.values())
     draws: list[float] = []
     if n_seeds > 1 and len(sizes) >= 3:
+        # Paired: one draw of seeds for the whole curve (the sizes share each seed's init and data); otherwise
+        # each size's seeds are drawn on their own.
+        table = np.array([curve[v] for v in sizes]) if paired(curve) else None
         for _ in range(BOOTSTRAP):
-            ys = [float(np.mean(rng.choice(curve[v], size=len(curve[v])))) for v in sizes]
+            if table is not None:
+                ys = [float(m) for m in table[:, rng.integers(0, n_seeds, size=n_seeds)].mean(axis=1)]
+            else:
+                ys = [float(np.mean(rng.choice(curve[v], size=len(curve[v])))) for v in sizes]
             draws.append(vertex(xs, ys)[0])
     per_seed = []
     if len(sizes) >= 3:
@@ -101,7 +113,11 @@ def optimum(curve: dict[int, list[float]], rng: np.random.Generator) -> dict[str
             continue
         n1, n2 = len(curve[v]), len(curve[sizes[best]])
         if n1 > 1 and n2 > 1:
-            se = math.sqrt(sds[i] ** 2 / n1 + sds[best] ** 2 / n2)
+            if paired(curve):  # the spread of the per-seed differences
+                diff = np.subtract(curve[v], curve[sizes[best]])
+                se = float(np.std(diff, ddof=1)) / math.sqrt(n1)
+            else:
+                se = math.sqrt(sds[i] ** 2 / n1 + sds[best] ** 2 / n2)
             if means[i] - means[best] < NOISE_Z * se:
                 within.append(v)
     return {
@@ -146,6 +162,9 @@ def power_law(budgets: list[float], optima: list[dict[str, Any]], targets: list[
     iv = fit["exponent_interval"]
     fit["resolved"] = bool(iv and (iv[0] > 0 or iv[1] < 0))
     fit["two_budgets_only"] = len(use) == 2
+    # How far the line is carried: the decades of compute it was fitted on, and from its end to the farthest target.
+    fit["fitted_decades"] = float(lc.max() - lc.min())
+    fit["reach_decades"] = float(max((math.log10(t["flops"]) for t in targets), default=lc.max()) - lc.max())
     for t in targets:
         x = math.log10(t["flops"])
         row = {**t, "v_opt": float(2 ** (a + b * x)), "interval": None}
@@ -293,7 +312,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"'Within noise': the mean differs from the best mean by less than {NOISE_Z:g} standard errors of the "
-        "difference (from the seed-to-seed spread; with 2 seeds that spread is itself a rough estimate).",
+        "difference (from the spread of the per-seed differences: seed s gives every size the same initial blocks "
+        "and the same data order; with 2-3 seeds that spread is itself a rough estimate).",
         "",
         "## val bpb per vocab size (mean ± sd over seeds; tokens trained)",
         "",
@@ -370,6 +390,13 @@ def markdown(r: dict[str, Any]) -> str:
                 "the exponent's 90% interval "
                 + (f"[{iv[0]:.2f}, {iv[1]:.2f}] includes 0" if iv else "is unknown (one seed)")
                 + ": the trend is not resolved and the extrapolated values below are not meaningful"
+            )
+        elif law.get("reach_decades", 0) > 5 * max(law.get("fitted_decades", 0), 0.1):
+            huge = any(t["v_opt"] > 2**20 for t in law["extrapolated"])
+            caveats.append(
+                f"the line is fitted on {law['fitted_decades']:.1f} decades of compute and carried "
+                f"{law['reach_decades']:.1f} decades beyond them: the values below are that line continued, not a "
+                "prediction" + (" (they exceed any vocabulary in use by orders of magnitude)" if huge else "")
             )
         lines += [
             f"Depth {depth}: V_opt ∝ C^{law['exponent']:.2f}"
@@ -560,15 +587,15 @@ def plot_vopt(r: dict[str, Any], path: Path) -> None:
             ax.annotate(
                 f"{t['name']} ({t['flops']:.1e} FLOPs):\nextrapolated V_opt ≈ {fmt_v(t['v_opt'])}",
                 (t["flops"], t["v_opt"]),
-                textcoords="offset points",
-                xytext=(-215, -34 if j == 0 else 20),
+                textcoords="axes fraction",  # fixed places in the empty middle, so labels never collide
+                xytext=(0.42, 0.72 - 0.12 * j),
                 fontsize=7,
                 arrowprops={"arrowstyle": "-", "lw": 0.5},
             )
     for t in targets:
         ax.axvline(t["flops"], color="k", ls=":", lw=0.8)
         ax.text(
-            t["flops"], 0.98, f"{t['name']} ({t['flops']:.1e})", rotation=90, ha="right", va="top", fontsize=7,
+            t["flops"], 0.02, f"{t['name']} ({t['flops']:.1e})", rotation=90, ha="right", va="bottom", fontsize=7,
             transform=ax.get_xaxis_transform(),
         )  # fmt: skip
     ax.axvspan(max(r["budgets"]), max(t["flops"] for t in targets) * 3, color="gray", alpha=0.06, lw=0)

@@ -40,18 +40,19 @@ from train.sweep_report import write_report
 
 # Each preset fills the flags it names; flags given on the command line win.
 PRESETS: dict[str, dict[str, Any]] = {
-    # About 35 minutes of uncontended time on 2 CPU cores (see benches/results/vocab_sweep/): depth 2, T = 256.
+    # About 35 minutes on 2 idle CPU cores (see benches/results/vocab_sweep/): depth 2, T = 256, 8 sequences per step
+    # (small batches make seed noise larger than the differences between sizes), budgets a factor 4 apart, 3 seeds.
     "cpu": {
         "device": "cpu",
-        "vocab_sizes": [512, 1024, 2048, 4096, 8192, 16384, 32768],
+        "vocab_sizes": [512, 1024, 2048, 4096, 8192, 16384],
         "depths": [2],
-        "flops": [5e11, 1e12, 2e12],
-        "seeds": 2,
+        "flops": [1e12, 2e12, 4e12],
+        "seeds": 3,
         "max_seq_len": 256,
-        "device_batch_size": 2,
-        "total_batch_size": 512,
-        "eval_chars": 40_000,
-        "eval_doc_cap": 2_000,
+        "device_batch_size": 8,
+        "total_batch_size": 2048,
+        "eval_chars": 300_000,
+        "eval_doc_cap": 4_000,
         "tok_max_chars": 20_000_000,
         "compile": False,
     },
