@@ -46,6 +46,9 @@ pub struct Encoder {
     pair_rank: Map<(u32, u32), u32>,
     /// The rank of each single byte: where BPE starts.
     byte_rank: [u32; 256],
+    /// `merged` of two single bytes' ranks, indexed by `first << 8 | second`: every piece starts as bytes, so the
+    /// first pass over a piece looks pairs up here (256 KiB, no hashing) instead of in `pair_rank`.
+    byte_pair: Box<[u32]>,
     /// Rank → bytes, then special tokens' bytes.
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
@@ -84,6 +87,9 @@ impl Encoder {
                 }
             }
         }
+        let byte_pair: Box<[u32]> = (0..1usize << 16)
+            .map(|i| pair_rank.get(&(byte_rank[i >> 8], byte_rank[i & 0xff])).copied().unwrap_or(u32::MAX))
+            .collect();
         let mut decoder: Vec<Box<[u8]>> = vocab.ranks.iter().map(|b| b.clone().into_boxed_slice()).collect();
         let specials: Vec<(String, u32)> = vocab.all_specials().cloned().collect();
         let mut special_ids: Map<String, u32> = Map::with_hasher(FixedState::with_seed(3));
@@ -104,6 +110,7 @@ impl Encoder {
             by_bytes,
             pair_rank,
             byte_rank,
+            byte_pair,
             decoder,
             n_ranks: vocab.ranks.len(),
             specials,
@@ -124,16 +131,17 @@ impl Encoder {
 
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
-        let mut scratch = Vec::new();
+        // Buffers for BPE on cache misses, reused for every piece of the text.
+        let (mut ids, mut ranks) = (Vec::new(), Vec::new());
         piece_cache::with_thread_cache(self.cache_owner, |cache| {
             self.pretok.for_each(text, |piece| {
                 let bytes = piece.as_bytes();
                 if let Some(&r) = self.by_bytes.get(bytes) {
                     out.push(T::from_u32(r));
                 } else if !cache.get_into(bytes, out, T::from_u32) {
-                    self.bpe(bytes, &mut scratch);
-                    cache.insert(bytes, &scratch);
-                    out.extend(scratch.iter().map(|&r| T::from_u32(r)));
+                    self.bpe(bytes, &mut ids, &mut ranks);
+                    cache.insert(bytes, &ids);
+                    out.extend(ids.iter().map(|&r| T::from_u32(r)));
                 }
             })
         })
@@ -244,8 +252,8 @@ impl Encoder {
         self.pair_rank.get(&(l, r)).copied().unwrap_or(u32::MAX)
     }
 
-    /// BPE of one piece that is not itself a token. `out` is replaced by its ids.
-    fn bpe(&self, piece: &[u8], out: &mut Vec<u32>) {
+    /// BPE of one piece that is not itself a token. `out` is replaced by its ids; `ranks` is scratch space.
+    fn bpe(&self, piece: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
         out.clear();
         out.extend(piece.iter().map(|&b| self.byte_rank[b as usize]));
         if piece.len() > LONG_PIECE {
@@ -253,7 +261,8 @@ impl Encoder {
             return;
         }
         // tiktoken's rescan: merge the leftmost lowest-ranked pair until none is left.
-        let mut ranks: Vec<u32> = out.windows(2).map(|w| self.merged(w[0], w[1])).collect();
+        ranks.clear();
+        ranks.extend(piece.windows(2).map(|w| self.byte_pair[(w[0] as usize) << 8 | w[1] as usize]));
         loop {
             let mut best = (u32::MAX, usize::MAX);
             for (i, &r) in ranks.iter().enumerate() {

@@ -569,15 +569,20 @@ async fn run_connections(ctx: &Arc<Ctx>, n: usize, start: usize) {
 }
 
 /// How long the ramp watches one number of connections before deciding.
-const RAMP_WINDOW: Duration = Duration::from_millis(300);
+const RAMP_WINDOW: Duration = Duration::from_millis(500);
+/// How long it lets connections get going (connect, slow start, the server's first reads) before it measures: a
+/// window that includes the start-up undercounts the rate, and the next level would look better than it is.
+const RAMP_SETTLE: Duration = Duration::from_millis(300);
 
 /// The adaptive default: from two connections per thread, double while doubling raised the throughput by a quarter
 /// or more; if it gained less than a tenth, go back. Then stay: more connections than a server rewards only
-/// compete for the same cores (a GIL-bound mirror even slows down).
+/// compete for the same cores (a GIL-bound mirror even slows down). Each level is measured after it has settled.
 async fn ramp(ctx: &Ctx, start: usize, max: usize) {
     let shared = &ctx.shared;
     let (mut level, mut before): (usize, Option<(usize, f64)>) = (start, None);
-    while shared.next.load(Ordering::Relaxed) < ctx.jobs.len() {
+    let jobs_left = || shared.next.load(Ordering::Relaxed) < ctx.jobs.len();
+    tokio::time::sleep(RAMP_SETTLE).await;
+    while jobs_left() {
         let b0 = shared.bytes.load(Ordering::Relaxed);
         tokio::time::sleep(RAMP_WINDOW).await;
         let rate = (shared.bytes.load(Ordering::Relaxed) - b0) as f64 / RAMP_WINDOW.as_secs_f64();
@@ -589,6 +594,7 @@ async fn ramp(ctx: &Ctx, start: usize, max: usize) {
         }
         before = Some((level, rate));
         level = next;
+        tokio::time::sleep(RAMP_SETTLE).await;
     }
 }
 
