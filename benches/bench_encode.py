@@ -285,7 +285,7 @@ def language_slices(
 def one_pass(e: Encoder, docs: list[str], threads: int | None) -> tuple[float, float, Flat]:
     """Wall seconds and process CPU seconds for one pass of a freshly built `e` over `docs` (on one thread, or its
     batch API with `threads`), and the ids it gave (flattened outside the timing)."""
-    instance = fresh(e)
+    instance = fresh(e, threads)
     cpu, t = time.process_time(), time.perf_counter()
     out = e.one(instance, docs) if threads is None else e.many(instance, docs, threads)
     secs, cpu = time.perf_counter() - t, time.process_time() - cpu
