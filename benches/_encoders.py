@@ -12,8 +12,8 @@ run warms no cache of a timed instance.
 Peers (`pip install gigatoken fastokens`), both loading nanobpe's ``tokenizer.tiktoken`` ranks file:
 
 - gigatoken: ``Tokenizer.from_tiktoken(path, pretokenizer, special_tokens)``. It runs named pretokenizers only
-  ("gpt4" is cl100k's pattern); nanobpe's default "nanochat" pattern is not among them, so it needs a tokenizer
-  trained with ``pattern="gpt4"``. One thread: ``encode_batch(parallel=False)``; all cores:
+  ("gpt4" is cl100k's pattern); nanobpe's default "nanochat" pattern is not among them (its tokenizer.json loader
+  refuses it too: "Unknown pre_tokenizer Split regexes"), so it needs a tokenizer trained with ``pattern="gpt4"``. One thread: ``encode_batch(parallel=False)``; all cores:
   ``encode_batch(parallel=True)`` (its process-wide rayon pool); both return an awkward array.
 - fastokens: ``Tokenizer.from_tiktoken(path, pattern, special_tokens)``, any pattern. All cores:
   ``encode_batch_flat(docs)`` (flat little-endian uint32 ids + uint64 offsets, on its process-wide pool of
