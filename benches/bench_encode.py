@@ -12,7 +12,15 @@ and 1 MB, to show that nanobpe's time grows about linearly (heap-based merges fo
 Then, per language slice (English, German as the other Latin-script language, Chinese; labelled as `nanobpe eval`
 does), one pass over up to `--slice-mb` MB of each (validation shard first, then the train shards): tiktoken's and
 nanobpe's single-thread MB/s and their ratio, with the ids checked equal. The cache and the splitter are tuned per
-script, so one overall number can hide a slow slice.
+script, so one overall number can hide a slow slice. Every pass uses a freshly built encoder (cold caches: they may
+warm within the pass, never from an earlier one); building it is not timed.
+
+With `--peers`, the slice table adds the fastest encoders on PyPI (gigatoken, fastokens: `pip install ".[bench]"`;
+see _encoders.py for how each loads nanobpe's ranks file and why quicktok is not among them) and times every encoder
+on one thread and on its batch API with all cores, in one process. gigatoken runs only named split patterns, so give
+it a cl100k-style vocabulary, trained with GPT-4's pattern:
+
+    python benches/bench_encode.py --slices-only --peers --pattern gpt4 --vocab-size 100000
 """
 
 from __future__ import annotations
@@ -23,19 +31,35 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, print_table, save_json
+from _encoders import (
+    PEERS,
+    Encoder,
+    Flat,
+    differing_docs,
+    fresh,
+    nanobpe_encoder,
+    peer_encoders,
+    tiktoken_encoder,
+    warm_process,
+)
+
+T = TypeVar("T")
 
 
-def timed(fn, repeat: int = 1):
+def timed(fn: Callable[[], T], repeat: int = 1) -> tuple[float, T]:
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t)
+    assert out is not None
     return best, out
 
 
@@ -48,6 +72,16 @@ def main() -> None:
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
     ap.add_argument("--tokenizer", default=None, help="a trained tokenizer dir (default: train V=32768 now)")
     ap.add_argument("--vocab-size", type=int, default=32768)
+    ap.add_argument("--pattern", default="nanochat", help="split pattern to train with (gpt4: cl100k-style)")
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=None,
+        choices=PEERS,
+        help="add these PyPI peers (all when none is named) to the slice table, and time every encoder on 1 thread "
+        "and on all cores",
+    )
+    ap.add_argument("--slices-only", action="store_true", help="only the per-language-slice table")
     ap.add_argument("--skip", nargs="*", default=[], choices=["rustbpe", "hf"])
     ap.add_argument("--slice-mb", type=float, default=50.0, help="MB per language slice (0: skip the slices)")
     args = ap.parse_args()
@@ -56,22 +90,27 @@ def main() -> None:
     if args.tokenizer is None:
         args.tokenizer = tempfile.mkdtemp(prefix="nanobpe-bench-") + "/tok"
         print(f"# training V={args.vocab_size} on {args.data} ...", file=sys.stderr, flush=True)
-        nanobpe.train(args.data, args.vocab_size, out=args.tokenizer, progress=False)
+        nanobpe.train(args.data, args.vocab_size, out=args.tokenizer, pattern=args.pattern, progress=False)
     tok = nanobpe.load(args.tokenizer)
     enc = tok.to_tiktoken()
+    if args.slices_only:
+        slice_rows = slices(args, threads)
+        save_json("encode", {"slices": slice_rows})
+        return
     val = nanobpe._nanobpe.validation_file(args.data) if os.path.isdir(args.data) else args.data
     docs = [d for b in nanobpe.read_texts(val) for d in b]
     mb = sum(len(d.encode()) for d in docs) / 1e6
     print(f"# {len(docs)} docs, {mb:.1f} MB from {val}; {threads} threads", file=sys.stderr, flush=True)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     reference = enc.encode_ordinary_batch(docs, num_threads=threads)
 
-    def add(name: str, secs: float, ids_list) -> None:
+    def add(name: str, secs: float, ids_list: Any) -> None:
         same = all(list(map(int, a)) == b for a, b in zip(ids_list, reference)) and len(ids_list) == len(reference)
         rows.append({"encoder": name, "seconds": secs, "mbs": mb / secs, "same": "yes" if same else "NO"})
         print(f"# {name}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
 
+    out: Any
     secs, out = timed(lambda: [enc.encode_ordinary(d) for d in docs])
     add("tiktoken encode_ordinary, 1 thread", secs, out)
     secs, out = timed(lambda: enc.encode_ordinary_batch(docs, num_threads=threads))
@@ -121,7 +160,7 @@ def main() -> None:
 
     # One piece with no split points.
     rng = random.Random(0)
-    long_rows = []
+    long_rows: list[dict[str, Any]] = []
     for size in (10_000, 100_000, 1_000_000):
         for kind, text in (
             ("aaaa…", "a" * size),
@@ -130,9 +169,9 @@ def main() -> None:
                 "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(size)),
             ),
         ):
-            ours, ids = timed(lambda text=text: tok.encode_ordinary(text))
-            row = {"piece": kind, "size": size, "nanobpe_ms": ours * 1e3}
-            theirs, tids = timed(lambda text=text: enc.encode_ordinary(text))
+            ours, ids = timed(partial(tok.encode_ordinary, text))
+            row: dict[str, Any] = {"piece": kind, "size": size, "nanobpe_ms": ours * 1e3}
+            theirs, tids = timed(partial(enc.encode_ordinary, text))
             row["tiktoken_ms"] = theirs * 1e3
             row["same"] = "yes" if tids == ids else "NO"
             long_rows.append(row)
@@ -148,13 +187,25 @@ def main() -> None:
             ("same", "same ids", ""),
         ],
     )
-    slice_rows = language_slices(tok, enc, args.data, args.slice_mb) if args.slice_mb > 0 else []
+    slice_rows = slices(args, threads)
     save_json("encode", {"batch": rows, "long_piece": long_rows, "slices": slice_rows})
     _ = np
 
 
-def language_slices(tok: Any, enc: Any, data: str, slice_mb: float) -> list[dict[str, Any]]:
-    """Single-thread MB/s of tiktoken and nanobpe on each language slice, one pass each."""
+def slices(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
+    """The per-language-slice table: tiktoken and nanobpe on one thread, or with --peers every encoder on one
+    thread and on all cores."""
+    if args.slice_mb <= 0:
+        return []
+    encoders = [tiktoken_encoder(args.tokenizer), nanobpe_encoder(args.tokenizer)]
+    if args.peers is None:
+        return language_slices(encoders, args.data, args.slice_mb)
+    encoders += peer_encoders(args.tokenizer, args.peers or PEERS)
+    return language_slices(encoders, args.data, args.slice_mb, threads)
+
+
+def read_slices(data: str, slice_mb: float) -> dict[str, list[str]]:
+    """Up to `slice_mb` MB of whole documents per language, validation shard first, then the train shards."""
     import nanobpe
     from nanobpe.evaluate import language
 
@@ -172,29 +223,92 @@ def language_slices(tok: Any, enc: Any, data: str, slice_mb: float) -> list[dict
                 sizes[lang] += len(d.encode())
         if all(v >= limit for v in sizes.values()):
             break
-    names = {"en": "English", "de": "German (other Latin)", "zh": "Chinese"}
+    return slices
+
+
+SLICE_NAMES = {"en": "English", "de": "German (other Latin)", "zh": "Chinese"}
+
+
+def language_slices(
+    encoders: list[Encoder], data: str, slice_mb: float, threads: int | None = None
+) -> list[dict[str, Any]]:
+    """MB/s of each encoder on each language slice, one pass each, with a freshly built encoder for every pass.
+
+    encoders[0] (tiktoken) on one thread is the reference for ids and speed. With `threads`, each encoder is also
+    timed on its batch API with that many threads (all cores)."""
+    modes = ["one"] if threads is None else ["one", "many"]
+    slices = {lang: docs for lang, docs in read_slices(data, slice_mb).items() if docs}
+    warm_process(encoders, [d for docs in slices.values() for d in docs[:64]], threads)
     rows: list[dict[str, Any]] = []
     for lang, docs in slices.items():
-        mb = sizes[lang] / 1e6
-        if not docs:
-            continue
-        t_secs, t_ids = timed(lambda docs=docs: [enc.encode_ordinary(d) for d in docs])
-        n_secs, n_ids = timed(lambda docs=docs: tok.encode_batch(docs, num_threads=1))
-        same = len(t_ids) == len(n_ids) and all(list(map(int, a)) == b for a, b in zip(n_ids, t_ids))
-        rows.append(
+        mb = sum(len(d.encode()) for d in docs) / 1e6
+        ref: Flat | None = None
+        base = 0.0
+        for e in encoders:
+            row: dict[str, Any] = {"slice": SLICE_NAMES[lang], "mb": mb, "encoder": e.name}
+            differ = []
+            for mode in modes:
+                secs, cpu, got = one_pass(e, docs, threads if mode == "many" else None)
+                if ref is None:
+                    ref, base = got, mb / secs
+                row[f"{mode}_mbs"] = mb / secs
+                row[f"{mode}_ratio"] = mb / secs / base
+                row[f"{mode}_cpu"] = cpu / secs
+                n = differing_docs(got, ref)
+                row[f"{mode}_differ"] = n
+                if n:
+                    differ.append(f"{'1' if mode == 'one' else threads} thr: {n}")
+                print(f"# {SLICE_NAMES[lang]}, {e.name}, {mode}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
+            row["same"] = f"NO ({', '.join(differ)} of {len(docs)} docs differ)" if differ else "yes"
+            rows.append(row)
+    if threads is None:
+        print_slices_two(rows)
+    else:
+        print(f"\nPer language slice, one pass each, a fresh encoder per pass; 1 thr and {threads} thr (batch API):\n")
+        print_table(
+            rows,
+            [
+                ("slice", "slice", ""),
+                ("mb", "MB", ".1f"),
+                ("encoder", "encoder", ""),
+                ("one_mbs", "1 thr MB/s", ".2f"),
+                ("one_ratio", "× tiktoken 1 thr", ".2f"),
+                ("one_cpu", "1 thr CPU/wall", ".2f"),
+                ("many_mbs", f"{threads} thr MB/s", ".2f"),
+                ("many_ratio", "× tiktoken 1 thr", ".2f"),
+                ("same", "ids = tiktoken", ""),
+            ],
+        )
+    return rows
+
+
+def one_pass(e: Encoder, docs: list[str], threads: int | None) -> tuple[float, float, Flat]:
+    """Wall seconds and process CPU seconds for one pass of a freshly built `e` over `docs` (on one thread, or its
+    batch API with `threads`), and the ids it gave (flattened outside the timing)."""
+    instance = fresh(e, threads)
+    cpu, t = time.process_time(), time.perf_counter()
+    out = e.one(instance, docs) if threads is None else e.many(instance, docs, threads)
+    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return secs, cpu, (e.flat if threads is None else e.flat_many or e.flat)(out)
+
+
+def print_slices_two(rows: list[dict[str, Any]]) -> None:
+    """The tiktoken-vs-nanobpe table, one line per slice."""
+    table = []
+    for t, n in zip(rows[0::2], rows[1::2]):
+        table.append(
             {
-                "slice": names[lang],
-                "mb": mb,
-                "tiktoken": mb / t_secs,
-                "nanobpe": mb / n_secs,
-                "ratio": t_secs / n_secs,
-                "same": "yes" if same else "NO",
+                "slice": t["slice"],
+                "mb": t["mb"],
+                "tiktoken": t["one_mbs"],
+                "nanobpe": n["one_mbs"],
+                "ratio": n["one_ratio"],
+                "same": n["same"],
             }
         )
-        print(f"# {names[lang]}: {mb:.1f} MB, {t_secs / n_secs:.2f}x tiktoken", file=sys.stderr, flush=True)
     print("\nPer language slice, one pass each, 1 thread (nanobpe `encode_batch` → numpy):\n")
     print_table(
-        rows,
+        table,
         [
             ("slice", "slice", ""),
             ("mb", "MB", ".1f"),
@@ -204,7 +318,6 @@ def language_slices(tok: Any, enc: Any, data: str, slice_mb: float) -> list[dict
             ("same", "ids = tiktoken", ""),
         ],
     )
-    return rows
 
 
 if __name__ == "__main__":
