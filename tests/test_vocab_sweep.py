@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nanobpe
@@ -200,6 +201,26 @@ def test_vertex_and_power_law_recover_known_answers():
     assert law["exponent"] == pytest.approx(0.5 * math.log10(2))
     assert law["extrapolated"][0]["v_opt"] == pytest.approx(2**15)
     assert law["extrapolated"][0]["interval"] == pytest.approx([2**15, 2**15])
+
+
+def test_seeds_are_paired_across_vocab_sizes():
+    """Seed s of every V starts from the same blocks (drawn before the vocab-sized embedding), so the sweep compares
+    sizes on paired draws; the report then judges noise by the per-seed differences, not by each size's spread."""
+    a, b = (GPT(GPTConfig(vocab_size=v, n_layer=2, n_embd=128, n_head=2, sequence_len=64)) for v in (512, 4096))
+    for m in (a, b):
+        torch.manual_seed(7)
+        m.init_weights()
+    for (name, pa), (_, pb) in zip(a.blocks.named_parameters(), b.blocks.named_parameters()):
+        assert torch.equal(pa, pb), name
+    # Seed offsets of ±0.1 bpb shared by every size, and a steady 0.02 gap between 2048 and the best (4096): unpaired,
+    # the gap is lost in the offsets; paired, it is well outside the noise.
+    offsets = [0.1, -0.1, 0.0]
+    base_curve = {1024: 3.10, 2048: 3.07, 4096: 3.05, 8192: 3.08, 16384: 3.2}
+    curve = {v: [y + o + 0.001 * k for k, o in enumerate(offsets)] for v, y in base_curve.items()}
+    opt = sweep_report.optimum(curve, np.random.default_rng(0))
+    assert opt["best_measured"] == 4096 and 2048 not in opt["within_noise_of_best"]
+    lo, hi = opt["interval"]  # every resample has the same shape: the interval is (about) the point
+    assert lo > 2048 and hi < 8192 and lo - 1 < opt["v_opt"] < hi + 1
 
 
 def test_nanochat_targets_match_the_speedrun_numbers():
