@@ -328,22 +328,14 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }
 
-/// The text column recorded in `folder/dataset.json`, if the folder has one (a folder `nanobpe pull --hf-dataset`
-/// made): the readers use it when the caller names no column, so such a folder reads as pulled.
-pub fn recorded_text_column(folder: &Path) -> Result<Option<String>> {
-    let path = folder.join(MANIFEST);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&path, e)),
-    };
-    #[derive(Deserialize)]
-    struct Recorded {
-        text_column: Option<String>,
-    }
-    let r: Recorded = serde_json::from_str(&text)
-        .map_err(|e| data_err!("{}: not a dataset.json nanobpe can read: {e}", path.display()))?;
-    Ok(r.text_column.filter(|c| !c.is_empty()))
+/// The text column recorded in `folder/dataset.json`, if the folder has one that nanobpe wrote (`nanobpe pull
+/// --hf-dataset`): the readers use it when the caller names no column, so such a folder reads as pulled. Any other
+/// `dataset.json` (another tool's, unreadable, without the field) is ignored: the reader then looks for `text` and,
+/// if that is missing too, says so naming the file and its columns.
+pub fn recorded_text_column(folder: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(folder.join(MANIFEST)).ok()?;
+    let m: Manifest = serde_json::from_str(&text).ok()?;
+    Some(m.text_column).filter(|c| !c.is_empty())
 }
 
 /// The top-level column names of a parquet file (from its footer).

@@ -66,16 +66,13 @@ impl InputSpec {
     }
 
     /// The text column of the parquet file `path` (see `text_column`).
-    fn text_column_of(&self, path: &Path, recorded: &mut RecordedColumns) -> Result<String> {
+    fn text_column_of(&self, path: &Path, recorded: &mut RecordedColumns) -> String {
         if let Some(c) = &self.text_column {
-            return Ok(c.clone());
+            return c.clone();
         }
         let folder = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if !recorded.contains_key(&folder) {
-            let column = crate::hub::recorded_text_column(&folder)?;
-            recorded.insert(folder.clone(), column);
-        }
-        Ok(recorded[&folder].clone().unwrap_or_else(|| DEFAULT_TEXT_COLUMN.to_string()))
+        let column = recorded.entry(folder).or_insert_with_key(|f| crate::hub::recorded_text_column(f));
+        column.clone().unwrap_or_else(|| DEFAULT_TEXT_COLUMN.to_string())
     }
 }
 
@@ -404,7 +401,7 @@ impl Reader {
         spec.check()?;
         let files = resolve_files(&spec.paths, spec.include_val)?;
         let mut recorded = RecordedColumns::default();
-        let columns = files.iter().map(|(p, _)| spec.text_column_of(p, &mut recorded)).collect::<Result<Vec<_>>>()?;
+        let columns: Vec<String> = files.iter().map(|(p, _)| spec.text_column_of(p, &mut recorded)).collect();
         let parquet: Vec<Option<Arc<ParquetFile>>> = files
             .par_iter()
             .zip(&columns)
@@ -832,5 +829,38 @@ mod tests {
             let (docs, _) = collect(&InputSpec { paths: vec![p], ..Default::default() }).unwrap();
             assert_eq!(docs, vec!["héllo", "", "中文", "héllo", ""], "{name}");
         }
+    }
+
+    #[test]
+    fn the_text_column_comes_from_the_caller_then_dataset_json_then_text() {
+        use arrow_array::{RecordBatch, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("shard_00000.parquet");
+        let content: ArrayRef = Arc::new(StringArray::from(vec!["from content"]));
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["from text"]));
+        let batch = RecordBatch::try_from_iter([("content", content), ("text", text)]).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&p).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let read = |column: Option<&str>| {
+            let spec =
+                InputSpec { paths: vec![p.clone()], text_column: column.map(String::from), ..Default::default() };
+            collect(&spec).unwrap().0
+        };
+        assert_eq!(read(None), ["from text"]); // no dataset.json
+        std::fs::write(dir.path().join("dataset.json"), "[1, 2]").unwrap();
+        assert_eq!(read(None), ["from text"]); // another tool's file: ignored
+        let m = crate::hub::Manifest {
+            source: "hf".into(),
+            repo: "o/n".into(),
+            config: "default".into(),
+            split: "train".into(),
+            text_column: "content".into(),
+            validation: "shard_00000.parquet".into(),
+            shards: vec![],
+        };
+        std::fs::write(dir.path().join("dataset.json"), serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(read(None), ["from content"]); // nanobpe's: its column
+        assert_eq!(read(Some("text")), ["from text"]); // named by the caller: that one
     }
 }
