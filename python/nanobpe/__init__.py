@@ -19,7 +19,7 @@ from nanobpe._nanobpe import split as _split
 from nanobpe.loader import Loader
 from nanobpe.pull import pull
 from nanobpe.reader import read_texts
-from nanobpe.shards import TokenShards
+from nanobpe.shards import TokenShards, tokenize_files
 from nanobpe.tokenizer import Tokenizer, load, train
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "pull",
     "read_texts",
     "split",
+    "tokenize_files",
     "train",
 ]
 
