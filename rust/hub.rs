@@ -362,9 +362,6 @@ pub fn pull_dataset(
     if text_column.is_empty() {
         return Err(arg_err!("--text-column must not be empty"));
     }
-    if opts.workers == 0 {
-        return Err(arg_err!("--workers must be at least 1"));
-    }
     let listing = list_parquet(q)?;
     let max_index = listing.urls.len() - 1;
     let indices = pull::select_shards(shards.unwrap_or(".."), max_index, val)?;

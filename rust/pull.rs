@@ -80,21 +80,11 @@ pub const MAX_ADAPTIVE_WORKERS: usize = 8;
 #[derive(Clone, Debug)]
 pub struct PullOptions {
     pub dir: PathBuf,
-    /// Connections at once (at most, when `adaptive`).
-    pub workers: usize,
-    /// Start with two connections per thread and double while that raises the throughput, up to `workers`
-    /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
-    pub adaptive: bool,
-    pub threads: Option<usize>,
-    pub retries: u32,
-    pub timeout: f64,
-    pub backoff: f64,
-    pub verify: bool,
-    pub fsync: bool,
+    /// How to fetch (checked by `new`).
+    pub transfer: Transfer,
     pub token: Option<String>,
     /// Send the token only to URLs on this origin (the Hub endpoint); None: to every URL (a URL template).
     pub token_origin: Option<String>,
-    pub progress: bool,
 }
 
 impl PullOptions {
@@ -104,23 +94,24 @@ impl PullOptions {
         if !(t.timeout > 0.0 && t.backoff >= 0.0) {
             return Err(arg_err!("timeout must be > 0 and backoff >= 0 seconds"));
         }
-        if t.threads == Some(0) {
-            return Err(arg_err!("threads must be at least 1"));
+        if t.workers == Some(0) {
+            return Err(arg_err!("--workers must be at least 1"));
         }
-        Ok(PullOptions {
-            dir,
-            workers: t.workers.unwrap_or(MAX_ADAPTIVE_WORKERS),
-            adaptive: t.workers.is_none(),
-            threads: t.threads,
-            retries: t.retries,
-            timeout: t.timeout,
-            backoff: t.backoff,
-            verify: t.verify,
-            fsync: t.fsync,
-            token,
-            token_origin: None,
-            progress: t.progress,
-        })
+        if t.threads == Some(0) {
+            return Err(arg_err!("--threads must be at least 1"));
+        }
+        Ok(PullOptions { dir, transfer: t.clone(), token, token_origin: None })
+    }
+
+    /// Connections at once (at most, when `adaptive`).
+    fn workers(&self) -> usize {
+        self.transfer.workers.unwrap_or(MAX_ADAPTIVE_WORKERS)
+    }
+
+    /// Start with two connections per thread and double while that raises the throughput, up to `workers`
+    /// (the default): a fast mirror near by gets few connections, a CDN that caps each one gets many.
+    fn adaptive(&self) -> bool {
+        self.transfer.workers.is_none()
     }
 }
 
@@ -473,17 +464,14 @@ struct Ctx {
 /// reads its socket and writes its `.part` itself, so no bytes are handed between threads and 8 connections on
 /// 2 cores cost no more than 2.
 pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
-    if opts.workers == 0 {
-        return Err(arg_err!("--workers must be at least 1"));
-    }
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
-    let connections = opts.workers.min(jobs.len()).max(1);
-    let threads = opts.threads.unwrap_or_else(|| default_threads(connections)).clamp(1, connections);
-    let start = if opts.adaptive { (2 * threads).min(connections) } else { connections };
+    let connections = opts.workers().min(jobs.len()).max(1);
+    let threads = opts.transfer.threads.unwrap_or_else(|| default_threads(connections)).clamp(1, connections);
+    let start = if opts.adaptive() { (2 * threads).min(connections) } else { connections };
     let rt = runtime(threads)?;
     let client = {
         let _inside = rt.enter();
-        client(opts.timeout)?
+        client(opts.transfer.timeout)?
     };
     let ctx = Arc::new(Ctx {
         client,
@@ -496,7 +484,7 @@ pub fn pull(opts: &PullOptions, jobs: Vec<Job>) -> Result<PullReport> {
             allowed: AtomicUsize::new(start),
             most: AtomicUsize::new(start),
             started: Instant::now(),
-            progress: Progress::new(opts.progress),
+            progress: Progress::new(opts.transfer.progress),
             total_files: jobs.len(),
             announced: Mutex::new((0, 0)),
         },
@@ -647,7 +635,7 @@ async fn fetch_one(ctx: &Ctx, job: &Job) -> FileReport {
     if dest.exists() {
         // Present files are ones we renamed into place after a full check; a look at both magics suffices
         // unless --verify asks for the footer and the server's length too.
-        let check = if opts.verify {
+        let check = if opts.transfer.verify {
             let len = remote_len(ctx, url).await;
             tokio::task::block_in_place(|| verify_parquet(&dest, len))
         } else {
@@ -667,7 +655,7 @@ async fn fetch_one(ctx: &Ctx, job: &Job) -> FileReport {
     }
     report.resumed_from = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let mut rng = Jitter::new(job.index as u64);
-    for attempt in 0..=opts.retries {
+    for attempt in 0..=opts.transfer.retries {
         report.attempts = attempt + 1;
         match attempt_once(ctx, url, &part, &dest).await {
             Ok(n) => {
@@ -682,8 +670,8 @@ async fn fetch_one(ctx: &Ctx, job: &Job) -> FileReport {
             }
             Err(Attempt::Retry { why, wait }) => {
                 report.error = Some(why);
-                if attempt < opts.retries {
-                    let backoff = opts.backoff * 2f64.powi(attempt as i32) * (0.5 + rng.next());
+                if attempt < opts.transfer.retries {
+                    let backoff = opts.transfer.backoff * 2f64.powi(attempt as i32) * (0.5 + rng.next());
                     // Ctrl-C aborts the task, sleep included.
                     tokio::time::sleep(wait.unwrap_or(Duration::from_secs_f64(backoff.min(120.0)))).await;
                 }
@@ -746,7 +734,7 @@ async fn attempt_once(ctx: &Ctx, url: &str, part: &Path, dest: &Path) -> std::re
             // Our .part is as long as (or longer than) the file: check it, or start over.
             let total = content_range(resp.headers()).and_then(|(_, t)| t);
             if total == Some(have) && tokio::task::block_in_place(|| verify_parquet(part, total)).is_ok() {
-                return finish(part, dest, have, opts.fsync);
+                return finish(part, dest, have, opts.transfer.fsync);
             }
             let _ = std::fs::remove_file(part);
             return Err(retry(format!("{url}: the partial file does not match the server's; restarting")));
@@ -792,7 +780,7 @@ async fn attempt_once(ctx: &Ctx, url: &str, part: &Path, dest: &Path) -> std::re
         shared.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         shared.draw();
     }
-    if opts.fsync {
+    if opts.transfer.fsync {
         tokio::task::block_in_place(|| out.sync_all())
             .map_err(|e| Attempt::Fatal(format!("{}: {e}", part.display())))?;
     }
@@ -806,7 +794,7 @@ async fn attempt_once(ctx: &Ctx, url: &str, part: &Path, dest: &Path) -> std::re
         let _ = std::fs::remove_file(part);
         return Err(retry(format!("{url}: downloaded file rejected: {why}")));
     }
-    finish(part, dest, written, opts.fsync)
+    finish(part, dest, written, opts.transfer.fsync)
 }
 
 fn finish(part: &Path, dest: &Path, bytes: u64, fsync: bool) -> std::result::Result<u64, Attempt> {

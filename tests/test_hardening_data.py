@@ -440,3 +440,21 @@ def test_resume_skips_a_damaged_newest_checkpoint_end_to_end(corpus: Path, tmp_p
     refused = run("--resume")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
     assert refused.stderr.strip().splitlines()[-1].startswith("error: ") and "model.pt: damaged" in refused.stderr
+
+
+def test_pull_transfer_options_are_checked_before_any_download(tmp_path: Path) -> None:
+    """`nanobpe.pull`'s transfer keywords cross as one typed struct: a mistyped value, an unknown key or a zero
+    count is a ValueError naming it, raised before any folder is made or any URL is opened."""
+    out = tmp_path / "data"
+    template = "http://127.0.0.1:9/shard_{index:05}.parquet"  # nothing listens: a download would fail, not raise
+    cases = [
+        ({"retries": "many"}, "transfer: retries: invalid type: string"),
+        ({"worker": 4}, "unknown field `worker`"),
+        ({"workers": 0}, "--workers must be at least 1"),
+        ({"threads": 0}, "--threads must be at least 1"),
+        ({"timeout": 0.0}, "timeout must be > 0"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            nanobpe.pull("..2", out, url_template=template, max_shard=3, **kwargs)  # type: ignore[arg-type]
+    assert not out.exists()
