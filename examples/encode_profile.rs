@@ -77,6 +77,7 @@ fn slices(parquet: &str, out: &str, mb: f64) -> nanobpe::Result<()> {
 fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
     let vocab = Vocab::load(std::path::Path::new(tokdir))?;
     let enc = Encoder::new(&vocab)?;
+    eprintln!("{} sealed characters", enc.sealed_chars());
     let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
     let (mut ids, mut docs, mut checksum) = (0usize, 0usize, 0u64);
     let mut out: Vec<u32> = Vec::new();

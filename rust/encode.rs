@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::merge::TokenId;
 use crate::piece_cache;
 use crate::pretokenize::Pretokenizer;
+use crate::sealed::{self, SealedChars};
 use crate::vocab::Vocab;
 use crate::{arg_err, data_err};
 
@@ -49,6 +50,8 @@ pub struct Encoder {
     /// `merged` of two single bytes' ranks, indexed by `first << 8 | second`: every piece starts as bytes, so the
     /// first pass over a piece looks pairs up here (256 KiB, no hashing) instead of in `pair_rank`.
     byte_pair: Box<[u32]>,
+    /// Characters BPE may start from as one token (see `sealed`).
+    sealed: SealedChars,
     /// Rank → bytes, then special tokens' bytes.
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
@@ -90,6 +93,7 @@ impl Encoder {
         let byte_pair: Box<[u32]> = (0..1usize << 16)
             .map(|i| pair_rank.get(&(byte_rank[i >> 8], byte_rank[i & 0xff])).copied().unwrap_or(u32::MAX))
             .collect();
+        let sealed = SealedChars::new(&vocab.ranks, |b| merge_alone(b, &byte_rank, &pair_rank));
         let mut decoder: Vec<Box<[u8]>> = vocab.ranks.iter().map(|b| b.clone().into_boxed_slice()).collect();
         let specials: Vec<(String, u32)> = vocab.all_specials().cloned().collect();
         let mut special_ids: Map<String, u32> = Map::with_hasher(FixedState::with_seed(3));
@@ -111,6 +115,7 @@ impl Encoder {
             pair_rank,
             byte_rank,
             byte_pair,
+            sealed,
             decoder,
             n_ranks: vocab.ranks.len(),
             specials,
@@ -123,6 +128,11 @@ impl Encoder {
 
     pub fn pretokenizer(&self) -> &Pretokenizer {
         &self.pretok
+    }
+
+    /// How many characters BPE starts from as one token (see `sealed`).
+    pub fn sealed_chars(&self) -> usize {
+        self.sealed.len()
     }
 
     pub fn specials(&self) -> &[(String, u32)] {
@@ -139,7 +149,7 @@ impl Encoder {
                 if let Some(&r) = self.by_bytes.get(bytes) {
                     out.push(T::from_u32(r));
                 } else if !cache.get_into(bytes, out, T::from_u32) {
-                    self.bpe(bytes, &mut ids, &mut ranks);
+                    self.bpe(piece, &mut ids, &mut ranks);
                     cache.insert(bytes, &ids);
                     out.extend(ids.iter().map(|&r| T::from_u32(r)));
                 }
@@ -253,16 +263,22 @@ impl Encoder {
     }
 
     /// BPE of one piece that is not itself a token. `out` is replaced by its ids; `ranks` is scratch space.
-    fn bpe(&self, piece: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
+    fn bpe(&self, piece: &str, out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
+        let bytes = piece.as_bytes();
         out.clear();
-        out.extend(piece.iter().map(|&b| self.byte_rank[b as usize]));
-        if piece.len() > LONG_PIECE {
+        ranks.clear();
+        if bytes.len() > LONG_PIECE {
+            out.extend(bytes.iter().map(|&b| self.byte_rank[b as usize]));
             self.bpe_long(out);
             return;
         }
+        if bytes.is_ascii() {
+            out.extend(bytes.iter().map(|&b| self.byte_rank[b as usize]));
+            ranks.extend(bytes.windows(2).map(|w| self.byte_pair[(w[0] as usize) << 8 | w[1] as usize]));
+        } else {
+            self.start_units(bytes, out, ranks);
+        }
         // tiktoken's rescan: merge the leftmost lowest-ranked pair until none is left.
-        ranks.clear();
-        ranks.extend(piece.windows(2).map(|w| self.byte_pair[(w[0] as usize) << 8 | w[1] as usize]));
         loop {
             let mut best = (u32::MAX, usize::MAX);
             for (i, &r) in ranks.iter().enumerate() {
@@ -283,6 +299,37 @@ impl Encoder {
             if i < ranks.len() {
                 ranks[i] = self.merged(out[i], out[i + 1]);
             }
+        }
+    }
+
+    /// Where BPE of a non-ASCII piece starts: sealed characters as their token, other bytes alone; and the rank of
+    /// each adjacent pair (byte pairs from the 256 KiB table, others from `pair_rank`).
+    fn start_units(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
+        // The previous unit when it was a single byte, else NONE: a byte pair needs no hashing.
+        let mut prev_byte = u32::MAX;
+        let mut k = 0;
+        while k < bytes.len() {
+            let b = bytes[k];
+            let mut unit = (self.byte_rank[b as usize], 1);
+            if let Some((c, len)) = (b >= 0xC0).then(|| sealed::lead_char(&bytes[k..])).flatten() {
+                let before = if k > 0 { bytes[k - 1] as usize } else { sealed::EDGE };
+                let after = bytes.get(k + len).map_or(sealed::EDGE, |&x| x as usize);
+                let id = self.sealed.get(c, before, after);
+                if id != sealed::NONE {
+                    unit = (id, len);
+                }
+            }
+            let (id, len) = unit;
+            if let Some(&left) = out.last() {
+                ranks.push(if len == 1 && prev_byte != u32::MAX {
+                    self.byte_pair[(prev_byte as usize) << 8 | b as usize]
+                } else {
+                    self.merged(left, id)
+                });
+            }
+            prev_byte = if len == 1 { b as u32 } else { u32::MAX };
+            out.push(id);
+            k += len;
         }
     }
 
@@ -312,6 +359,21 @@ impl Encoder {
         }
         ids.retain(|&x| x != DEAD);
     }
+}
+
+/// BPE of `bytes` on their own with tiktoken's rule: the single token they become and the highest rank merged on
+/// the way, or None if they do not become one token. For `SealedChars`, on characters only (2–3 bytes).
+fn merge_alone(bytes: &[u8], byte_rank: &[u32; 256], pair_rank: &Map<(u32, u32), u32>) -> Option<(u32, u32)> {
+    let mut parts: Vec<u32> = bytes.iter().map(|&b| byte_rank[b as usize]).collect();
+    let mut inner = 0;
+    while parts.len() > 1 {
+        let (r, i) =
+            (0..parts.len() - 1).filter_map(|i| pair_rank.get(&(parts[i], parts[i + 1])).map(|&r| (r, i))).min()?;
+        inner = inner.max(r);
+        parts[i] = r;
+        parts.remove(i + 1);
+    }
+    Some((parts[0], inner))
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
@@ -569,6 +631,47 @@ mod tests {
         assert!(Vocab::new("", ranks, &[], 0, None, serde_json::json!({})).is_err());
     }
 
+    /// A vocab of the 256 bytes followed by `extra` in the given order (duplicates dropped).
+    fn vocab_of(extra: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for t in extra {
+            if t.len() > 1 && !ranks.contains(t) {
+                ranks.push(t.clone());
+            }
+        }
+        ranks
+    }
+
+    #[test]
+    fn sealed_characters_start_as_their_token_only_where_nothing_crosses_them() {
+        let (zhong, wen) = ("中".as_bytes().to_vec(), "文".as_bytes().to_vec());
+        let (c_zhong, c_wen) = ('中' as u32, '文' as u32);
+        let chars = [zhong[..2].to_vec(), zhong.clone(), wen[..2].to_vec(), wen.clone()];
+        let trained = vocab_of(&[&chars[..], &["中文".as_bytes().to_vec()]].concat());
+        // A token across the edge of 中 and 文, ranked before 中 is complete: 中 is not sealed before 文's first
+        // byte, nor 文 after 中's last, and sealed elsewhere.
+        let crossing = vocab_of(&[&[vec![zhong[2], wen[0]]], &chars[..]].concat());
+        // Crossed after more distinct bytes than a character may be guarded by: 中 is never sealed.
+        let many: Vec<Vec<u8>> = b"abcdefghij".iter().map(|&x| vec![x, zhong[0]]).collect();
+        let crowded = vocab_of(&[&many[..], &chars[..]].concat());
+        for ranks in [&trained, &crossing, &crowded] {
+            let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+            let e = Encoder::new(&v).unwrap();
+            let id = |c: &[u8]| ranks.iter().position(|t| t == c).unwrap() as u32;
+            let (a, edge) = (b'a' as usize, sealed::EDGE);
+            let want_zhong = if *ranks == crowded { sealed::NONE } else { id(&zhong) };
+            assert_eq!(e.sealed.get(c_zhong, edge, a), want_zhong);
+            assert_eq!(e.sealed.get(c_wen, a, edge), id(&wen));
+            let crossed = *ranks == crossing;
+            assert_eq!(e.sealed.get(c_zhong, a, wen[0] as usize) == sealed::NONE, crossed || *ranks == crowded);
+            assert_eq!(e.sealed.get(c_wen, zhong[2] as usize, a) == sealed::NONE, crossed);
+            for text in ["中文", "中中文文中", "a中b文c", "中\u{e4}文", "j中文"] {
+                let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
+                assert_eq!(ids, reference(ranks, "nanochat", text), "{text}");
+            }
+        }
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
@@ -602,6 +705,33 @@ mod tests {
                     prop_assert_eq!(e.decode_bytes(&ids).unwrap(), t.as_bytes());
                     let with: Vec<u32> = e.encode_with_specials(&format!("{t}<|s|>{t}"), None).unwrap();
                     prop_assert_eq!(with.len(), 2 * ids.len() + 1);
+                }
+            }
+
+            /// Vocabs full of partial characters and tokens across character edges, in trained-like (shorter
+            /// first) or shuffled rank order: starting from sealed characters never changes an id.
+            #[test]
+            fn sealed_characters_match_reference(
+                source in "[a中文éü ]{4,40}",
+                cuts in proptest::collection::vec((0usize..200, 2usize..8), 0..40),
+                shuffle in any::<bool>(),
+                seed in any::<u64>(),
+                texts in proptest::collection::vec("[a中文éü ]{0,40}", 1..4),
+            ) {
+                let src = source.as_bytes();
+                let mut extra: Vec<Vec<u8>> = ["中", "文", "é", "ü"].iter().map(|c| c.as_bytes().to_vec()).collect();
+                extra.extend(extra.clone().iter().map(|c| c[..2].to_vec()));
+                for (at, len) in cuts {
+                    let at = at % src.len();
+                    extra.push(src[at..(at + len).min(src.len())].to_vec());
+                }
+                extra.sort_by_key(|t| t.len());
+                let ranks = if shuffle { shuffled_vocab(&extra, seed) } else { vocab_of(&extra) };
+                let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+                let e = Encoder::new(&v).unwrap();
+                for t in &texts {
+                    let ids: Vec<u32> = e.encode_ordinary(t).unwrap();
+                    prop_assert_eq!(&ids, &reference(&ranks, "nanochat", t));
                 }
             }
         }

@@ -20,6 +20,7 @@ pub mod piece_cache;
 pub mod pretokenize;
 pub mod progress;
 pub mod pull;
+pub mod sealed;
 pub mod shards;
 pub mod trainer;
 pub mod unicode;
