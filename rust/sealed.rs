@@ -113,17 +113,20 @@ impl SealedChars {
     /// `ranks`: the vocabulary's token bytes by rank. `alone(bytes)`: the single token BPE makes of `bytes` on their
     /// own and the highest rank it merged on the way, or None when they do not become one token.
     pub fn new(ranks: &[Vec<u8>], alone: impl Fn(&[u8]) -> Option<(u32, u32)>) -> Self {
-        // Tokens that valid UTF-8 can hold across a character's edge: the byte before a character is never a lead
+        // Tokens that valid UTF-8 can hold across a character's edge: the part inside starts with the character's
+        // lead byte (resp. ends with its last, a continuation byte); the byte before a character is never a lead
         // byte, the byte after one never a continuation byte.
         let (mut ends_with, mut starts_with) = (Crossings::default(), Crossings::default());
+        let continuation = |b: u8| (0x80..0xC0).contains(&b);
         for (r, t) in ranks.iter().enumerate() {
             for k in 1..t.len().min(4) {
-                let before = t[t.len() - k - 1];
-                if before < 0xC0 {
-                    note(&mut ends_with, &t[t.len() - k..], before, r as u32);
+                let (before, inside) = (t[t.len() - k - 1], &t[t.len() - k..]);
+                if inside[0] >= 0xC0 && before < 0xC0 {
+                    note(&mut ends_with, inside, before, r as u32);
                 }
-                if !(0x80..0xC0).contains(&t[k]) {
-                    note(&mut starts_with, &t[..k], t[k], r as u32);
+                let (inside, after) = (&t[..k], t[k]);
+                if continuation(inside[k - 1]) && !continuation(after) {
+                    note(&mut starts_with, inside, after, r as u32);
                 }
             }
         }
