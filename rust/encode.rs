@@ -93,7 +93,8 @@ impl Encoder {
         let byte_pair: Box<[u32]> = (0..1usize << 16)
             .map(|i| pair_rank.get(&(byte_rank[i >> 8], byte_rank[i & 0xff])).copied().unwrap_or(u32::MAX))
             .collect();
-        let sealed = SealedChars::new(&vocab.ranks, |b| merge_alone(b, &byte_rank, &pair_rank));
+        let sealed =
+            SealedChars::new(&vocab.ranks, &byte_rank, |l, r| pair_rank.get(&(l, r)).copied().unwrap_or(u32::MAX));
         let mut decoder: Vec<Box<[u8]>> = vocab.ranks.iter().map(|b| b.clone().into_boxed_slice()).collect();
         let specials: Vec<(String, u32)> = vocab.all_specials().cloned().collect();
         let mut special_ids: Map<String, u32> = Map::with_hasher(FixedState::with_seed(3));
@@ -359,21 +360,6 @@ impl Encoder {
         }
         ids.retain(|&x| x != DEAD);
     }
-}
-
-/// BPE of `bytes` on their own with tiktoken's rule: the single token they become and the highest rank merged on
-/// the way, or None if they do not become one token. For `SealedChars`, on characters only (2–3 bytes).
-fn merge_alone(bytes: &[u8], byte_rank: &[u32; 256], pair_rank: &Map<(u32, u32), u32>) -> Option<(u32, u32)> {
-    let mut parts: Vec<u32> = bytes.iter().map(|&b| byte_rank[b as usize]).collect();
-    let mut inner = 0;
-    while parts.len() > 1 {
-        let (r, i) =
-            (0..parts.len() - 1).filter_map(|i| pair_rank.get(&(parts[i], parts[i + 1])).map(|&r| (r, i))).min()?;
-        inner = inner.max(r);
-        parts[i] = r;
-        parts.remove(i + 1);
-    }
-    Some((parts[0], inner))
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {

@@ -3,15 +3,18 @@
 //! skip two or three merges per character. Chinese pieces are runs of 3-byte characters, so this removes most of
 //! their merges; German's umlauts are the 2-byte case.
 //!
-//! Why it is exact. Take a character X (2 or 3 bytes) that, encoded alone, merges into one token; let `inner` be the
-//! highest rank among those merges. Call X sealed when every token that would cover part or all of X *and* bytes
-//! outside it — a token ending in a prefix of X (X itself included) or starting with a suffix of X, and longer
-//! than that prefix or suffix — has a rank above `inner`, counting only the tokens that could stand at this place
-//! in the piece (the byte just outside X in the token is the byte just outside X in the text). In a piece:
-//! - While X is not yet one token, a merge across its edge would join a token within X to one outside it, making
-//!   a token that ends in a prefix (or starts with a suffix) of X; its rank is above `inner`, hence above X's own
-//!   next merge, so BPE (lowest rank first) never picks it. X's own merges see the same ranks as when X is alone,
-//!   so X becomes its token exactly as alone.
+//! Why it is exact. Take a character X (2 or 3 bytes) that, encoded alone, merges into one token. Follow that
+//! solo run: each *part* of X (a token covering bytes i..j of X) lives from the merge that makes it to the merge
+//! that consumes it; call `life(part)` the highest rank BPE merges inside X while the part is there, and `inner`
+//! the highest rank of the whole run. In a piece, a merge across X's edge joins a token outside X to a part of X
+//! at that edge (a prefix part on the left, a suffix part on the right, or X itself once it is complete), making
+//! a token that ends in the prefix (starts with the suffix) and is longer. Call X sealed at a place when every such
+//! token that could stand there — its byte just outside X is the text's byte just outside X — ranks above
+//! `life(part)` for a part (above `inner` for X itself):
+//! - While the part is there, X's own next merge (rank at most `life(part)`) is a lower-ranked candidate, so BPE
+//!   (lowest rank first) never takes the crossing one; once the part is consumed it cannot cross at all. So no
+//!   merge crosses X's edges before X is one token, X's own merges see the same ranks as alone, and X becomes its
+//!   token exactly as alone.
 //! - Starting from X's token changes only *when* pairs with X become candidates. Any such pair makes a token that
 //!   ends or starts with X, ranked above `inner`; while X was unfinished, BPE was merging ranks at most `inner`
 //!   elsewhere, so the earlier candidacy never wins a merge it would not have won anyway.
@@ -80,10 +83,14 @@ fn note(m: &mut Crossings, part: &[u8], outside: u8, rank: u32) {
     }
 }
 
-/// The outside bytes next to which some token crosses a character's edge with a rank below `inner`.
-fn blockers(m: &Crossings, parts: impl Iterator<Item = u64>, inner: u32) -> Vec<u8> {
-    let mut out: Vec<u8> =
-        parts.flat_map(|k| m.get(&k).into_iter().flatten()).filter(|e| e.1 < inner).map(|e| e.0).collect();
+/// The outside bytes next to which some token crosses a character's edge in time: each of `parts` is (the part
+/// at that edge, the rank below which a token holding it and an outside byte would be merged).
+fn blockers(m: &Crossings, parts: &[(u64, u32)]) -> Vec<u8> {
+    let mut out: Vec<u8> = parts
+        .iter()
+        .flat_map(|&(k, limit)| m.get(&k).into_iter().flatten().filter(move |e| e.1 < limit))
+        .map(|e| e.0)
+        .collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -110,9 +117,9 @@ fn mask(bits: &[u8; 257], blocked: &[u8]) -> Option<u8> {
 }
 
 impl SealedChars {
-    /// `ranks`: the vocabulary's token bytes by rank. `alone(bytes)`: the single token BPE makes of `bytes` on their
-    /// own and the highest rank it merged on the way, or None when they do not become one token.
-    pub fn new(ranks: &[Vec<u8>], alone: impl Fn(&[u8]) -> Option<(u32, u32)>) -> Self {
+    /// `ranks`: the vocabulary's token bytes by rank; `byte_rank`: where each single byte is; `merged(l, r)`: the
+    /// token whose bytes are those of `l` then `r`, or u32::MAX.
+    pub fn new(ranks: &[Vec<u8>], byte_rank: &[u32; 256], merged: impl Fn(u32, u32) -> u32) -> Self {
         // Tokens that valid UTF-8 can hold across a character's edge: the part inside starts with the character's
         // lead byte (resp. ends with its last, a continuation byte); the byte before a character is never a lead
         // byte, the byte after one never a continuation byte.
@@ -134,10 +141,19 @@ impl SealedChars {
         let mut chars = Vec::new();
         for t in ranks {
             let Some(c) = single_char(t) else { continue };
-            let Some((id, inner)) = alone(t) else { continue };
-            let left = blockers(&ends_with, (1..=t.len()).map(|k| key(&t[..k])), inner);
-            let right = blockers(&starts_with, (1..=t.len()).map(|k| key(&t[t.len() - k..])), inner);
-            chars.push((c, id, left, right));
+            let Some(solo) = Solo::run(t, byte_rank, &merged) else { continue };
+            let (n, mut left, mut right) = (t.len(), Vec::new(), Vec::new());
+            for &(i, j, life) in &solo.parts {
+                if i == 0 {
+                    left.push((key(&t[..j]), life));
+                }
+                if j == n {
+                    right.push((key(&t[i..]), life));
+                }
+            }
+            left.push((key(t), solo.inner));
+            right.push((key(t), solo.inner));
+            chars.push((c, solo.id, blockers(&ends_with, &left), blockers(&starts_with, &right)));
         }
         let left_bit = guard_bits(&chars.iter().map(|c| c.2.clone()).collect::<Vec<_>>());
         let right_bit = guard_bits(&chars.iter().map(|c| c.3.clone()).collect::<Vec<_>>());
@@ -173,6 +189,42 @@ impl SealedChars {
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+}
+
+/// BPE of one character on its own, with tiktoken's rule.
+struct Solo {
+    /// The single token it becomes.
+    id: u32,
+    /// The highest rank merged on the way.
+    inner: u32,
+    /// Every part that was a token on the way, other than the whole: (first byte, end byte, `life`: the highest
+    /// rank merged inside the character while it was there).
+    parts: Vec<(usize, usize, u32)>,
+}
+
+impl Solo {
+    /// None when the bytes do not become one token.
+    fn run(bytes: &[u8], byte_rank: &[u32; 256], merged: impl Fn(u32, u32) -> u32) -> Option<Solo> {
+        // Current parts as (first byte, end byte, id, life so far).
+        let mut cur: Vec<(usize, usize, u32, u32)> =
+            bytes.iter().enumerate().map(|(i, &b)| (i, i + 1, byte_rank[b as usize], 0)).collect();
+        let (mut inner, mut parts) = (0, Vec::new());
+        while cur.len() > 1 {
+            let (r, i) = (0..cur.len() - 1).map(|i| (merged(cur[i].2, cur[i + 1].2), i)).min()?;
+            if r == u32::MAX {
+                return None;
+            }
+            inner = inner.max(r);
+            for p in cur.iter_mut() {
+                p.3 = p.3.max(r);
+            }
+            let (a, b) = (cur[i], cur.remove(i + 1));
+            parts.push((a.0, a.1, a.3));
+            parts.push((b.0, b.1, b.3));
+            cur[i] = (a.0, b.1, r, 0);
+        }
+        Some(Solo { id: cur[0].2, inner, parts })
     }
 }
 
