@@ -81,6 +81,7 @@ fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
     let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
     let (mut ids, mut docs, mut checksum) = (0usize, 0usize, 0u64);
     let mut out: Vec<u32> = Vec::new();
+    let t = std::time::Instant::now();
     for doc in text.split('\0').filter(|d| !d.is_empty()) {
         out.clear();
         enc.encode_ordinary_into(doc, &mut out)?;
@@ -88,7 +89,9 @@ fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
         docs += 1;
         checksum = out.iter().fold(checksum, |h, &t| h.wrapping_mul(0x100000001B3).wrapping_add(t as u64));
     }
+    let secs = t.elapsed().as_secs_f64();
     println!("{slice}: {docs} docs, {} bytes, {ids} ids, checksum {checksum:016x}", text.len());
+    println!("encode: {secs:.3} s, {:.1} MB/s", text.len() as f64 / secs / 1e6);
     let (hits, misses) = nanobpe::piece_cache::thread_stats();
     let rate = 100.0 * hits as f64 / (hits + misses).max(1) as f64;
     println!("piece cache: {hits} hits, {misses} misses ({rate:.1}% of pieces that are not one token)");
