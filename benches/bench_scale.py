@@ -54,6 +54,7 @@ import argparse
 import bisect
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -75,7 +76,7 @@ from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
 from bench_train import ITERATOR, RUSTBPE
 
 # Bump when the simulation changes, so cached shards from an older generator are not reused.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 ROWS_PER_GROUP = 1024
 CHUNK_PIECES = 8_000_000
 HEAPS_MIN_PIECES = 10_000
@@ -299,6 +300,7 @@ class Simulator:
         self.table[: model.n_real] = model.pieces
         self.drawn = 0  # pieces drawn so far (n)
         self.new_pieces = 0
+        self.new_occurrences = 0  # positions holding a new piece: its introduction and its reuses
         self.failed_mutations = 0
 
     def _mutate(self, template: str, u: FloatArray) -> str | None:
@@ -387,6 +389,7 @@ class Simulator:
             ids[pos] = self._add_piece(piece)
             made[j] = True
         self.new_pieces += int(made.sum())
+        self.new_occurrences += int(made.sum()) + r.size
 
         # The new pieces and their reuses join the pool for later chunks.
         joined = np.concatenate([fresh[made], r])
@@ -453,7 +456,7 @@ def generate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         file=sys.stderr,
         flush=True,
     )
-    for old in work.glob("*.parquet"):
+    for old in work.glob("*.parquet"):  # ensure_corpus checked that this bench wrote them
         old.unlink()
     sim = Simulator(model, args.seed)
     writer = ShardWriter(work, int(args.shard_chars))
@@ -483,7 +486,7 @@ def generate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         seen[used] = True
         print(
             f"# {capped / 1e6:,.0f}M / {target / 1e6:,.0f}M chars (capped), {sim.new_pieces:,} new pieces, "
-            f"{time.perf_counter() - t0:.0f} s",
+            f"{time.perf_counter() - t0:.0f} s, RSS {rss_mb():,.0f} MB",
             file=sys.stderr,
             flush=True,
         )
@@ -512,10 +515,20 @@ def generate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "distinct": int(seen.sum()),
         "heaps_predicted": model.heaps(pieces_n),
         "new_pieces": sim.new_pieces,
+        "new_occurrences": sim.new_occurrences,
         "failed_mutations": sim.failed_mutations,
         "resplit": resplit,
     }
     return stats
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def resplit_check(sim: Simulator, docs: list[str], ids: IntArray) -> str:
@@ -536,6 +549,14 @@ def corpus_params(args: argparse.Namespace) -> dict[str, Any]:
         "shard_chars": int(args.shard_chars),
         "seed": args.seed,
     }
+
+
+def written_here(work: Path) -> bool:
+    """Whether `work` holds a params.json of this bench (a folder made before the marker file existed)."""
+    try:
+        return "generator" in json.loads((work / "params.json").read_text())["params"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def cached_stats(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -559,13 +580,21 @@ def ensure_corpus(args: argparse.Namespace) -> dict[str, Any]:
         print(f"# reusing the simulated corpus in {args.work}", file=sys.stderr)
         return stats
     if not args.generate_only:
-        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--generate-only", "--quiet"], check=True)
+        rc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--generate-only", "--quiet"]).returncode
+        if rc:
+            raise SystemExit(rc)  # the child said why
         stats = cached_stats(args)
         if stats is None:
             raise RuntimeError(f"generation did not leave a matching params.json in {args.work}")
         return stats
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    # Regenerating deletes the folder's parquet files: only in a folder this bench made (never a real dataset).
+    marker = work / ".nanobpe-bench-scale"
+    if not marker.exists():
+        if any(work.glob("*.parquet")) and not written_here(work):
+            raise SystemExit(f"{work} holds parquet files this bench did not write; choose another --work")
+        marker.touch()
     meta = work / "params.json"
     meta.unlink(missing_ok=True)
     stats = generate(args, work)
@@ -586,7 +615,8 @@ def print_corpus(stats: dict[str, Any], cap: int) -> None:
         f"Simulated: {stats['chars']:,} chars ({stats['chars_capped']:,} after the {cap:,}-char doc cap), "
         f"{stats['docs']:,} docs in {stats['shards']} train shard(s) + 1 validation shard; {stats['pieces']:,} pieces, "
         f"{stats['distinct']:,} distinct (Heaps predicts {stats['heaps_predicted']:,.0f}; "
-        f"{stats['new_pieces']:,} new pieces, {stats['failed_mutations']:,} mutations given up)."
+        f"{stats['new_pieces']:,} new pieces, {stats['new_occurrences']:,} occurrences of them, "
+        f"{stats['failed_mutations']:,} mutations given up)."
     )
     print(f"Re-split check: {stats['resplit']}.")
     print(f"Modelling {stats['seconds_model']:.1f} s, modelling + generation {stats['seconds_generate']:.1f} s.")
