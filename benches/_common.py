@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "mix"
@@ -18,7 +19,7 @@ print("BENCH_RESULT " + _json.dumps({**RESULT, "peak_rss_mb": _resource.getrusag
 """
 
 
-def run_snippet(code: str, env: dict[str, str] | None = None) -> dict:
+def run_snippet(code: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `code` (which must set a dict RESULT) in a new interpreter; return RESULT plus peak_rss_mb."""
     proc = subprocess.run(
         [sys.executable, "-c", code + _REPORT],
@@ -30,11 +31,12 @@ def run_snippet(code: str, env: dict[str, str] | None = None) -> dict:
         raise RuntimeError(f"benchmark snippet failed:\n{proc.stderr[-3000:]}")
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
-            return json.loads(line[len("BENCH_RESULT ") :])
+            result: dict[str, Any] = json.loads(line[len("BENCH_RESULT ") :])
+            return result
     raise RuntimeError(f"no result in output:\n{proc.stdout[-2000:]}")
 
 
-def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
     """Print rows as a Markdown table. columns: (key, header, format)."""
     print("| " + " | ".join(h for _, h, _ in columns) + " |")
     print("|" + "|".join("---" for _ in columns) + "|")
