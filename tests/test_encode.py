@@ -75,6 +75,31 @@ def test_identical_to_tiktoken_on_generated_unicode(tok, enc, text):
     assert tok.decode(tok.encode_ordinary(text)) == fixed
 
 
+def _character_tokens(tok) -> list[str]:
+    """The tokenizer's tokens that are one multi-byte character (the ones BPE may start from, see rust/sealed.rs)."""
+    out = []
+    for b, _ in tok.get_mergeable_ranks():
+        try:
+            s = b.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if len(s) == 1 and len(b) > 1:
+            out.append(s)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_identical_to_tiktoken_on_runs_of_its_own_characters(tok, enc, data):
+    # Runs of characters that are tokens, next to punctuation, ASCII and characters that are not: where BPE starts
+    # from a character's token instead of its bytes, the ids must not change.
+    chars = _character_tokens(tok)
+    assert len(chars) > 100  # the corpus has Chinese and German: the starts are exercised
+    alphabet = st.one_of(st.sampled_from(chars), st.sampled_from(list("，。、：a Z1\n€ß中\u4e42\u9fa5")))
+    text = data.draw(st.text(alphabet=alphabet, max_size=200))
+    assert tok.encode_ordinary(text) == enc.encode_ordinary(text)
+
+
 def test_specials_follow_tiktoken_rules(tok, enc):
     text = "hi <|bos|> there <|user_start|>x"
     with pytest.raises(ValueError, match="disallowed special token"):
