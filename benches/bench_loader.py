@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json
@@ -152,7 +153,7 @@ def main() -> None:
     ap.add_argument("--slices", default="all,zh", help="comma list of: all (the train shards), zh (their Chinese docs)")
     args = ap.parse_args()
     train = [str(f) for f in sorted(Path(args.data).glob("*.parquet"))[:-1]]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for slice_name in args.slices.split(","):
         if slice_name == "all":
             files, what = train, f"{len(train)} train shards"

@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, print_table, save_json
@@ -39,7 +40,7 @@ def main() -> None:
     def nanobpe_way() -> int:
         return sum(sum(map(len, batch)) for batch in nanobpe.read_texts(files, batch_size=1024))
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, fn in (("pyarrow read_row_group().to_pylist()", pyarrow_way), ("nanobpe.read_texts", nanobpe_way)):
         best, chars = float("inf"), 0
         for _ in range(3):

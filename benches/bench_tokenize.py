@@ -16,10 +16,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, print_table, save_json
+
+T = TypeVar("T")
 
 
 def main() -> None:
@@ -65,7 +69,7 @@ def main() -> None:
     shards = nanobpe.TokenShards(out / "nanobpe")
     n = shards.n_tokens
 
-    def best(fn, repeat=5):
+    def best(fn: Callable[[], T], repeat: int = 5) -> tuple[float, T]:
         times = []
         for _ in range(repeat):
             t = time.perf_counter()
