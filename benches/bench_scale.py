@@ -75,7 +75,7 @@ import nanobpe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
-from bench_train import ITERATOR, RUSTBPE
+from bench_train import COLUMNS, ITERATOR, NANOBPE, RUSTBPE, result_rows
 
 # Bump when the simulation changes, so cached shards from an older generator are not reused.
 GENERATOR_VERSION = 5
@@ -89,15 +89,6 @@ LETTER, DIGIT1, DIGIT2, NEWLINE, SPACE1, WSPACE1, SPACE, WSPACE, OTHER1, OTHER =
 N_OWN = 10
 START = 10  # document start: only a previous class, never a piece's own
 N_PREV = 11
-
-NANOBPE_SCALE = """
-import time, nanobpe
-t = time.perf_counter()
-tok = nanobpe.train({data!r}, {vocab}, out={out!r}, doc_cap={cap}, max_chars={max_chars}, progress=False)
-secs = time.perf_counter() - t
-RESULT = {{"seconds": secs, "chars": tok.summary["chars"], "unique_words": tok.summary["unique_words"],
-          "ranks": [r.hex() for r, _ in tok.get_mergeable_ranks()]}}
-"""
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -646,46 +637,21 @@ def main() -> None:
     print_corpus(stats, args.doc_cap)
     if args.generate_only:
         return
-    rows = []
+    rows: list[dict[str, Any]] = []
     max_chars = int(args.chars)
     for vocab in [int(v) for v in args.vocab_sizes.split(",")]:
         fmt: dict[str, Any] = dict(data=str(data), vocab=vocab, cap=args.doc_cap, max_chars=max_chars)
         fmt["out"] = str(data / f"tok-{vocab}")
         fmt["iterator"] = ITERATOR % fmt
         print(f"# V = {vocab}: nanobpe ...", file=sys.stderr, flush=True)
-        ours = run_snippet(NANOBPE_SCALE.format(**fmt))
+        ours = run_snippet(NANOBPE.format(**fmt))
         results = {"nanobpe": ours}
         if "rustbpe" not in args.skip:
             print(f"# V = {vocab}: rustbpe ...", file=sys.stderr, flush=True)
             results["rustbpe"] = run_snippet(RUSTBPE.format(**fmt))
-        same = "ranks" in results.get("rustbpe", {}) and results["rustbpe"]["ranks"] == ours["ranks"]
-        for name, r in results.items():
-            rows.append(
-                {
-                    "vocab": vocab,
-                    "tool": name,
-                    "seconds": r["seconds"],
-                    "mchars_s": r["chars"] / r["seconds"] / 1e6,
-                    "rss": r["peak_rss_mb"],
-                    "ratio": r["seconds"] / ours["seconds"],
-                    "same": ("yes" if same else "NO") if name == "rustbpe" else "",
-                    "chars": r["chars"],
-                    "unique_words": r.get("unique_words"),
-                }
-            )
+        rows.extend(result_rows(vocab, results))
     print(f"\nTraining on {data} (simulated train shards), doc cap {args.doc_cap}, max_chars {max_chars:,}:\n")
-    print_table(
-        rows,
-        [
-            ("vocab", "V", ""),
-            ("tool", "tool", ""),
-            ("seconds", "seconds", ".1f"),
-            ("mchars_s", "M chars/s", ".2f"),
-            ("rss", "peak RSS MB", ".0f"),
-            ("ratio", "time / nanobpe", ".2f"),
-            ("same", "merges = nanobpe", ""),
-        ],
-    )
+    print_table(rows, COLUMNS)
     words = [r["unique_words"] for r in rows if r["unique_words"] is not None]
     if words:
         print(f"\nDistinct pieces the trainer counted (after the doc cap): {words[0]:,}.")

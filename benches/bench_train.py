@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
@@ -24,7 +25,8 @@ import time, nanobpe
 t = time.perf_counter()
 tok = nanobpe.train({data!r}, {vocab}, out={out!r}, doc_cap={cap}, max_chars={max_chars}, progress=False)
 secs = time.perf_counter() - t
-RESULT = {{"seconds": secs, "chars": tok.summary["chars"], "ranks": [r.hex() for r, _ in tok.get_mergeable_ranks()]}}
+RESULT = {{"seconds": secs, "chars": tok.summary["chars"], "unique_words": tok.summary["unique_words"],
+          "ranks": [r.hex() for r, _ in tok.get_mergeable_ranks()]}}
 """
 
 # nanochat's text iterator (scripts/tok_train.py): train shards' row groups via pyarrow, each doc capped, stop
@@ -81,6 +83,38 @@ RESULT = {{"seconds": secs, "chars": nchars}}
 """
 
 
+# The table both training benches print.
+COLUMNS = [
+    ("vocab", "V", ""),
+    ("tool", "tool", ""),
+    ("seconds", "seconds", ".1f"),
+    ("mchars_s", "M chars/s", ".2f"),
+    ("rss", "peak RSS MB", ".0f"),
+    ("ratio", "time / nanobpe", ".2f"),
+    ("same", "merges = nanobpe", ""),
+]
+
+
+def result_rows(vocab: int, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per tool for one vocab size; `results` holds "nanobpe" and may hold "rustbpe"."""
+    ours = results["nanobpe"]
+    same = "ranks" in results.get("rustbpe", {}) and results["rustbpe"]["ranks"] == ours["ranks"]
+    return [
+        {
+            "vocab": vocab,
+            "tool": name,
+            "seconds": r["seconds"],
+            "mchars_s": r["chars"] / r["seconds"] / 1e6,
+            "rss": r["peak_rss_mb"],
+            "ratio": r["seconds"] / ours["seconds"],
+            "same": ("yes" if same else "NO") if name == "rustbpe" else "",
+            "chars": r["chars"],
+            "unique_words": r.get("unique_words"),
+        }
+        for name, r in results.items()
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
@@ -104,33 +138,9 @@ def main() -> None:
         if "hf" not in args.skip:
             print(f"# V = {vocab}: HF tokenizers ...", file=sys.stderr, flush=True)
             results["HF tokenizers"] = run_snippet(HF.format(**fmt))
-        same = "ranks" in results.get("rustbpe", {}) and results["rustbpe"]["ranks"] == ours["ranks"]
-        for name, r in results.items():
-            rows.append(
-                {
-                    "vocab": vocab,
-                    "tool": name,
-                    "seconds": r["seconds"],
-                    "mchars_s": r["chars"] / r["seconds"] / 1e6,
-                    "rss": r["peak_rss_mb"],
-                    "ratio": r["seconds"] / ours["seconds"],
-                    "same": ("yes" if same else "NO") if name == "rustbpe" else "",
-                    "chars": r["chars"],
-                }
-            )
+        rows.extend(result_rows(vocab, results))
     print(f"\nTraining on {args.data} (train shards), doc cap {args.doc_cap}:\n")
-    print_table(
-        rows,
-        [
-            ("vocab", "V", ""),
-            ("tool", "tool", ""),
-            ("seconds", "seconds", ".1f"),
-            ("mchars_s", "M chars/s", ".2f"),
-            ("rss", "peak RSS MB", ".0f"),
-            ("ratio", "time / nanobpe", ".2f"),
-            ("same", "merges = nanobpe", ""),
-        ],
-    )
+    print_table(rows, COLUMNS)
     path = save_json("train", rows)
     print(f"\n(saved {path})")
 
