@@ -90,11 +90,9 @@ impl Encoder {
                 }
             }
         }
-        let byte_pair: Box<[u32]> = (0..1usize << 16)
-            .map(|i| pair_rank.get(&(byte_rank[i >> 8], byte_rank[i & 0xff])).copied().unwrap_or(u32::MAX))
-            .collect();
-        let sealed =
-            SealedChars::new(&vocab.ranks, &byte_rank, |l, r| pair_rank.get(&(l, r)).copied().unwrap_or(u32::MAX));
+        let byte_pair: Box<[u32]> =
+            (0..1usize << 16).map(|i| merged_in(&pair_rank, byte_rank[i >> 8], byte_rank[i & 0xff])).collect();
+        let sealed = SealedChars::new(&vocab.ranks, &byte_rank, |l, r| merged_in(&pair_rank, l, r));
         let mut decoder: Vec<Box<[u8]>> = vocab.ranks.iter().map(|b| b.clone().into_boxed_slice()).collect();
         let specials: Vec<(String, u32)> = vocab.all_specials().cloned().collect();
         let mut special_ids: Map<String, u32> = Map::with_hasher(FixedState::with_seed(3));
@@ -260,7 +258,7 @@ impl Encoder {
     /// The merged token of adjacent tokens `l` and `r`, if their concatenation is a token.
     #[inline]
     fn merged(&self, l: u32, r: u32) -> u32 {
-        self.pair_rank.get(&(l, r)).copied().unwrap_or(u32::MAX)
+        merged_in(&self.pair_rank, l, r)
     }
 
     /// BPE of one piece that is not itself a token. `out` is replaced by its ids; `ranks` is scratch space.
@@ -360,6 +358,12 @@ impl Encoder {
         }
         ids.retain(|&x| x != DEAD);
     }
+}
+
+/// The token whose bytes are those of `l` then `r`, or u32::MAX (no such token).
+#[inline]
+fn merged_in(pair_rank: &Map<(u32, u32), u32>, l: u32, r: u32) -> u32 {
+    pair_rank.get(&(l, r)).copied().unwrap_or(u32::MAX)
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
