@@ -4,10 +4,15 @@
 //! the smallest (left, right) pair; a pair's count is the number of adjacent positions holding it times the word's
 //! count (so `aaa` holds `(a, a)` twice); a merge rewrites each word left to right without overlap.
 //!
-//! How it stays fast: words live in one flat arena and shrink in place; each pair keeps the list of words it may
-//! occur in, so a merge touches only those words; a max-heap with lazy updates picks the next pair. A pair's count
-//! can only grow in the step that creates its newer token, so stale heap entries are always over-counts and are
-//! fixed when popped.
+//! How it stays fast:
+//! - Words live in one flat arena, laid out by their first bytes, and shrink in place.
+//! - Each pair keeps the list of words it may occur in, so a merge touches only those words. A pair is born whole
+//!   (at set-up, or in the merge that makes its newer token) and its list never grows, so all lists sit in one
+//!   append-only buffer (`Lists`): no allocation per pair. The lists of byte pairs come from a counting sort.
+//! - A max-heap with lazy updates picks the next pair. A pair's count only falls after its birth, so stale entries
+//!   are always over-counts and are fixed when popped. Only pairs that can still matter are in the heap and the
+//!   count table (`Queue`); the millions born with small counts wait aside and are recounted if they ever matter.
+//! - Count changes are gathered per merge in arrays indexed by token id (`Fresh`, `Dec`), not hashed per word.
 //!
 //! The token type `T` (u16 or u32) is the width the tokenizer is stored in; the arena uses it directly.
 
@@ -66,11 +71,33 @@ fn new_map<K, V>() -> Map<K, V> {
     Map::with_hasher(FixedState::with_seed(0x627065))
 }
 
-/// A candidate merge in the heap. `pos` lists the words the pair may occur in (a superset is fine).
+/// Where a pair's word list lies in `Lists`.
+#[derive(Clone, Copy)]
+struct ListRef {
+    start: usize,
+    len: u32,
+}
+
+/// Every pair's list of the words it may occur in (ascending, each word once; a superset is fine), in one buffer.
+/// A pair is born whole, in the merge that makes its newer token (or at set-up, for pairs of bytes), and its list
+/// never gains a word afterwards, so lists are appended once and never edited: no allocation per pair.
+struct Lists {
+    words: Vec<u32>,
+    /// Entries of lists no job refers to any more (merged or vanished pairs); reclaimed by `compact`.
+    dead: usize,
+}
+
+impl Lists {
+    fn get(&self, r: ListRef) -> &[u32] {
+        &self.words[r.start..r.start + r.len as usize]
+    }
+}
+
+/// A pair that may be merged. `count` is exact when the job is pushed; later it may be an over-count (see `Queue`).
 struct Job<T> {
     count: u64,
     pair: Pair<T>,
-    pos: Vec<u32>,
+    list: ListRef,
 }
 
 impl<T: TokenId> PartialEq for Job<T> {
@@ -97,7 +124,7 @@ struct Arena<T> {
     meta: Vec<WordMeta>,
 }
 
-/// Where a word is, how long it is now, and how often it occurs: one cache line holds four of them.
+/// Where a word is, how long it is now, and how often it occurs.
 #[derive(Clone, Copy)]
 struct WordMeta {
     start: u64,
@@ -141,35 +168,289 @@ impl<T: TokenId> Arena<T> {
     /// bytes) so that the words holding a pair sit close together in memory: the merge loop then walks the arena
     /// almost in order instead of missing the cache on every word.
     fn new<W: AsRef<str> + Sync>(words: &[(W, u64)]) -> Self {
-        let mut kept: Vec<(u64, u32)> = words
+        // (first 8 bytes, word, length), sorted; then each word's start is a running sum of lengths.
+        let mut kept: Vec<(u64, u32, u32)> = words
             .par_iter()
             .enumerate()
             .filter(|(_, (w, _))| w.as_ref().len() >= 2)
             .map(|(i, (w, _))| {
-                let w = w.as_ref();
+                let w = w.as_ref().as_bytes();
                 let mut key = [0u8; 8];
                 let n = w.len().min(8);
-                key[..n].copy_from_slice(&w.as_bytes()[..n]);
-                (u64::from_be_bytes(key), i as u32)
+                key[..n].copy_from_slice(&w[..n]);
+                (u64::from_be_bytes(key), i as u32, w.len() as u32)
             })
             .collect();
         kept.par_sort_unstable();
-        let total: usize = kept.iter().map(|&(_, i)| words[i as usize].0.as_ref().len()).sum();
-        let mut a = Arena { ids: Vec::with_capacity(total), meta: Vec::with_capacity(kept.len()) };
-        advise_huge_pages(&a.ids);
-        advise_huge_pages(&a.meta);
-        for &(_, i) in &kept {
+        let mut start = 0u64;
+        let mut meta: Vec<WordMeta> = Vec::with_capacity(kept.len());
+        advise_huge_pages(&meta);
+        meta.extend(kept.iter().map(|&(_, _, len)| {
+            start += len as u64;
+            WordMeta { start: start - len as u64, count: 0, len }
+        }));
+        let mut ids: Vec<T> = Vec::with_capacity(start as usize);
+        advise_huge_pages(&ids);
+        let out = SharedSlice(ids.as_mut_ptr());
+        // Fill counts and bytes in parallel: the reads of `words` jump around, and two threads wait on twice as many.
+        meta.par_iter_mut().zip(kept.par_iter()).for_each(|(m, &(_, i, _))| {
             let (w, c) = &words[i as usize];
-            let w = w.as_ref();
-            a.meta.push(WordMeta { start: a.ids.len() as u64, count: *c, len: w.len() as u32 });
-            a.ids.extend(w.bytes().map(|b| T::from_u32(b as u32)));
-        }
-        a
+            m.count = *c;
+            for (k, &b) in w.as_ref().as_bytes().iter().enumerate() {
+                // SAFETY: each word writes its own range `start .. start + len`, inside the capacity reserved above.
+                unsafe { out.at(m.start as usize + k).write(T::from_u32(b as u32)) };
+            }
+        });
+        // SAFETY: the words' ranges tile `0 .. start`, and every element was written above.
+        unsafe { ids.set_len(start as usize) };
+        Arena { ids, meta }
     }
 
     fn word(&self, i: usize) -> &[T] {
         let m = self.meta[i];
         &self.ids[m.start as usize..m.start as usize + m.len as usize]
+    }
+
+    /// How often `pair` occurs in the words of `list` (adjacent positions, overlaps included, times word counts).
+    fn recount(&self, pair: Pair<T>, list: &[u32]) -> u64 {
+        list.iter()
+            .map(|&wi| {
+                let hits = self.word(wi as usize).windows(2).filter(|p| (p[0], p[1]) == pair).count() as u64;
+                hits * self.meta[wi as usize].count
+            })
+            .sum()
+    }
+}
+
+/// The pairs of bytes every word starts with, their counts and word lists. A counting sort keyed by the pair's two
+/// bytes (no hashing, no list per pair): count per part of the arena, then every part writes its words straight
+/// into its slice of each pair's list, so lists come out ascending.
+fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
+    const KEYS: usize = 1 << 16;
+    let key = |p: &[T]| (p[0].to_u32() as usize) << 8 | p[1].to_u32() as usize;
+    let n = arena.meta.len();
+    let parts = (rayon::current_num_threads() * 2).clamp(1, 64);
+    let chunk = n.div_ceil(parts).max(1);
+    let ranges: Vec<std::ops::Range<usize>> = (0..n).step_by(chunk).map(|s| s..(s + chunk).min(n)).collect();
+    // Per part: (weighted count, number of words) per key. `last` makes a word count once per key.
+    let tallies: Vec<(Vec<u64>, Vec<u32>)> = ranges
+        .par_iter()
+        .map(|r| {
+            let (mut count, mut words, mut last) = (vec![0u64; KEYS], vec![0u32; KEYS], vec![u32::MAX; KEYS]);
+            for i in r.clone() {
+                let c = arena.meta[i].count;
+                for p in arena.word(i).windows(2) {
+                    let k = key(p);
+                    count[k] += c;
+                    if last[k] != i as u32 {
+                        last[k] = i as u32;
+                        words[k] += 1;
+                    }
+                }
+            }
+            (count, words)
+        })
+        .collect();
+    // Where each part writes in each key's list.
+    let mut starts: Vec<Vec<usize>> = vec![vec![0; KEYS]; ranges.len()];
+    let mut jobs = Vec::new();
+    let mut total = 0usize;
+    for k in 0..KEYS {
+        let (start, mut count) = (total, 0u64);
+        for (p, (c, w)) in tallies.iter().enumerate() {
+            starts[p][k] = total;
+            total += w[k] as usize;
+            count += c[k];
+        }
+        if count > 0 {
+            let pair = (T::from_u32((k >> 8) as u32), T::from_u32((k & 255) as u32));
+            jobs.push(Job { count, pair, list: ListRef { start, len: (total - start) as u32 } });
+        }
+    }
+    let mut words = vec![0u32; total];
+    let out = SharedSlice(words.as_mut_ptr());
+    ranges.par_iter().zip(starts.par_iter_mut()).for_each(|(r, next)| {
+        let mut last = vec![u32::MAX; KEYS];
+        for i in r.clone() {
+            for p in arena.word(i).windows(2) {
+                let k = key(p);
+                if last[k] != i as u32 {
+                    last[k] = i as u32;
+                    // SAFETY: `next[k]` walks this part's own slice of key k's list, sized by the same count above.
+                    unsafe { *out.at(next[k]) = i as u32 };
+                    next[k] += 1;
+                }
+            }
+        }
+    });
+    (Lists { words, dead: 0 }, jobs)
+}
+
+/// A buffer's raw pointer that may cross threads, for writes to disjoint places.
+#[derive(Clone, Copy)]
+struct SharedSlice<X>(*mut X);
+// SAFETY: only used where each thread writes its own places.
+unsafe impl<X: Send> Send for SharedSlice<X> {}
+unsafe impl<X: Send> Sync for SharedSlice<X> {}
+
+impl<X> SharedSlice<X> {
+    /// # Safety
+    /// `i` must be within the buffer's capacity and written by one thread only.
+    unsafe fn at(&self, i: usize) -> *mut X {
+        self.0.add(i)
+    }
+}
+
+/// The pairs that may still be merged, highest count first.
+///
+/// Most pairs are born with small counts and are never merged, so only pairs that can still matter are kept in the
+/// heap ("hot"), with their exact counts in `counts`; the others wait in `cold`, unordered, and their decrements are
+/// not tracked (a cold job's count is an upper bound of its pair's count). Every cold job's count is below `floor`,
+/// so a hot pair whose exact count is at least `floor` beats them all. When the best hot pair falls below `floor`,
+/// the best cold jobs are recounted and warmed up. The heap and the count table stay small enough for the cache.
+struct Queue<T> {
+    heap: BinaryHeap<Job<T>>,
+    counts: Map<Pair<T>, u64>,
+    cold: Vec<Job<T>>,
+    floor: u64,
+}
+
+impl<T: TokenId> Queue<T> {
+    fn new(jobs: Vec<Job<T>>) -> Self {
+        let mut counts = new_map();
+        counts.extend(jobs.iter().map(|j| (j.pair, j.count)));
+        Queue { heap: BinaryHeap::from(jobs), counts, cold: Vec::new(), floor: 0 }
+    }
+
+    /// Queue a newly made pair (its count is exact).
+    fn push(&mut self, job: Job<T>) {
+        if job.count >= self.floor {
+            self.counts.insert(job.pair, job.count);
+            self.heap.push(job);
+        } else {
+            self.cold.push(job);
+        }
+    }
+
+    /// Take `c` from the exact count of a hot pair (cold pairs are not tracked).
+    #[inline]
+    fn decrease(&mut self, pair: Pair<T>, c: u64) {
+        if let Some(x) = self.counts.get_mut(&pair) {
+            *x -= c;
+        }
+    }
+
+    /// The next pair to merge: the highest exact count, ties to the smaller pair. `keep` is how many pairs the
+    /// heap should hold for the merges still to do.
+    fn pop(&mut self, arena: &Arena<T>, lists: &mut Lists, keep: usize) -> Option<Job<T>> {
+        loop {
+            let Some(mut job) = self.heap.pop() else {
+                if self.cold.is_empty() {
+                    return None;
+                }
+                self.warm(arena, lists, keep);
+                continue;
+            };
+            let current = self.counts.get(&job.pair).copied().unwrap_or(0);
+            if job.count != current {
+                // Stale: the pair lost occurrences since this entry was pushed.
+                job.count = current;
+                if current == 0 {
+                    self.counts.remove(&job.pair);
+                    lists.dead += job.list.len as usize;
+                } else if current >= self.floor {
+                    self.heap.push(job);
+                } else {
+                    self.counts.remove(&job.pair);
+                    self.cold.push(job);
+                }
+                continue;
+            }
+            if current < self.floor {
+                // A cold pair may beat it.
+                self.heap.push(job);
+                self.warm(arena, lists, keep);
+                continue;
+            }
+            // Merging removes every occurrence, and no pair is ever made twice: it is done for good.
+            self.counts.remove(&job.pair);
+            return Some(job);
+        }
+    }
+
+    /// Move the `keep` best cold jobs (and their ties) to the heap, with exact counts, and lower `floor` to match.
+    fn warm(&mut self, arena: &Arena<T>, lists: &mut Lists, keep: usize) {
+        if self.cold.is_empty() {
+            self.floor = 0;
+            return;
+        }
+        let keep = keep.clamp(1, self.cold.len());
+        let nth = self.cold.len() - keep;
+        self.cold.select_nth_unstable_by_key(nth, |j| j.count);
+        let bar = self.cold[nth].count;
+        let (warm, cold): (Vec<Job<T>>, Vec<Job<T>>) =
+            std::mem::take(&mut self.cold).into_iter().partition(|j| j.count >= bar);
+        self.cold = cold;
+        self.floor = bar;
+        for mut job in warm {
+            job.count = arena.recount(job.pair, lists.get(job.list));
+            if job.count == 0 {
+                lists.dead += job.list.len as usize;
+            } else {
+                self.counts.insert(job.pair, job.count);
+                self.heap.push(job);
+            }
+        }
+    }
+
+    /// When the heap holds far more than `keep` pairs, send the ones below the `keep`-th best count to `cold`.
+    fn trim(&mut self, lists: &mut Lists, keep: usize) {
+        if self.heap.len() <= 2 * keep {
+            return;
+        }
+        let mut jobs = std::mem::take(&mut self.heap).into_vec();
+        for j in jobs.iter_mut() {
+            j.count = self.counts[&j.pair];
+        }
+        let nth = jobs.len() - keep;
+        jobs.select_nth_unstable_by_key(nth, |j| j.count);
+        let bar = jobs[nth].count;
+        let (hot, cold): (Vec<Job<T>>, Vec<Job<T>>) = jobs.into_iter().partition(|j| j.count >= bar);
+        for j in cold {
+            self.counts.remove(&j.pair);
+            if j.count == 0 {
+                lists.dead += j.list.len as usize;
+            } else {
+                self.cold.push(j);
+            }
+        }
+        self.floor = self.floor.max(bar);
+        self.heap = BinaryHeap::from(hot);
+    }
+
+    /// Call `f` on every queued job's list (for `Lists::compact`).
+    fn for_each_list(&mut self, mut f: impl FnMut(&mut ListRef)) {
+        // `BinaryHeap` has no `iter_mut`; lists do not affect its order, and rebuilding it from a vector is linear.
+        let mut hot = std::mem::take(&mut self.heap).into_vec();
+        hot.iter_mut().chain(self.cold.iter_mut()).for_each(|j| f(&mut j.list));
+        self.heap = BinaryHeap::from(hot);
+    }
+}
+
+impl Lists {
+    /// Drop the lists no job refers to once they are a quarter of the buffer (merged pairs' lists are the longest;
+    /// a quarter keeps peak memory near what the live lists need).
+    fn compact<T: TokenId>(&mut self, queue: &mut Queue<T>, min: usize) {
+        if self.dead < min || self.dead < self.words.len() / 4 {
+            return;
+        }
+        let mut words = Vec::with_capacity(self.words.len() - self.dead);
+        queue.for_each_list(|list| {
+            let start = words.len();
+            words.extend_from_slice(self.get(*list));
+            list.start = start;
+        });
+        *self = Lists { words, dead: 0 };
     }
 }
 
@@ -181,22 +462,35 @@ enum Side {
     Right,
 }
 
+/// A pair with the newest token, as gathered during one merge.
+struct FreshPair<T> {
+    pair: Pair<T>,
+    delta: i64,
+    /// Words recorded, and the last one (a word is recorded once).
+    words: u32,
+    last: u32,
+    /// Where its list goes in `Lists` (filled in by `drain`).
+    next: usize,
+}
+
 /// Pairs that contain the newest token `z`, gathered during one merge. Indexed by the other token's id instead of
 /// hashed: every such pair is new, so its count change and its word list are complete after the merge.
 struct Fresh<T> {
     left: Vec<u32>,
     right: Vec<u32>,
-    entries: Vec<(Pair<T>, i64, Vec<u32>)>,
+    entries: Vec<FreshPair<T>>,
+    /// (entry, word) each time a word gains an entry's pair, in word order.
+    hits: Vec<(u32, u32)>,
 }
 
 impl<T: TokenId> Fresh<T> {
     fn new(n_ids: usize) -> Self {
-        Fresh { left: vec![0; n_ids], right: vec![0; n_ids], entries: Vec::new() }
+        Fresh { left: vec![0; n_ids], right: vec![0; n_ids], entries: Vec::new(), hits: Vec::new() }
     }
 
-    /// Add `delta` to the pair of `z` with `other` on `side`; a positive change records word `wi`.
+    /// The entry of the pair of `z` with `other` on `side`.
     #[inline]
-    fn add(&mut self, side: Side, other: T, z: T, delta: i64, wi: u32) {
+    fn entry(&mut self, side: Side, other: T, z: T) -> usize {
         let slots = match side {
             Side::Left => &mut self.left,
             Side::Right => &mut self.right,
@@ -207,13 +501,22 @@ impl<T: TokenId> Fresh<T> {
                 Side::Left => (other, z),
                 Side::Right => (z, other),
             };
-            self.entries.push((pair, 0, Vec::new()));
+            self.entries.push(FreshPair { pair, delta: 0, words: 0, last: u32::MAX, next: 0 });
             *slot = self.entries.len() as u32;
         }
-        let e = &mut self.entries[*slot as usize - 1];
-        e.1 += delta;
-        if delta > 0 && e.2.last() != Some(&wi) {
-            e.2.push(wi);
+        *slot as usize - 1
+    }
+
+    /// Add `delta` to the pair of `z` with `other` on `side`; a positive change records word `wi`.
+    #[inline]
+    fn add(&mut self, side: Side, other: T, z: T, delta: i64, wi: u32) {
+        let i = self.entry(side, other, z);
+        let e = &mut self.entries[i];
+        e.delta += delta;
+        if delta > 0 && e.last != wi {
+            e.last = wi;
+            e.words += 1;
+            self.hits.push((i as u32, wi));
         }
     }
 
@@ -226,42 +529,100 @@ impl<T: TokenId> Fresh<T> {
         }
     }
 
-    /// Add a pair gathered elsewhere (by a worker thread), keeping word lists in order.
-    fn absorb(&mut self, pair: Pair<T>, z: T, delta: i64, words: Vec<u32>) {
-        let (side, other) = if pair.1 == z && pair.0 != z {
-            (Side::Left, pair.0)
-        } else if pair.0 == z && pair.1 != z {
-            (Side::Right, pair.1)
-        } else {
-            (Side::Left, z)
-        };
-        let slots = match side {
-            Side::Left => &mut self.left,
-            Side::Right => &mut self.right,
-        };
-        let slot = &mut slots[other.to_u32() as usize];
-        if *slot == 0 {
-            self.entries.push((pair, 0, Vec::new()));
-            *slot = self.entries.len() as u32;
+    /// Add what a worker gathered on a later part of the words (so word order is kept), and reset the worker.
+    fn absorb(&mut self, other: &mut Fresh<T>, z: T) {
+        let mut to = Vec::with_capacity(other.entries.len());
+        for e in &other.entries {
+            let (side, id) = if e.pair.1 == z { (Side::Left, e.pair.0) } else { (Side::Right, e.pair.1) };
+            let i = self.entry(side, id, z);
+            self.entries[i].delta += e.delta;
+            self.entries[i].words += e.words;
+            to.push(i as u32);
         }
-        let e = &mut self.entries[*slot as usize - 1];
-        e.1 += delta;
-        if e.2.is_empty() {
-            e.2 = words;
-        } else {
-            e.2.extend(words);
-        }
+        self.hits.extend(other.hits.iter().map(|&(e, w)| (to[e as usize], w)));
+        other.reset();
     }
 
-    /// Hand out the gathered pairs and reset for the next merge.
-    fn drain(&mut self) -> std::vec::Drain<'_, (Pair<T>, i64, Vec<u32>)> {
-        for (pair, _, _) in &self.entries {
-            let (l, r) = *pair;
+    /// Clear the id slots and the gathered pairs.
+    fn reset(&mut self) {
+        for e in &self.entries {
+            let (l, r) = e.pair;
             // One side of the pair is z; clear the slot of the other side.
             self.left[l.to_u32() as usize] = 0;
             self.right[r.to_u32() as usize] = 0;
         }
-        self.entries.drain(..)
+        self.entries.clear();
+        self.hits.clear();
+    }
+
+    /// Write the lists of the pairs that gained occurrences into `lists`, hand them out as jobs, and reset.
+    fn drain(&mut self, lists: &mut Lists, mut out: impl FnMut(Job<T>)) {
+        let mut end = lists.words.len();
+        for e in self.entries.iter_mut().filter(|e| e.delta > 0) {
+            e.next = end;
+            end += e.words as usize;
+        }
+        lists.words.resize(end, 0);
+        for &(e, w) in &self.hits {
+            let e = &mut self.entries[e as usize];
+            if e.delta > 0 {
+                lists.words[e.next] = w;
+                e.next += 1;
+            }
+        }
+        for e in self.entries.iter().filter(|e| e.delta > 0) {
+            let list = ListRef { start: e.next - e.words as usize, len: e.words };
+            out(Job { count: e.delta as u64, pair: e.pair, list });
+        }
+        self.reset();
+    }
+}
+
+/// Decrements of the pairs beside a merge's occurrences, (x, a) and (b, y), gathered per pair before they are
+/// applied. Indexed by the other token like `Fresh` (no hashing at every occurrence); a merge's words share few
+/// neighbours, so applying them costs far fewer lookups in the count table than the occurrences do.
+struct Dec {
+    /// By x, for (x, a); by y, for (b, y).
+    left: Vec<u64>,
+    right: Vec<u64>,
+    /// Ids with a nonzero entry, to apply and clear.
+    touched: Vec<(Side, u32)>,
+}
+
+impl Dec {
+    fn new(n_ids: usize) -> Self {
+        Dec { left: vec![0; n_ids], right: vec![0; n_ids], touched: Vec::new() }
+    }
+
+    #[inline]
+    fn add(&mut self, side: Side, other: u32, c: u64) {
+        let slot = match side {
+            Side::Left => &mut self.left[other as usize],
+            Side::Right => &mut self.right[other as usize],
+        };
+        if *slot == 0 {
+            self.touched.push((side, other));
+        }
+        *slot += c;
+    }
+
+    fn fit(&mut self, n_ids: usize) {
+        if self.left.len() < n_ids {
+            let n = n_ids.max(self.left.len() * 2);
+            self.left.resize(n, 0);
+            self.right.resize(n, 0);
+        }
+    }
+
+    /// Hand out (pair, decrement) for the merge of (a, b), and clear.
+    fn drain<T: TokenId>(&mut self, a: T, b: T, mut f: impl FnMut(Pair<T>, u64)) {
+        for (side, other) in self.touched.drain(..) {
+            let (slot, pair) = match side {
+                Side::Left => (&mut self.left[other as usize], (T::from_u32(other), a)),
+                Side::Right => (&mut self.right[other as usize], (b, T::from_u32(other))),
+            };
+            f(pair, std::mem::take(slot));
+        }
     }
 }
 
@@ -276,47 +637,18 @@ pub struct MergeStats {
     pub seconds: f64,
 }
 
-/// Per pair: its count and the words holding it.
-type PairWords<T> = Map<Pair<T>, (u64, Vec<u32>)>;
-
-/// Initial pair counts and, per pair, the words holding it (ascending, each once). Parallel over word ranges; the
-/// ordered reduce keeps position lists sorted.
-fn count_pairs<T: TokenId>(arena: &Arena<T>) -> PairWords<T> {
-    let n = arena.meta.len();
-    // One part per thread: fewer parts make the serial combine below cheaper.
-    let chunk = n.div_ceil(rayon::current_num_threads()).max(4096);
-    let parts: Vec<PairWords<T>> = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|c| {
-            let mut m: PairWords<T> = new_map();
-            for i in c * chunk..((c + 1) * chunk).min(n) {
-                let w = arena.word(i);
-                let cnt = arena.meta[i].count;
-                for p in w.windows(2) {
-                    let e = m.entry((p[0], p[1])).or_insert_with(|| (0, Vec::new()));
-                    e.0 += cnt;
-                    if e.1.last() != Some(&(i as u32)) {
-                        e.1.push(i as u32);
-                    }
-                }
-            }
-            m
-        })
-        .collect();
-    let mut iter = parts.into_iter();
-    let mut total = iter.next().unwrap_or_else(new_map);
-    for part in iter {
-        for (pair, (c, pos)) in part {
-            let e = total.entry(pair).or_insert_with(|| (0, Vec::new()));
-            e.0 += c;
-            e.1.extend(pos);
-        }
-    }
-    total
+/// Sizes that change speed and memory, never the merges (tests shrink them to take every path often).
+#[derive(Clone, Copy)]
+struct Tuning {
+    /// Merges that touch at least this many words are split across threads.
+    parallel_min_words: usize,
+    /// The heap keeps twice the merges still to do plus this many pairs (see `Queue`).
+    heap_slack: usize,
+    /// Dead list entries worth a compaction of `Lists` (once they are also half of it).
+    compact_min: usize,
 }
 
-/// Merges that touch at least this many words are split across threads.
-const PARALLEL_MIN_WORDS: usize = 4_000;
+const TUNING: Tuning = Tuning { parallel_min_words: 4_000, heap_slack: 4096, compact_min: 1 << 22 };
 
 #[derive(Clone, Copy)]
 struct Merge<T> {
@@ -326,8 +658,7 @@ struct Merge<T> {
 }
 
 /// Apply `a b → z` to the words `pos`, left to right without overlap. Count changes of pairs without `z` go to
-/// `dec` (always decreases); pairs with `z` go to `fresh`. Returns how many occurrences of (a, b) were merged
-/// (weighted by word counts).
+/// `dec` (always decreases); pairs with `z` go to `fresh`.
 ///
 /// # Safety
 /// `ids` and `meta` must point to the arena's buffers, valid for every word in `pos`; no other thread may touch
@@ -338,15 +669,14 @@ unsafe fn merge_words<T: TokenId>(
     pos: &[u32],
     Merge { a, b, z }: Merge<T>,
     fresh: &mut Fresh<T>,
-    mut dec: impl FnMut(Pair<T>, u64),
-) -> u64 {
-    let mut lost_ab = 0u64;
+    dec: &mut Dec,
+) {
     for (k, &wi) in pos.iter().enumerate() {
         // The loop is bound by memory latency (each word is a cache miss): fetch ahead.
-        if let Some(&far) = pos.get(k + 16) {
+        if let Some(&far) = pos.get(k + 32) {
             prefetch(&*meta.add(far as usize));
         }
-        if let Some(&near) = pos.get(k + 4) {
+        if let Some(&near) = pos.get(k + 8) {
             prefetch(&*ids.add((*meta.add(near as usize)).start as usize));
         }
         let m = &mut *meta.add(wi as usize);
@@ -361,14 +691,13 @@ unsafe fn merge_words<T: TokenId>(
                         // (z, a) was created by the previous occurrence in this word.
                         fresh.add(Side::Right, a, z, -(cnt as i64), wi);
                     } else {
-                        dec((x, a), cnt);
+                        dec.add(Side::Left, x.to_u32(), cnt);
                     }
                     fresh.add(Side::Left, x, z, cnt as i64, wi);
                 }
-                lost_ab += cnt;
                 if r + 2 < len {
                     let y = word[r + 2];
-                    dec((b, y), cnt);
+                    dec.add(Side::Right, y.to_u32(), cnt);
                     fresh.add(Side::Right, y, z, cnt as i64, wi);
                 }
                 word[w] = z;
@@ -382,7 +711,6 @@ unsafe fn merge_words<T: TokenId>(
         }
         m.len = w as u32;
     }
-    lost_ab
 }
 
 /// Raw pointers that may cross threads; see the safety note of `merge_words`.
@@ -403,46 +731,43 @@ impl<T> SharedArena<T> {
     }
 }
 
-/// Per-chunk scratch space for parallel merges, kept across merges (fresh zeroed buffers for every merge would
-/// cost page faults).
+/// Scratch space for merges, kept across merges (fresh zeroed buffers for every merge would cost page faults).
 struct Scratch<T> {
     fresh: Fresh<T>,
-    dec: Map<Pair<T>, u64>,
-    lost: u64,
+    dec: Dec,
 }
 
-/// `merge_words` on chunks of `pos` in parallel; per-chunk results are combined in chunk order, so the outcome is
-/// the same as the serial loop's.
-fn merge_words_parallel<T: TokenId>(
+/// Apply one merge to the words of `pos`: in parallel chunks when there are many (per-chunk results are combined
+/// in chunk order, so the outcome is the serial loop's), on this thread otherwise.
+fn apply_merge<T: TokenId>(
     arena: &mut Arena<T>,
     pos: &[u32],
     merge: Merge<T>,
-    pair_counts: &mut Map<Pair<T>, u64>,
+    queue: &mut Queue<T>,
     fresh: &mut Fresh<T>,
     scratch: &mut [Scratch<T>],
-) -> u64 {
+    parallel_min_words: usize,
+) {
     let shared = SharedArena { ids: arena.ids.as_mut_ptr(), meta: arena.meta.as_mut_ptr() };
-    let chunk = pos.len().div_ceil(scratch.len());
-    scratch.par_iter_mut().zip(pos.par_chunks(chunk)).for_each(|(sc, part)| {
+    if pos.len() >= parallel_min_words && scratch.len() > 1 {
+        let chunk = pos.len().div_ceil(scratch.len());
+        scratch.par_iter_mut().zip(pos.par_chunks(chunk)).for_each(|(sc, part)| {
+            let (ids, meta) = shared.ptrs();
+            // SAFETY: the chunks of `pos` are disjoint sets of words, and `arena` is borrowed mutably for the
+            // whole call, so no one else touches it.
+            unsafe { merge_words(ids, meta, part, merge, &mut sc.fresh, &mut sc.dec) };
+        });
+        for sc in scratch.iter_mut() {
+            fresh.absorb(&mut sc.fresh, merge.z);
+        }
+    } else {
         let (ids, meta) = shared.ptrs();
-        let dec = &mut sc.dec;
-        // SAFETY: the chunks of `pos` are disjoint sets of words, and `arena` is borrowed mutably for the whole
-        // call, so no one else touches it.
-        sc.lost = unsafe { merge_words(ids, meta, part, merge, &mut sc.fresh, |p, c| *dec.entry(p).or_insert(0) += c) };
-    });
-    let mut lost_ab = 0;
-    for sc in scratch.iter_mut() {
-        lost_ab += std::mem::take(&mut sc.lost);
-        for (p, c) in sc.dec.drain() {
-            if let Some(x) = pair_counts.get_mut(&p) {
-                *x -= c;
-            }
-        }
-        for (pair, delta, words) in sc.fresh.drain() {
-            fresh.absorb(pair, merge.z, delta, words);
-        }
+        // SAFETY: as above, on one thread; `pos` holds each word once (lists are strictly ascending).
+        unsafe { merge_words(ids, meta, pos, merge, fresh, &mut scratch[0].dec) };
     }
-    lost_ab
+    for sc in scratch.iter_mut() {
+        sc.dec.drain(merge.a, merge.b, |p, c| queue.decrease(p, c));
+    }
 }
 
 /// Learn up to `num_merges` merges from `words` (unique words with their counts). Returns fewer merges only when
@@ -452,17 +777,22 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
     num_merges: usize,
     progress: &Progress,
 ) -> Result<(Vec<Pair<T>>, MergeStats)> {
+    learn_merges_tuned(words, num_merges, progress, TUNING)
+}
+
+fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
+    words: &[(W, u64)],
+    num_merges: usize,
+    progress: &Progress,
+    tuning: Tuning,
+) -> Result<(Vec<Pair<T>>, MergeStats)> {
     let t0 = std::time::Instant::now();
     if 256 + num_merges as u64 > T::CAPACITY {
         return Err(crate::arg_err!("{num_merges} merges do not fit a {}-bit token id", T::BITS));
     }
     let mut arena = Arena::<T>::new(words);
-    let mut pair_counts: Map<Pair<T>, u64> = new_map();
-    let mut heap: BinaryHeap<Job<T>> = BinaryHeap::new();
-    for (pair, (count, pos)) in count_pairs(&arena) {
-        pair_counts.insert(pair, count);
-        heap.push(Job { count, pair, pos });
-    }
+    let (mut lists, jobs) = byte_pairs(&arena);
+    let mut queue = Queue::new(jobs);
 
     let seconds_setup = t0.elapsed().as_secs_f64();
     // Size buffers from what the corpus can give, not from the request: each merge shortens some word by one, so
@@ -472,20 +802,13 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
     let ids_hint = 256 + possible.min(1 << 16);
     let mut merges: Vec<Pair<T>> = Vec::with_capacity(possible);
     let mut fresh = Fresh::<T>::new(ids_hint);
-    let mut scratch: Vec<Scratch<T>> = (0..rayon::current_num_threads() * 2)
-        .map(|_| Scratch { fresh: Fresh::new(ids_hint), dec: new_map(), lost: 0 })
-        .collect();
+    let workers = if rayon::current_num_threads() > 1 { rayon::current_num_threads() * 2 } else { 1 };
+    let mut scratch: Vec<Scratch<T>> =
+        (0..workers).map(|_| Scratch { fresh: Fresh::new(ids_hint), dec: Dec::new(ids_hint) }).collect();
     while merges.len() < num_merges {
-        let Some(mut job) = heap.pop() else { break };
-        let current = pair_counts.get(&job.pair).copied().unwrap_or(0);
-        if job.count != current {
-            // Stale: the pair lost occurrences since this entry was pushed. Re-queue with the true count.
-            if current > 0 {
-                job.count = current;
-                heap.push(job);
-            }
-            continue;
-        }
+        // Room for the merges still to do, stale entries, and pairs yet to be born.
+        let keep = 2 * (num_merges - merges.len()) + tuning.heap_slack;
+        let Some(job) = queue.pop(&arena, &mut lists, keep) else { break };
         if merges.len().is_multiple_of(256) {
             cancel::check()?;
             let done = merges.len();
@@ -496,32 +819,18 @@ pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
         let n_ids = 257 + merges.len();
         merges.push(job.pair);
         let (a, b) = job.pair;
-        let merge = Merge { a, b, z };
         fresh.fit(n_ids);
-        let lost_ab = if job.pos.len() >= PARALLEL_MIN_WORDS && rayon::current_num_threads() > 1 {
-            scratch.iter_mut().for_each(|sc| sc.fresh.fit(n_ids));
-            merge_words_parallel(&mut arena, &job.pos, merge, &mut pair_counts, &mut fresh, &mut scratch)
-        } else {
-            let (ids, meta) = (arena.ids.as_mut_ptr(), arena.meta.as_mut_ptr());
-            // SAFETY: `ids` and `meta` point into `arena`, which nothing else touches during this call, and
-            // `job.pos` holds each word once (position lists are strictly ascending).
-            unsafe {
-                merge_words(ids, meta, &job.pos, merge, &mut fresh, |p, c| {
-                    if let Some(x) = pair_counts.get_mut(&p) {
-                        *x -= c;
-                    }
-                })
-            }
-        };
-        if let Some(c) = pair_counts.get_mut(&(a, b)) {
-            *c = c.saturating_sub(lost_ab);
-        }
-        for (pair, delta, pos) in fresh.drain() {
-            if delta > 0 {
-                pair_counts.insert(pair, delta as u64);
-                heap.push(Job { count: delta as u64, pair, pos });
-            }
-        }
+        scratch.iter_mut().for_each(|sc| {
+            sc.fresh.fit(n_ids);
+            sc.dec.fit(n_ids);
+        });
+        let merge = Merge { a, b, z };
+        let pos = lists.get(job.list);
+        apply_merge(&mut arena, pos, merge, &mut queue, &mut fresh, &mut scratch, tuning.parallel_min_words);
+        lists.dead += job.list.len as usize;
+        fresh.drain(&mut lists, |job| queue.push(job));
+        queue.trim(&mut lists, keep);
+        lists.compact(&mut queue, tuning.compact_min);
     }
     progress.finish(|| format!("merging: {}/{num_merges} merges done", merges.len()));
     let stats = MergeStats {
@@ -602,7 +911,14 @@ mod tests {
         let got16: Vec<(u32, u32)> = m16.iter().map(|&(a, b)| (a as u32, b as u32)).collect();
         assert_eq!(got16, want);
         assert_eq!(m32, want);
+        // Again with a heap that keeps almost nothing (pairs go cold, are trimmed and warmed all the time), lists
+        // compacted after every merge, and every merge split across threads.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let (tight, _) = pool.install(|| learn_merges_tuned::<u32, _>(&ws, n, &Progress::hidden(), TIGHT).unwrap());
+        assert_eq!(tight, want);
     }
+
+    const TIGHT: Tuning = Tuning { parallel_min_words: 2, heap_slack: 0, compact_min: 0 };
 
     #[test]
     fn overlapping_pairs_count_twice() {
@@ -648,7 +964,7 @@ mod tests {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (s >> 33) as usize
         };
-        let owned: Vec<(String, u64)> = (0..3 * PARALLEL_MIN_WORDS)
+        let owned: Vec<(String, u64)> = (0..3 * TUNING.parallel_min_words)
             .map(|_| {
                 let len = 2 + next() % 10;
                 let w: String = (0..len).map(|_| ['a', 'b', 'c', 'd', 'e'][next() % 5]).collect();
@@ -679,6 +995,10 @@ mod tests {
         assert!(e.contains("do not fit a 16-bit token id"), "{e}");
     }
 
+    fn lists_entry(l: ListRef) -> (usize, usize) {
+        (l.start, l.len as usize)
+    }
+
     #[test]
     fn fresh_tables_grow_on_demand() {
         let mut f = Fresh::<u32>::new(4);
@@ -686,7 +1006,10 @@ mod tests {
         assert!(f.left.len() >= 300 && f.right.len() >= 300);
         f.add(Side::Left, 299, 299, 5, 7);
         f.add(Side::Right, 3, 299, 2, 8);
-        let got: Vec<_> = f.drain().collect();
+        let mut lists = Lists { words: vec![1, 2], dead: 0 };
+        let mut got = Vec::new();
+        f.drain(&mut lists, |j| got.push((j.pair, j.count, lists_entry(j.list))));
+        let got: Vec<_> = got.into_iter().map(|(p, c, (s, n))| (p, c, lists.words[s..s + n].to_vec())).collect();
         assert_eq!(got, vec![((299, 299), 5, vec![7]), ((299, 3), 2, vec![8])]);
         assert!(f.left.iter().chain(&f.right).all(|&x| x == 0));
     }
