@@ -76,20 +76,52 @@ fn new_map<K, V>() -> Map<K, V> {
 struct ListRef {
     start: usize,
     len: u32,
+    /// In `Lists::cold`, else in `Lists::hot`.
+    cold: bool,
 }
 
-/// Every pair's list of the words it may occur in (ascending, each word once; a superset is fine), in one buffer.
+/// Every pair's list of the words it may occur in (ascending, each word once; a superset is fine), in two buffers.
 /// A pair is born whole, in the merge that makes its newer token (or at set-up, for pairs of bytes), and its list
 /// never gains a word afterwards, so lists are appended once and never edited: no allocation per pair.
+///
+/// Lists of pairs in the heap go to `hot`, where merged pairs leave dead space that `compact` reclaims by copying
+/// the few heap pairs' lists. Lists of pairs waiting aside (see `Queue`) go to `cold`: there are millions of them,
+/// nearly all never used again, so copying them around would cost more than the space they could give back.
 struct Lists {
-    words: Vec<u32>,
-    /// Entries of lists no job refers to any more (merged or vanished pairs); reclaimed by `compact`.
+    hot: Vec<u32>,
+    cold: Vec<u32>,
+    /// Entries of `hot` no job refers to any more, still in memory.
     dead: usize,
+    /// Entries of `hot` whose pages were given back to the system.
+    freed: usize,
 }
 
 impl Lists {
     fn get(&self, r: ListRef) -> &[u32] {
-        &self.words[r.start..r.start + r.len as usize]
+        let buf = if r.cold { &self.cold } else { &self.hot };
+        &buf[r.start..r.start + r.len as usize]
+    }
+
+    /// The list's pair is merged or gone. The whole pages of a long list go back to the system at once: lists are
+    /// append-only, so nothing reads or writes them again, and the longest lists (early merges) need no copying.
+    fn release(&mut self, r: ListRef) {
+        if r.cold {
+            return;
+        }
+        let freed = free_pages(&mut self.hot[r.start..r.start + r.len as usize]);
+        self.freed += freed;
+        self.dead += r.len as usize - freed;
+    }
+
+    /// The list's pair leaves the heap: move its list to `cold`.
+    fn chill(&mut self, r: ListRef) -> ListRef {
+        if r.cold {
+            return r;
+        }
+        let start = self.cold.len();
+        self.cold.extend_from_slice(&self.hot[r.start..r.start + r.len as usize]);
+        self.release(r);
+        ListRef { start, len: r.len, cold: true }
     }
 }
 
@@ -150,6 +182,28 @@ fn advise_huge_pages<X>(v: &Vec<X>) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// Give the whole pages inside `v` back to the system (they read as zeros afterwards); returns how many elements
+/// they held. For buffers big enough to be mapped on their own, as the list buffer is, whose dead parts are never
+/// read again.
+fn free_pages(v: &mut [u32]) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = v.as_mut_ptr() as usize;
+        let (lo, hi) = (start.div_ceil(PAGE) * PAGE, (start + std::mem::size_of_val(v)) / PAGE * PAGE);
+        if hi >= lo + 16 * PAGE {
+            // SAFETY: the range lies inside `v`, borrowed mutably, so no one else reads it; MADV_DONTNEED on private
+            // anonymous memory only replaces its contents with zeros, which are valid u32s.
+            let ok = unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) } == 0;
+            if ok {
+                return (hi - lo) / 4;
+            }
+        }
+    }
+    let _ = v;
+    0
 }
 
 #[inline(always)]
@@ -222,7 +276,7 @@ impl<T: TokenId> Arena<T> {
     }
 }
 
-/// The pairs of bytes every word starts with, their counts and word lists. A counting sort keyed by the pair's two
+/// The pairs the words hold before any merge (pairs of bytes), with their counts and word lists. A counting sort keyed by the pair's two
 /// bytes (no hashing, no list per pair): count per part of the arena, then every part writes its words straight
 /// into its slice of each pair's list, so lists come out ascending.
 fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
@@ -264,7 +318,7 @@ fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
         }
         if count > 0 {
             let pair = (T::from_u32((k >> 8) as u32), T::from_u32((k & 255) as u32));
-            jobs.push(Job { count, pair, list: ListRef { start, len: (total - start) as u32 } });
+            jobs.push(Job { count, pair, list: ListRef { start, len: (total - start) as u32, cold: false } });
         }
     }
     let mut words = vec![0u32; total];
@@ -283,7 +337,7 @@ fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
             }
         }
     });
-    (Lists { words, dead: 0 }, jobs)
+    (Lists { hot: words, cold: Vec::new(), dead: 0, freed: 0 }, jobs)
 }
 
 /// A buffer's raw pointer that may cross threads, for writes to disjoint places.
@@ -322,9 +376,9 @@ impl<T: TokenId> Queue<T> {
         Queue { heap: BinaryHeap::from(jobs), counts, cold: Vec::new(), floor: 0 }
     }
 
-    /// Queue a newly made pair (its count is exact).
+    /// Queue a newly made pair (its count is exact) where its list was put: to the heap if in `Lists::hot`.
     fn push(&mut self, job: Job<T>) {
-        if job.count >= self.floor {
+        if !job.list.cold {
             self.counts.insert(job.pair, job.count);
             self.heap.push(job);
         } else {
@@ -357,11 +411,12 @@ impl<T: TokenId> Queue<T> {
                 job.count = current;
                 if current == 0 {
                     self.counts.remove(&job.pair);
-                    lists.dead += job.list.len as usize;
+                    lists.release(job.list);
                 } else if current >= self.floor {
                     self.heap.push(job);
                 } else {
                     self.counts.remove(&job.pair);
+                    job.list = lists.chill(job.list);
                     self.cold.push(job);
                 }
                 continue;
@@ -395,7 +450,7 @@ impl<T: TokenId> Queue<T> {
         for mut job in warm {
             job.count = arena.recount(job.pair, lists.get(job.list));
             if job.count == 0 {
-                lists.dead += job.list.len as usize;
+                lists.release(job.list);
             } else {
                 self.counts.insert(job.pair, job.count);
                 self.heap.push(job);
@@ -416,11 +471,12 @@ impl<T: TokenId> Queue<T> {
         jobs.select_nth_unstable_by_key(nth, |j| j.count);
         let bar = jobs[nth].count;
         let (hot, cold): (Vec<Job<T>>, Vec<Job<T>>) = jobs.into_iter().partition(|j| j.count >= bar);
-        for j in cold {
+        for mut j in cold {
             self.counts.remove(&j.pair);
             if j.count == 0 {
-                lists.dead += j.list.len as usize;
+                lists.release(j.list);
             } else {
+                j.list = lists.chill(j.list);
                 self.cold.push(j);
             }
         }
@@ -428,29 +484,31 @@ impl<T: TokenId> Queue<T> {
         self.heap = BinaryHeap::from(hot);
     }
 
-    /// Call `f` on every queued job's list (for `Lists::compact`).
-    fn for_each_list(&mut self, mut f: impl FnMut(&mut ListRef)) {
+    /// Call `f` on the list of every job in the heap (for `Lists::compact`).
+    fn for_each_hot_list(&mut self, f: impl FnMut(&mut ListRef)) {
         // `BinaryHeap` has no `iter_mut`; lists do not affect its order, and rebuilding it from a vector is linear.
         let mut hot = std::mem::take(&mut self.heap).into_vec();
-        hot.iter_mut().chain(self.cold.iter_mut()).for_each(|j| f(&mut j.list));
+        hot.iter_mut().map(|j| &mut j.list).filter(|l| !l.cold).for_each(f);
         self.heap = BinaryHeap::from(hot);
     }
 }
 
 impl Lists {
-    /// Drop the lists no job refers to once they are a quarter of the buffer (merged pairs' lists are the longest;
-    /// a quarter keeps peak memory near what the live lists need).
+    /// Drop the dead space of `hot` still in memory once it is as large as the live lists. Only heap pairs' lists
+    /// are copied.
     fn compact<T: TokenId>(&mut self, queue: &mut Queue<T>, min: usize) {
-        if self.dead < min || self.dead < self.words.len() / 4 {
+        if self.dead < min || self.dead < self.hot.len() - self.freed - self.dead {
             return;
         }
-        let mut words = Vec::with_capacity(self.words.len() - self.dead);
-        queue.for_each_list(|list| {
-            let start = words.len();
-            words.extend_from_slice(self.get(*list));
+        let mut hot = Vec::with_capacity(self.hot.len() - self.dead);
+        queue.for_each_hot_list(|list| {
+            let start = hot.len();
+            hot.extend_from_slice(self.get(*list));
             list.start = start;
         });
-        *self = Lists { words, dead: 0 };
+        self.hot = hot;
+        self.dead = 0;
+        self.freed = 0;
     }
 }
 
@@ -471,6 +529,7 @@ struct FreshPair<T> {
     last: u32,
     /// Where its list goes in `Lists` (filled in by `drain`).
     next: usize,
+    cold: bool,
 }
 
 /// Pairs that contain the newest token `z`, gathered during one merge. Indexed by the other token's id instead of
@@ -501,7 +560,7 @@ impl<T: TokenId> Fresh<T> {
                 Side::Left => (other, z),
                 Side::Right => (z, other),
             };
-            self.entries.push(FreshPair { pair, delta: 0, words: 0, last: u32::MAX, next: 0 });
+            self.entries.push(FreshPair { pair, delta: 0, words: 0, last: u32::MAX, next: 0, cold: false });
             *slot = self.entries.len() as u32;
         }
         *slot as usize - 1
@@ -555,23 +614,28 @@ impl<T: TokenId> Fresh<T> {
         self.hits.clear();
     }
 
-    /// Write the lists of the pairs that gained occurrences into `lists`, hand them out as jobs, and reset.
-    fn drain(&mut self, lists: &mut Lists, mut out: impl FnMut(Job<T>)) {
-        let mut end = lists.words.len();
+    /// Write the lists of the pairs that gained occurrences into `lists` (counts below `floor` to `Lists::cold`),
+    /// hand them out as jobs, and reset.
+    fn drain(&mut self, lists: &mut Lists, floor: u64, mut out: impl FnMut(Job<T>)) {
+        let (mut hot_end, mut cold_end) = (lists.hot.len(), lists.cold.len());
         for e in self.entries.iter_mut().filter(|e| e.delta > 0) {
-            e.next = end;
-            end += e.words as usize;
+            e.cold = (e.delta as u64) < floor;
+            let end = if e.cold { &mut cold_end } else { &mut hot_end };
+            e.next = *end;
+            *end += e.words as usize;
         }
-        lists.words.resize(end, 0);
+        lists.hot.resize(hot_end, 0);
+        lists.cold.resize(cold_end, 0);
         for &(e, w) in &self.hits {
             let e = &mut self.entries[e as usize];
             if e.delta > 0 {
-                lists.words[e.next] = w;
+                let buf = if e.cold { &mut lists.cold } else { &mut lists.hot };
+                buf[e.next] = w;
                 e.next += 1;
             }
         }
         for e in self.entries.iter().filter(|e| e.delta > 0) {
-            let list = ListRef { start: e.next - e.words as usize, len: e.words };
+            let list = ListRef { start: e.next - e.words as usize, len: e.words, cold: e.cold };
             out(Job { count: e.delta as u64, pair: e.pair, list });
         }
         self.reset();
@@ -644,7 +708,7 @@ struct Tuning {
     parallel_min_words: usize,
     /// The heap keeps twice the merges still to do plus this many pairs (see `Queue`).
     heap_slack: usize,
-    /// Dead list entries worth a compaction of `Lists` (once they are also half of it).
+    /// Dead list entries worth a compaction of `Lists::hot` (once they are also a quarter of it).
     compact_min: usize,
 }
 
@@ -827,8 +891,8 @@ fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
         let merge = Merge { a, b, z };
         let pos = lists.get(job.list);
         apply_merge(&mut arena, pos, merge, &mut queue, &mut fresh, &mut scratch, tuning.parallel_min_words);
-        lists.dead += job.list.len as usize;
-        fresh.drain(&mut lists, |job| queue.push(job));
+        lists.release(job.list);
+        fresh.drain(&mut lists, queue.floor, |job| queue.push(job));
         queue.trim(&mut lists, keep);
         lists.compact(&mut queue, tuning.compact_min);
     }
@@ -995,10 +1059,6 @@ mod tests {
         assert!(e.contains("do not fit a 16-bit token id"), "{e}");
     }
 
-    fn lists_entry(l: ListRef) -> (usize, usize) {
-        (l.start, l.len as usize)
-    }
-
     #[test]
     fn fresh_tables_grow_on_demand() {
         let mut f = Fresh::<u32>::new(4);
@@ -1006,10 +1066,10 @@ mod tests {
         assert!(f.left.len() >= 300 && f.right.len() >= 300);
         f.add(Side::Left, 299, 299, 5, 7);
         f.add(Side::Right, 3, 299, 2, 8);
-        let mut lists = Lists { words: vec![1, 2], dead: 0 };
+        let mut lists = Lists { hot: vec![1, 2], cold: Vec::new(), dead: 0, freed: 0 };
         let mut got = Vec::new();
-        f.drain(&mut lists, |j| got.push((j.pair, j.count, lists_entry(j.list))));
-        let got: Vec<_> = got.into_iter().map(|(p, c, (s, n))| (p, c, lists.words[s..s + n].to_vec())).collect();
+        f.drain(&mut lists, 0, |j| got.push((j.pair, j.count, j.list)));
+        let got: Vec<_> = got.into_iter().map(|(p, c, l)| (p, c, lists.get(l).to_vec())).collect();
         assert_eq!(got, vec![((299, 299), 5, vec![7]), ((299, 3), 2, vec![8])]);
         assert!(f.left.iter().chain(&f.right).all(|&x| x == 0));
     }
