@@ -206,8 +206,9 @@ fn free_pages(v: &mut [u32]) -> usize {
     0
 }
 
+/// Ask the CPU to bring `p`'s cache line in ahead of use.
 #[inline(always)]
-fn prefetch<X>(p: &X) {
+pub(crate) fn prefetch<X>(p: &X) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, even for bad addresses, and `p` is a valid reference.
     unsafe {
