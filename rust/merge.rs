@@ -150,18 +150,42 @@ impl<T: TokenId> Ord for Job<T> {
     }
 }
 
-/// All words in one buffer; word `i` is `ids[meta[i].start ..][.. meta[i].len]` and shrinks as merges apply.
+/// All words in one buffer. A word is known by its offset `o`: `ids[o .. o + header::<T>()]` holds its count (u64)
+/// and current length (u32), and its ids follow; it shrinks in place as merges apply. Keeping the count and length
+/// beside the ids makes a visit to a word one miss to memory instead of two.
 struct Arena<T> {
     ids: Vec<T>,
-    meta: Vec<WordMeta>,
+    /// Every word's offset, in order.
+    words: Vec<u32>,
+    /// The words' lengths before any merge, summed.
+    total_len: usize,
 }
 
-/// Where a word is, how long it is now, and how often it occurs.
-#[derive(Clone, Copy)]
-struct WordMeta {
-    start: u64,
-    count: u64,
-    len: u32,
+/// Bytes of a word's header: count (u64) and length (u32).
+const HEADER_BYTES: usize = 12;
+
+/// Elements of `T` a word's header takes.
+const fn header<T>() -> usize {
+    HEADER_BYTES / std::mem::size_of::<T>()
+}
+
+/// A word's (count, length).
+///
+/// # Safety
+/// `p` must point to a word's header in the arena.
+#[inline(always)]
+unsafe fn read_header<T>(p: *const T) -> (u64, u32) {
+    let b = p as *const u8;
+    (std::ptr::read_unaligned(b as *const u64), std::ptr::read_unaligned(b.add(8) as *const u32))
+}
+
+/// # Safety
+/// As `read_header`, for a word no other thread touches.
+#[inline(always)]
+unsafe fn write_header<T>(p: *mut T, count: u64, len: u32) {
+    let b = p as *mut u8;
+    std::ptr::write_unaligned(b as *mut u64, count);
+    std::ptr::write_unaligned(b.add(8) as *mut u32, len);
 }
 
 /// Ask Linux to back a big buffer with 2 MB pages: the merge loop jumps around tens of MB, and with 4 kB pages
@@ -222,8 +246,8 @@ impl<T: TokenId> Arena<T> {
     /// Words of one byte hold no pair and are left out. Words are laid out roughly sorted (by their first 8
     /// bytes) so that the words holding a pair sit close together in memory: the merge loop then walks the arena
     /// almost in order instead of missing the cache on every word.
-    fn new<W: AsRef<str> + Sync>(words: &[(W, u64)]) -> Self {
-        // (first 8 bytes, word, length), sorted; then each word's start is a running sum of lengths.
+    fn new<W: AsRef<str> + Sync>(words: &[(W, u64)]) -> Result<Self> {
+        // (first 8 bytes, word, length), sorted; then each word's offset is a running sum of header + length.
         let mut kept: Vec<(u64, u32, u32)> = words
             .par_iter()
             .enumerate()
@@ -237,41 +261,55 @@ impl<T: TokenId> Arena<T> {
             })
             .collect();
         kept.par_sort_unstable();
-        let mut start = 0u64;
-        let mut meta: Vec<WordMeta> = Vec::with_capacity(kept.len());
-        advise_huge_pages(&meta);
-        meta.extend(kept.iter().map(|&(_, _, len)| {
-            start += len as u64;
-            WordMeta { start: start - len as u64, count: 0, len }
-        }));
-        let mut ids: Vec<T> = Vec::with_capacity(start as usize);
+        let (mut end, mut total_len) = (0usize, 0usize);
+        let offsets: Vec<usize> = kept
+            .iter()
+            .map(|&(_, _, len)| {
+                end += header::<T>() + len as usize;
+                total_len += len as usize;
+                end - header::<T>() - len as usize
+            })
+            .collect();
+        if end > u32::MAX as usize {
+            return Err(crate::data_err!(
+                "{} distinct words ({total_len} bytes) are more than one training run can hold; give less text",
+                kept.len()
+            ));
+        }
+        let mut ids: Vec<T> = Vec::with_capacity(end);
         advise_huge_pages(&ids);
         let out = SharedSlice(ids.as_mut_ptr());
-        // Fill counts and bytes in parallel: the reads of `words` jump around, and two threads wait on twice as many.
-        meta.par_iter_mut().zip(kept.par_iter()).for_each(|(m, &(_, i, _))| {
+        // Fill in parallel: the reads of `words` jump around, and two threads wait on twice as many.
+        offsets.par_iter().zip(kept.par_iter()).for_each(|(&o, &(_, i, len))| {
             let (w, c) = &words[i as usize];
-            m.count = *c;
-            for (k, &b) in w.as_ref().as_bytes().iter().enumerate() {
-                // SAFETY: each word writes its own range `start .. start + len`, inside the capacity reserved above.
-                unsafe { out.at(m.start as usize + k).write(T::from_u32(b as u32)) };
+            // SAFETY: each word writes its own range `o .. o + header + len`, inside the capacity reserved above.
+            unsafe {
+                write_header(out.at(o), *c, len);
+                for (k, &b) in w.as_ref().as_bytes().iter().enumerate() {
+                    out.at(o + header::<T>() + k).write(T::from_u32(b as u32));
+                }
             }
         });
-        // SAFETY: the words' ranges tile `0 .. start`, and every element was written above.
-        unsafe { ids.set_len(start as usize) };
-        Arena { ids, meta }
+        // SAFETY: the words' ranges tile `0 .. end`, and every element was written above.
+        unsafe { ids.set_len(end) };
+        Ok(Arena { ids, words: offsets.into_iter().map(|o| o as u32).collect(), total_len })
     }
 
-    fn word(&self, i: usize) -> &[T] {
-        let m = self.meta[i];
-        &self.ids[m.start as usize..m.start as usize + m.len as usize]
+    /// The (count, ids) of the word at offset `o`.
+    fn word(&self, o: u32) -> (u64, &[T]) {
+        let o = o as usize;
+        let h = &self.ids[o..o + header::<T>()];
+        // SAFETY: `h` is a whole header, inside the arena.
+        let (count, len) = unsafe { read_header(h.as_ptr()) };
+        (count, &self.ids[o + header::<T>()..o + header::<T>() + len as usize])
     }
 
     /// How often `pair` occurs in the words of `list` (adjacent positions, overlaps included, times word counts).
     fn recount(&self, pair: Pair<T>, list: &[u32]) -> u64 {
         list.iter()
-            .map(|&wi| {
-                let hits = self.word(wi as usize).windows(2).filter(|p| (p[0], p[1]) == pair).count() as u64;
-                hits * self.meta[wi as usize].count
+            .map(|&o| {
+                let (count, w) = self.word(o);
+                w.windows(2).filter(|p| (p[0], p[1]) == pair).count() as u64 * count
             })
             .sum()
     }
@@ -283,7 +321,7 @@ impl<T: TokenId> Arena<T> {
 fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
     const KEYS: usize = 1 << 16;
     let key = |p: &[T]| (p[0].to_u32() as usize) << 8 | p[1].to_u32() as usize;
-    let n = arena.meta.len();
+    let n = arena.words.len();
     let parts = (rayon::current_num_threads() * 2).clamp(1, 64);
     let chunk = n.div_ceil(parts).max(1);
     let ranges: Vec<std::ops::Range<usize>> = (0..n).step_by(chunk).map(|s| s..(s + chunk).min(n)).collect();
@@ -292,13 +330,13 @@ fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
         .par_iter()
         .map(|r| {
             let (mut count, mut words, mut last) = (vec![0u64; KEYS], vec![0u32; KEYS], vec![u32::MAX; KEYS]);
-            for i in r.clone() {
-                let c = arena.meta[i].count;
-                for p in arena.word(i).windows(2) {
+            for &o in &arena.words[r.clone()] {
+                let (c, w) = arena.word(o);
+                for p in w.windows(2) {
                     let k = key(p);
                     count[k] += c;
-                    if last[k] != i as u32 {
-                        last[k] = i as u32;
+                    if last[k] != o {
+                        last[k] = o;
                         words[k] += 1;
                     }
                 }
@@ -326,13 +364,13 @@ fn byte_pairs<T: TokenId>(arena: &Arena<T>) -> (Lists, Vec<Job<T>>) {
     let out = SharedSlice(words.as_mut_ptr());
     ranges.par_iter().zip(starts.par_iter_mut()).for_each(|(r, next)| {
         let mut last = vec![u32::MAX; KEYS];
-        for i in r.clone() {
-            for p in arena.word(i).windows(2) {
+        for &o in &arena.words[r.clone()] {
+            for p in arena.word(o).1.windows(2) {
                 let k = key(p);
-                if last[k] != i as u32 {
-                    last[k] = i as u32;
+                if last[k] != o {
+                    last[k] = o;
                     // SAFETY: `next[k]` walks this part's own slice of key k's list, sized by the same count above.
-                    unsafe { *out.at(next[k]) = i as u32 };
+                    unsafe { *out.at(next[k]) = o };
                     next[k] += 1;
                 }
             }
@@ -349,6 +387,12 @@ unsafe impl<X: Send> Send for SharedSlice<X> {}
 unsafe impl<X: Send> Sync for SharedSlice<X> {}
 
 impl<X> SharedSlice<X> {
+    /// The raw pointer. A closure that calls this captures the whole (Sync) struct, not its raw-pointer field
+    /// (which is not Sync), as it would by naming `shared.0` directly.
+    fn ptr(&self) -> *mut X {
+        self.0
+    }
+
     /// # Safety
     /// `i` must be within the buffer's capacity and written by one thread only.
     unsafe fn at(&self, i: usize) -> *mut X {
@@ -726,11 +770,10 @@ struct Merge<T> {
 /// `dec` (always decreases); pairs with `z` go to `fresh`.
 ///
 /// # Safety
-/// `ids` and `meta` must point to the arena's buffers, valid for every word in `pos`; no other thread may touch
-/// those words during the call (`pos` holds each word once; parallel callers pass disjoint slices of it).
+/// `ids` must point to the arena's buffer and `pos` hold offsets of its words; no other thread may touch those
+/// words during the call (`pos` holds each word once; parallel callers pass disjoint slices of it).
 unsafe fn merge_words<T: TokenId>(
     ids: *mut T,
-    meta: *mut WordMeta,
     pos: &[u32],
     Merge { a, b, z }: Merge<T>,
     fresh: &mut Fresh<T>,
@@ -738,15 +781,13 @@ unsafe fn merge_words<T: TokenId>(
 ) {
     for (k, &wi) in pos.iter().enumerate() {
         // The loop is bound by memory latency (each word is a cache miss): fetch ahead.
-        if let Some(&far) = pos.get(k + 32) {
-            prefetch(&*meta.add(far as usize));
+        if let Some(&ahead) = pos.get(k + 8) {
+            prefetch(&*ids.add(ahead as usize));
         }
-        if let Some(&near) = pos.get(k + 8) {
-            prefetch(&*ids.add((*meta.add(near as usize)).start as usize));
-        }
-        let m = &mut *meta.add(wi as usize);
-        let (len, cnt) = (m.len as usize, m.count);
-        let word = std::slice::from_raw_parts_mut(ids.add(m.start as usize), len);
+        let head = ids.add(wi as usize);
+        let (cnt, len) = read_header(head);
+        let len = len as usize;
+        let word = std::slice::from_raw_parts_mut(head.add(header::<T>()), len);
         let (mut r, mut w) = (0usize, 0usize);
         while r < len {
             if r + 1 < len && word[r] == a && word[r + 1] == b {
@@ -774,25 +815,7 @@ unsafe fn merge_words<T: TokenId>(
                 r += 1;
             }
         }
-        m.len = w as u32;
-    }
-}
-
-/// Raw pointers that may cross threads; see the safety note of `merge_words`.
-#[derive(Clone, Copy)]
-struct SharedArena<T> {
-    ids: *mut T,
-    meta: *mut WordMeta,
-}
-// SAFETY: only used to hand disjoint sets of words to worker threads.
-unsafe impl<T: Send> Send for SharedArena<T> {}
-unsafe impl<T: Send> Sync for SharedArena<T> {}
-
-impl<T> SharedArena<T> {
-    /// The raw pointers. A closure that calls this captures the whole (Sync) struct, not its raw-pointer fields
-    /// (which are not Sync), as it would by naming `shared.ids` directly.
-    fn ptrs(&self) -> (*mut T, *mut WordMeta) {
-        (self.ids, self.meta)
+        write_header(head, cnt, w as u32);
     }
 }
 
@@ -813,22 +836,20 @@ fn apply_merge<T: TokenId>(
     scratch: &mut [Scratch<T>],
     parallel_min_words: usize,
 ) {
-    let shared = SharedArena { ids: arena.ids.as_mut_ptr(), meta: arena.meta.as_mut_ptr() };
+    let shared = SharedSlice(arena.ids.as_mut_ptr());
     if pos.len() >= parallel_min_words && scratch.len() > 1 {
         let chunk = pos.len().div_ceil(scratch.len());
         scratch.par_iter_mut().zip(pos.par_chunks(chunk)).for_each(|(sc, part)| {
-            let (ids, meta) = shared.ptrs();
             // SAFETY: the chunks of `pos` are disjoint sets of words, and `arena` is borrowed mutably for the
             // whole call, so no one else touches it.
-            unsafe { merge_words(ids, meta, part, merge, &mut sc.fresh, &mut sc.dec) };
+            unsafe { merge_words(shared.ptr(), part, merge, &mut sc.fresh, &mut sc.dec) };
         });
         for sc in scratch.iter_mut() {
             fresh.absorb(&mut sc.fresh, merge.z);
         }
     } else {
-        let (ids, meta) = shared.ptrs();
         // SAFETY: as above, on one thread; `pos` holds each word once (lists are strictly ascending).
-        unsafe { merge_words(ids, meta, pos, merge, fresh, &mut scratch[0].dec) };
+        unsafe { merge_words(shared.ptr(), pos, merge, fresh, &mut scratch[0].dec) };
     }
     for sc in scratch.iter_mut() {
         sc.dec.drain(merge.a, merge.b, |p, c| queue.decrease(p, c));
@@ -855,7 +876,7 @@ fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
     if 256 + num_merges as u64 > T::CAPACITY {
         return Err(crate::arg_err!("{num_merges} merges do not fit a {}-bit token id", T::BITS));
     }
-    let mut arena = Arena::<T>::new(words);
+    let mut arena = Arena::<T>::new(words)?;
     let (mut lists, jobs) = byte_pairs(&arena);
     let mut queue = Queue::new(jobs);
 
@@ -863,7 +884,7 @@ fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
     // Size buffers from what the corpus can give, not from the request: each merge shortens some word by one, so
     // there are at most (total length - number of words) of them. A request for 2^32 ids must not allocate for
     // 2^32 before finding out. The per-id tables start small and grow with the merges actually done.
-    let possible = num_merges.min(arena.ids.len() - arena.meta.len());
+    let possible = num_merges.min(arena.total_len - arena.words.len());
     let ids_hint = 256 + possible.min(1 << 16);
     let mut merges: Vec<Pair<T>> = Vec::with_capacity(possible);
     let mut fresh = Fresh::<T>::new(ids_hint);
@@ -899,7 +920,7 @@ fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
     }
     progress.finish(|| format!("merging: {}/{num_merges} merges done", merges.len()));
     let stats = MergeStats {
-        words: arena.meta.len(),
+        words: arena.words.len(),
         merges_requested: num_merges,
         merges_done: merges.len(),
         seconds_setup,
