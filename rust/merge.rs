@@ -5,10 +5,11 @@
 //! count (so `aaa` holds `(a, a)` twice); a merge rewrites each word left to right without overlap.
 //!
 //! How it stays fast:
-//! - Words live in one flat arena, laid out by their first bytes, and shrink in place.
+//! - Words live in one flat arena, laid out by their first bytes, each with its count and length in front of its
+//!   ids (one miss per word visited), and shrink in place.
 //! - Each pair keeps the list of words it may occur in, so a merge touches only those words. A pair is born whole
-//!   (at set-up, or in the merge that makes its newer token) and its list never grows, so all lists sit in one
-//!   append-only buffer (`Lists`): no allocation per pair. The lists of byte pairs come from a counting sort.
+//!   (at set-up, or in the merge that makes its newer token) and its list never grows, so lists sit in append-only
+//!   buffers (`Lists`): no allocation per pair. The lists of byte pairs come from a counting sort.
 //! - A max-heap with lazy updates picks the next pair. A pair's count only falls after its birth, so stale entries
 //!   are always over-counts and are fixed when popped. Only pairs that can still matter are in the heap and the
 //!   count table (`Queue`); the millions born with small counts wait aside and are recounted if they ever matter.
