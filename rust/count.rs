@@ -201,6 +201,22 @@ fn short_key(piece: &[u8]) -> Key {
     k
 }
 
+/// The key of a long word: the marker, its length, and where its bytes start in `CountTable::long`.
+fn long_key(off: usize, len: usize) -> Key {
+    let mut k = [0u8; 16];
+    k[0] = LONG;
+    k[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    k[8..16].copy_from_slice(&(off as u64).to_le_bytes());
+    k
+}
+
+/// (offset, length) of a long word's bytes, from its key.
+fn long_ref(k: &Key) -> (usize, usize) {
+    let len = u32::from_le_bytes([k[4], k[5], k[6], k[7]]) as usize;
+    let off = u64::from_le_bytes([k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15]]) as usize;
+    (off, len)
+}
+
 /// One slot: a full hash, a count (0 = empty), a key. Two to a cache line.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(32))]
@@ -246,8 +262,7 @@ impl CountTable {
         } else if s.key[0] != LONG {
             false
         } else {
-            let len = u32::from_le_bytes(s.key[4..8].try_into().unwrap_or_default()) as usize;
-            let off = u64::from_le_bytes(s.key[8..16].try_into().unwrap_or_default()) as usize;
+            let (off, len) = long_ref(&s.key);
             len == piece.len() && &self.long[off..off + len] == piece
         }
     }
@@ -272,12 +287,8 @@ impl CountTable {
         let key = if piece.len() < 16 {
             key
         } else {
-            let mut k = [0u8; 16];
-            k[0] = LONG;
-            k[4..8].copy_from_slice(&(piece.len() as u32).to_le_bytes());
-            k[8..16].copy_from_slice(&(self.long.len() as u64).to_le_bytes());
             self.long.extend_from_slice(piece);
-            k
+            long_key(self.long.len() - piece.len(), piece.len())
         };
         self.slots[i] = Slot { hash: h, count: n, key };
         self.len += 1;
@@ -303,8 +314,7 @@ impl CountTable {
     /// The word of a full slot.
     fn word<'a>(&'a self, s: &'a Slot) -> &'a [u8] {
         if s.key[0] == LONG {
-            let len = u32::from_le_bytes(s.key[4..8].try_into().unwrap_or_default()) as usize;
-            let off = u64::from_le_bytes(s.key[8..16].try_into().unwrap_or_default()) as usize;
+            let (off, len) = long_ref(&s.key);
             &self.long[off..off + len]
         } else {
             &s.key[1..1 + s.key[0] as usize]
