@@ -74,8 +74,8 @@ import pyarrow.parquet as pq
 import nanobpe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
-from bench_train import COLUMNS, ITERATOR, NANOBPE, RUSTBPE, result_rows
+from _common import DEFAULT_CORPUS, print_table, save_json
+from bench_train import COLUMNS, PEERS, run_tools
 
 # Bump when the simulation changes, so cached shards from an older generator are not reused.
 GENERATOR_VERSION = 5
@@ -642,14 +642,8 @@ def main() -> None:
     for vocab in [int(v) for v in args.vocab_sizes.split(",")]:
         fmt: dict[str, Any] = dict(data=str(data), vocab=vocab, cap=args.doc_cap, max_chars=max_chars)
         fmt["out"] = str(data / f"tok-{vocab}")
-        fmt["iterator"] = ITERATOR % fmt
-        print(f"# V = {vocab}: nanobpe ...", file=sys.stderr, flush=True)
-        ours = run_snippet(NANOBPE.format(**fmt))
-        results = {"nanobpe": ours}
-        if "rustbpe" not in args.skip:
-            print(f"# V = {vocab}: rustbpe ...", file=sys.stderr, flush=True)
-            results["rustbpe"] = run_snippet(RUSTBPE.format(**fmt))
-        rows.extend(result_rows(vocab, results))
+        # HF tokenizers would need hours and tens of GB here: rustbpe is the peer.
+        rows.extend(run_tools(fmt, args.skip, peers=PEERS[:1]))
     print(f"\nTraining on {data} (simulated train shards), doc cap {args.doc_cap}, max_chars {max_chars:,}:\n")
     print_table(rows, COLUMNS)
     words = [r["unique_words"] for r in rows if r["unique_words"] is not None]

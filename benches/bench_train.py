@@ -115,6 +115,23 @@ def result_rows(vocab: int, results: dict[str, dict[str, Any]]) -> list[dict[str
     ]
 
 
+# The tools a run can include: (name in the table, --skip name, snippet).
+PEERS = [("rustbpe", "rustbpe", RUSTBPE), ("HF tokenizers", "hf", HF)]
+
+
+def run_tools(fmt: dict[str, Any], skip: list[str], peers: list[tuple[str, str, str]] = PEERS) -> list[dict[str, Any]]:
+    """Train with nanobpe, then with each peer not skipped, each in a fresh process; the table rows."""
+    vocab = fmt["vocab"]
+    fmt = {**fmt, "iterator": ITERATOR % fmt}
+    results = {}
+    for name, key, snippet in [("nanobpe", "", NANOBPE), *peers]:
+        if key in skip:
+            continue
+        print(f"# V = {vocab}: {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_snippet(snippet.format(**fmt))
+    return result_rows(vocab, results)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
@@ -128,17 +145,7 @@ def main() -> None:
     rows = []
     for vocab in [int(v) for v in args.vocab_sizes.split(",")]:
         fmt = dict(data=args.data, vocab=vocab, cap=args.doc_cap, max_chars=args.max_chars, out=f"{args.out}-{vocab}")
-        fmt["iterator"] = ITERATOR % fmt
-        print(f"# V = {vocab}: nanobpe ...", file=sys.stderr, flush=True)
-        ours = run_snippet(NANOBPE.format(**fmt))
-        results = {"nanobpe": ours}
-        if "rustbpe" not in args.skip:
-            print(f"# V = {vocab}: rustbpe ...", file=sys.stderr, flush=True)
-            results["rustbpe"] = run_snippet(RUSTBPE.format(**fmt))
-        if "hf" not in args.skip:
-            print(f"# V = {vocab}: HF tokenizers ...", file=sys.stderr, flush=True)
-            results["HF tokenizers"] = run_snippet(HF.format(**fmt))
-        rows.extend(result_rows(vocab, results))
+        rows.extend(run_tools(fmt, args.skip))
     print(f"\nTraining on {args.data} (train shards), doc cap {args.doc_cap}:\n")
     print_table(rows, COLUMNS)
     path = save_json("train", rows)
