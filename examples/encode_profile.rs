@@ -94,7 +94,7 @@ fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
     println!("encode: {secs:.3} s, {:.1} MB/s", text.len() as f64 / secs / 1e6);
     let (hits, misses) = nanobpe::piece_cache::thread_stats();
     let rate = 100.0 * hits as f64 / (hits + misses).max(1) as f64;
-    println!("piece cache: {hits} hits, {misses} misses ({rate:.1}% of pieces that are not one token)");
+    println!("piece cache: {hits} hits, {misses} misses ({rate:.1}% of all pieces)");
     Ok(())
 }
 

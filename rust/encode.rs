@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::merge::TokenId;
-use crate::piece_cache;
+use crate::piece_cache::{self, PieceCache, Probe};
 use crate::pretokenize::Pretokenizer;
 use crate::sealed::{self, SealedChars};
 use crate::vocab::Vocab;
@@ -29,6 +29,9 @@ type Map<K, V> = hashbrown::HashMap<K, V, FixedState>;
 
 /// Pieces longer than this (in bytes) use the tree-based merge.
 const LONG_PIECE: usize = 256;
+
+/// How many pieces the encoder splits ahead of the one it encodes (see `encode_ordinary_into`).
+const LAG: usize = 8;
 
 /// How many automata for allowed subsets (other than "all") an encoder keeps.
 const MATCHER_CACHE: usize = 16;
@@ -141,19 +144,52 @@ impl Encoder {
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
         // Buffers for BPE on cache misses, reused for every piece of the text.
-        let (mut ids, mut ranks) = (Vec::new(), Vec::new());
+        let mut scratch = (Vec::new(), Vec::new());
         piece_cache::with_thread_cache(self.cache_owner, |cache| {
+            // Each piece waits LAG pieces between being split and being encoded, so that the cache slot it needs,
+            // prefetched by `probe`, has arrived when its turn comes.
+            let mut ring = [(Probe::default(), ""); LAG];
+            let mut n = 0usize;
             self.pretok.for_each(text, |piece| {
-                let bytes = piece.as_bytes();
-                if let Some(&r) = self.by_bytes.get(bytes) {
-                    out.push(T::from_u32(r));
-                } else if !cache.get_into(bytes, out, T::from_u32) {
-                    self.bpe(piece, &mut ids, &mut ranks);
-                    cache.insert(bytes, &ids);
-                    out.extend(ids.iter().map(|&r| T::from_u32(r)));
+                let at = cache.probe(piece.as_bytes());
+                let slot = &mut ring[n % LAG];
+                if n >= LAG {
+                    self.encode_piece(cache, slot.0, slot.1, out, &mut scratch);
                 }
-            })
+                *slot = (at, piece);
+                n += 1;
+            })?;
+            for k in n.saturating_sub(LAG)..n {
+                let (at, piece) = ring[k % LAG];
+                self.encode_piece(cache, at, piece, out, &mut scratch);
+            }
+            Ok(())
         })
+    }
+
+    /// The ids of one piece: from the cache; else the whole piece as one token; else BPE (and both go into the
+    /// cache).
+    #[inline]
+    fn encode_piece<T: TokenId>(
+        &self,
+        cache: &mut PieceCache,
+        at: Probe,
+        piece: &str,
+        out: &mut Vec<T>,
+        (ids, ranks): &mut (Vec<u32>, Vec<u32>),
+    ) {
+        let bytes = piece.as_bytes();
+        if cache.get_into(at, bytes, out, T::from_u32) {
+            return;
+        }
+        if let Some(&r) = self.by_bytes.get(bytes) {
+            out.push(T::from_u32(r));
+            cache.insert(at, bytes, &[r]);
+        } else {
+            self.bpe(piece, ids, ranks);
+            cache.insert(at, bytes, ids);
+            out.extend(ids.iter().map(|&r| T::from_u32(r)));
+        }
     }
 
     pub fn encode_ordinary<T: TokenId>(&self, text: &str) -> Result<Vec<T>> {
