@@ -98,6 +98,26 @@ fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
     Ok(())
 }
 
+/// Only the splitter, on one slice: pieces per second and MB/s.
+fn split(slice: &str) -> nanobpe::Result<()> {
+    let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
+    let pretok = nanobpe::pretokenize::Pretokenizer::new("nanochat")?;
+    let (mut pieces, mut check) = (0usize, 0usize);
+    let t = std::time::Instant::now();
+    for doc in text.split('\0').filter(|d| !d.is_empty()) {
+        pretok.for_each(doc, |p| {
+            pieces += 1;
+            check = check.wrapping_mul(31).wrapping_add(p.len());
+        })?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{slice}: {pieces} pieces (check {check:x}), split: {secs:.3} s, {:.1} MB/s",
+        text.len() as f64 / secs / 1e6
+    );
+    Ok(())
+}
+
 /// Training's count phase on one slice: split every document and count the distinct pieces.
 fn count(slice: &str) -> nanobpe::Result<()> {
     let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
@@ -117,8 +137,11 @@ fn main() {
         Some("slices") if args.len() == 5 => slices(&args[2], &args[3], args[4].parse().unwrap_or(3.0)),
         Some("encode") if args.len() == 4 => encode(&args[2], &args[3]),
         Some("count") if args.len() == 3 => count(&args[2]),
+        Some("split") if args.len() == 3 => split(&args[2]),
         _ => {
-            eprintln!("usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE | count SLICE");
+            eprintln!(
+                "usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE | count SLICE | split SLICE"
+            );
             std::process::exit(2);
         }
     };

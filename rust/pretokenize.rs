@@ -292,7 +292,21 @@ fn contraction_end(s: &str, i: usize) -> Option<usize> {
 }
 
 /// End (byte offset) of the piece that starts at byte `i` of `s`, for the GPT-4 pattern family.
+#[inline]
 fn piece_end(s: &str, i: usize, max_digits: usize) -> usize {
+    // Most pieces of Latin-script text are an ASCII letter run, bare or after one space: straight to the run
+    // (a letter cannot start a contraction, and `[^\r\n\p{L}\p{N}]?+\p{L}+` takes the space).
+    let b = s.as_bytes();
+    match b[i] {
+        b'a'..=b'z' | b'A'..=b'Z' => return letter_run_end(s, i + 1),
+        b' ' if b.get(i + 1).is_some_and(u8::is_ascii_alphabetic) => return letter_run_end(s, i + 2),
+        _ => {}
+    }
+    piece_end_general(s, i, max_digits)
+}
+
+/// `piece_end` for everything but the fast paths: the pattern alternative by alternative.
+fn piece_end_general(s: &str, i: usize, max_digits: usize) -> usize {
     let (c0, k0, n0) = cls_of(s, i);
     let after0 = i + n0;
 
