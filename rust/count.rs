@@ -195,10 +195,21 @@ const LONG: u8 = 0xFF;
 
 #[inline]
 fn short_key(piece: &[u8]) -> Key {
-    let mut k = [0u8; 16];
-    k[0] = piece.len() as u8;
-    k[1..1 + piece.len()].copy_from_slice(piece);
-    k
+    // The bytes as a little-endian number, read in at most two overlapping loads: a byte copy of variable length
+    // was a `memmove` call for every piece counted.
+    let n = piece.len();
+    debug_assert!(n < 16);
+    let word = |at: usize| u64::from_le_bytes(piece[at..at + 8].try_into().expect("8 bytes")) as u128;
+    let half = |at: usize| u32::from_le_bytes(piece[at..at + 4].try_into().expect("4 bytes")) as u128;
+    let bytes: u128 = if n >= 8 {
+        // The last n − 8 bytes of the word that ends the piece, above the first word.
+        word(0) | (word(n - 8) >> (8 * (16 - n))) << 64
+    } else if n >= 4 {
+        half(0) | (half(n - 4) >> (8 * (8 - n))) << 32
+    } else {
+        piece.iter().rev().fold(0u128, |v, &b| v << 8 | b as u128)
+    };
+    (bytes << 8 | n as u128).to_le_bytes()
 }
 
 /// The key of a long word: the marker, its length, and where its bytes start in `CountTable::long`.
@@ -460,6 +471,17 @@ impl TextCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_keys_hold_the_length_then_the_bytes() {
+        for n in 0..16usize {
+            let piece: Vec<u8> = (0..n as u8).map(|i| 0xA0 + i).collect();
+            let mut want = [0u8; 16];
+            want[0] = n as u8;
+            want[1..1 + n].copy_from_slice(&piece);
+            assert_eq!(short_key(&piece), want, "length {n}");
+        }
+    }
 
     #[test]
     fn counts_and_merges() {
