@@ -10,6 +10,8 @@ python / python_output tool parts) from corpus text, trains a small tokenizer on
 nanochat's way (its render_conversation rules, one conversation at a time over tiktoken's ``encode_ordinary``,
 re-typed in this file as the test does), nanobpe.nanochat.Tokenizer.render_conversation in the same loop, and the
 batch renderers (Rust, and Python over one parallel encode). Checks that all give the same ids and masks.
+Then nanochat's other hot call, ``encode(list of documents, prepend=BOS)`` (its dataloader's), both ways, 1 thread
+and ``--threads``, with the same ids.
 """
 
 from __future__ import annotations
@@ -117,6 +119,15 @@ def nanochat_render(enc: Any, conversation: dict[str, Any], max_tokens: int = 20
     return ids[:max_tokens], mask[:max_tokens]
 
 
+def nanochat_encode_list(enc: Any, texts: list[str], bos: int, threads: int) -> list[list[int]]:
+    """nanochat's ``RustBPETokenizer.encode(texts, prepend=bos, num_threads=threads)``, re-typed: tiktoken's batch,
+    then the BOS inserted in front of each list."""
+    ids: list[list[int]] = enc.encode_ordinary_batch(texts, num_threads=threads)
+    for row in ids:
+        row.insert(0, bos)
+    return ids
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -171,7 +182,30 @@ def main() -> None:
         rows,
         [("way", "way", ""), ("s", "seconds", ".3f"), ("conv_per_s", "conv/s", ",.0f"), ("x", "× nanochat", ".2f")],
     )
-    save_json("bench_chat", {"n": args.n, "tokens": n_tok, "threads": args.threads, "rows": rows})
+
+    # The other call nanochat makes in a loop: encode(list of documents, prepend=BOS) in its dataloader.
+    bos = tok.get_bos_token_id()
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    enc_rows: list[dict[str, Any]] = []
+    for threads in sorted({1, args.threads}):
+        t_nc, nc_ids = best(lambda th=threads: nanochat_encode_list(enc, texts, bos, th))
+        t_nb, nb_ids = best(lambda th=threads: tok.encode(texts, prepend=bos, num_threads=th))
+        assert nb_ids == nc_ids, "encode(list) differs from nanochat's"
+        enc_rows.append({"threads": threads, "nanochat_mb_s": mb / t_nc, "nanobpe_mb_s": mb / t_nb, "x": t_nc / t_nb})
+    print(f"\nencode(list of {len(texts)} documents, {mb:.1f} MB, prepend=BOS), best of {args.repeat}")
+    print_table(
+        enc_rows,
+        [
+            ("threads", "threads", "d"),
+            ("nanochat_mb_s", "nanochat (tiktoken) MB/s", ".1f"),
+            ("nanobpe_mb_s", "nanobpe.nanochat MB/s", ".1f"),
+            ("x", "×", ".2f"),
+        ],
+    )
+    save_json(
+        "bench_chat",
+        {"n": args.n, "tokens": n_tok, "threads": args.threads, "rows": rows, "encode_list": enc_rows},
+    )
 
 
 if __name__ == "__main__":

@@ -132,6 +132,11 @@ impl Encoder {
         &self.pretok
     }
 
+    /// How many ids there are: ranks, then special tokens.
+    pub fn n_ids(&self) -> usize {
+        self.decoder.len()
+    }
+
     /// How many characters BPE starts from as one token (see `sealed`).
     pub fn sealed_chars(&self) -> usize {
         self.sealed.len()

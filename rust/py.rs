@@ -251,12 +251,33 @@ fn long_running<T: Send>(
 struct PyTokenizer {
     vocab: Arc<Vocab>,
     enc: Arc<Encoder>,
+    /// One Python int per id below `SHARED_INTS`, made on the first list returned: a list of ids then holds shared
+    /// ints (as CPython shares 0..256) instead of a new object per id, which cost as much as encoding itself.
+    ints: pyo3::sync::PyOnceLock<Vec<Py<PyInt>>>,
 }
+
+/// Ids below this get a shared Python int (`PyTokenizer::ints`): 8 MiB at most.
+const SHARED_INTS: usize = 1 << 18;
 
 impl PyTokenizer {
     fn from_vocab(vocab: Vocab) -> crate::Result<Self> {
         let enc = Encoder::new(&vocab)?;
-        Ok(PyTokenizer { vocab: Arc::new(vocab), enc: Arc::new(enc) })
+        Ok(PyTokenizer { vocab: Arc::new(vocab), enc: Arc::new(enc), ints: pyo3::sync::PyOnceLock::new() })
+    }
+
+    /// `ids` as a Python list of ints.
+    fn id_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        let ints = self.ints.get_or_init(py, || {
+            let n = self.enc.n_ids().min(SHARED_INTS) as u32;
+            (0..n).map(|i| PyInt::new(py, i).unbind()).collect()
+        });
+        PyList::new(
+            py,
+            ids.iter().map(|&id| match ints.get(id as usize) {
+                Some(shared) => shared.bind(py).clone(),
+                None => PyInt::new(py, id),
+            }),
+        )
     }
 }
 
@@ -388,9 +409,10 @@ impl PyTokenizer {
         detached(py, None, move || Ok(enc.pretokenizer().split(&text)?.into_iter().map(String::from).collect()))
     }
 
-    fn encode_ordinary(&self, py: Python<'_>, text: String) -> PyResult<Vec<u32>> {
+    fn encode_ordinary<'py>(&self, py: Python<'py>, text: String) -> PyResult<Bound<'py, PyList>> {
         let enc = self.enc.clone();
-        detached(py, None, move || enc.encode_ordinary::<u32>(&text))
+        let ids = detached(py, None, move || enc.encode_ordinary::<u32>(&text))?;
+        self.id_list(py, &ids)
     }
 
     fn encode_ordinary_numpy<'py>(&self, py: Python<'py>, text: String) -> PyResult<Bound<'py, PyAny>> {
@@ -403,9 +425,15 @@ impl PyTokenizer {
 
     /// Encode recognising the `allowed` specials (None: all of them).
     #[pyo3(signature = (text, allowed=None))]
-    fn encode_with_specials(&self, py: Python<'_>, text: String, allowed: Option<Vec<String>>) -> PyResult<Vec<u32>> {
+    fn encode_with_specials<'py>(
+        &self,
+        py: Python<'py>,
+        text: String,
+        allowed: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let enc = self.enc.clone();
-        detached(py, None, move || enc.encode_with_specials::<u32>(&text, allowed.as_deref()))
+        let ids = detached(py, None, move || enc.encode_with_specials::<u32>(&text, allowed.as_deref()))?;
+        self.id_list(py, &ids)
     }
 
     /// The first of the `names` specials (None: all) in `text`, as (name, character offset), or None.
@@ -466,6 +494,29 @@ impl PyTokenizer {
             let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<T>(&texts, bos)?)))?;
             Ok((ids.into_pyarray(py).into_any(), off.into_pyarray(py)))
         })
+    }
+
+    /// Encode many texts in parallel into Python lists of ints (shared ints, see `ints`), each with an optional id in
+    /// front and one at the end: tiktoken's `encode_ordinary_batch`, nanochat's `encode(list)`.
+    #[pyo3(signature = (texts, prepend=None, append=None, threads=None))]
+    fn encode_batch_lists<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        prepend: Option<u32>,
+        append: Option<u32>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let enc = self.enc.clone();
+        let parts = detached(py, threads, move || {
+            let mut parts = enc.encode_batch::<u32>(&texts, prepend)?;
+            if let Some(id) = append {
+                parts.iter_mut().for_each(|p| p.push(id));
+            }
+            Ok(parts)
+        })?;
+        let lists = parts.iter().map(|p| self.id_list(py, p)).collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
     }
 
     /// nanochat's `render_conversation` for many conversations, in parallel: (ids, uint8 mask, int64 offsets).

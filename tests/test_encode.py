@@ -56,6 +56,19 @@ def test_flat_batch_and_bos(tok, enc, val_docs):
     assert tok.encode_batch(val_docs[:4], num_threads=1)[2].tolist() == enc.encode_ordinary(val_docs[2])
 
 
+def test_list_paths_equal_tiktoken_and_share_no_list(tok, enc, val_docs):
+    docs = val_docs[:40]
+    lists = tok.encode_ordinary_batch(docs, num_threads=2)
+    assert lists == enc.encode_ordinary_batch(docs, num_threads=2)
+    assert [tok.encode_ordinary(d) for d in docs] == lists
+    assert tok.encode(docs[0], allowed_special="all") == enc.encode(docs[0], allowed_special="all")
+    # Each call returns fresh lists (the ints inside are shared, as CPython shares small ints).
+    again = tok.encode_ordinary(docs[0])
+    again.append(-1)
+    assert tok.encode_ordinary(docs[0]) == lists[0]
+    assert tok.encode_ordinary_batch([]) == []
+
+
 unicode_text = st.text(
     alphabet=st.one_of(
         st.characters(codec="utf-8"),

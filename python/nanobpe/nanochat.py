@@ -12,7 +12,6 @@ environment, and are fed by nanobpe's Rust loader. Differences are named where t
 from __future__ import annotations
 
 import copy
-import itertools
 import os
 import pickle
 import tempfile
@@ -171,9 +170,9 @@ class Tokenizer:
         if isinstance(text, str):
             return head + self.bpe.encode_ordinary(text) + tail
         if isinstance(text, list):
-            flat, offsets = self.bpe.encode_batch_flat(text, num_threads=_pool(num_threads))
-            ids, off = flat.tolist(), offsets.tolist()
-            return [head + ids[a:b] + tail for a, b in itertools.pairwise(off)]
+            return self.bpe._core.encode_batch_lists(
+                self.bpe._clean(text), head[0] if head else None, tail[0] if tail else None, _pool(num_threads)
+            )
         raise ValueError(f"Invalid input type: {type(text)}")
 
     @overload

@@ -279,6 +279,10 @@ class Tokenizer:
         """Encode many texts in parallel (GIL released) into numpy arrays of dtype uint16/uint32."""
         return self._core.encode_batch(self._clean(texts), self._bos(prepend_bos), num_threads)
 
+    def encode_ordinary_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
+        """``encode_ordinary`` of each text, in parallel (GIL released), as lists: tiktoken's ``encode_ordinary_batch``."""
+        return self._core.encode_batch_lists(self._clean(texts), None, None, num_threads)
+
     def encode_batch_flat(
         self, texts: Sequence[str], num_threads: int | None = None, prepend_bos: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
