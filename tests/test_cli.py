@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +36,21 @@ def test_help_for_every_command():
         "--json",
     ):
         assert flag in sub.stdout, flag
+
+
+def test_import_and_train_start_without_numpy(tmp_path):
+    # numpy is ~95 ms of import and spins BLAS threads; nothing on the training path needs it.
+    docs = tmp_path / "docs.txt"
+    docs.write_text("".join(f"word{i} hello world, hallo welt {i * 7919 % 1000}\n" for i in range(3000)))
+    code = (
+        "import sys, nanobpe, nanobpe.cli\n"
+        f"nanobpe.train([{str(docs)!r}], 300, out={str(tmp_path / 'tok')!r}, progress=False)\n"
+        "tok = nanobpe.load(" + repr(str(tmp_path / "tok")) + ")\n"
+        "assert tok.decode(tok.encode('hello')) == 'hello'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numpy'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_train_cli_json_summary(corpus, tmp_path):

@@ -20,15 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
 from nanobpe import _nanobpe
 from nanobpe.reader import PathArg, input_spec
 from nanobpe.tokenizer import Tokenizer
 from nanobpe.types import InputOptions, LoaderState, LoaderStats
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     from typing_extensions import Unpack
 
 
@@ -71,6 +70,8 @@ class Loader:
 
     def next(self) -> npt.NDArray[np.uint16] | npt.NDArray[np.uint32]:
         """The next batch as a new array of the tokenizer's width."""
+        import numpy as np
+
         out = np.empty((self.batch_size, self.seq_len + 1), dtype=self.dtype)
         self._core.next_into(out)
         return out

@@ -13,14 +13,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from nanobpe import _nanobpe
 from nanobpe.reader import PathArg, input_spec
 from nanobpe.tokenizer import Tokenizer
 from nanobpe.types import InputOptions, TokenizeManifest
 
 if TYPE_CHECKING:
+    # numpy is imported where it is used (see tokenizer.py), so `import nanobpe` and the CLI start without it.
+    import numpy as np
     from typing_extensions import Unpack
 
 HEADER_BYTES = 64
@@ -62,6 +62,8 @@ class Shard:
         self.width, self.vocab_size, self.checksum = h["width"], h["vocab_size"], h["checksum"]
         self.n_tokens, self.n_docs = h["n_tokens"], h["n_docs"]
         self.bos_id = None if h["bos"] == 2**64 - 1 else h["bos"]
+        import numpy as np
+
         self.dtype = np.uint16 if self.width == 16 else np.uint32
         self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=HEADER_BYTES, shape=(self.n_tokens,))
         off = HEADER_BYTES + self.n_tokens * (self.width // 8)
@@ -71,6 +73,8 @@ class Shard:
     def _check(self) -> None:
         """Offsets and ids, checked once at open (vectorised over the memory map, so at memory speed): a damaged
         shard fails here, naming the file, instead of handing out slices past its end or ids past the vocab."""
+        import numpy as np
+
         off, n = self.offsets, self.n_tokens
         if int(off[0]) != 0 or int(off[-1]) != n:
             raise _nanobpe.DataError(
@@ -125,6 +129,8 @@ class TokenShards:
                 if s.checksum != tokenizer._core.checksum():
                     raise _nanobpe.DataError(f"{s.path}: written with another tokenizer (checksum mismatch)")
         self.dtype = first.dtype
+        import numpy as np
+
         self._starts = np.cumsum([0] + [s.n_docs for s in self.shards])
 
     @property
@@ -139,6 +145,8 @@ class TokenShards:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"document {i} out of range ({len(self)} documents)")
+        import numpy as np
+
         k = int(np.searchsorted(self._starts, i, side="right")) - 1
         return self.shards[k].doc(i - int(self._starts[k]))
 

@@ -7,13 +7,14 @@ import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-import numpy as np
-
 from nanobpe import _nanobpe
 from nanobpe.reader import input_spec
 from nanobpe.types import InputOptions, TrainSummary
 
 if TYPE_CHECKING:
+    # numpy is imported where it is used, not with the package: it is ~95 ms of `import nanobpe`, and its BLAS
+    # threads cost CPU during `nanobpe train`, which never touches it.
+    import numpy as np
     import tiktoken
     from typing_extensions import Unpack
 
@@ -150,6 +151,8 @@ class Tokenizer:
 
     @property
     def dtype(self) -> type[np.unsignedinteger[Any]]:
+        import numpy as np
+
         return np.uint16 if self.token_width == 16 else np.uint32
 
     @property
@@ -307,7 +310,8 @@ class Tokenizer:
         return out
 
     def decode_bytes(self, ids: Iterable[int] | np.ndarray) -> bytes:
-        if isinstance(ids, np.ndarray):
+        np = sys.modules.get("numpy")  # an array can only come from an imported numpy
+        if np is not None and isinstance(ids, np.ndarray):
             ids = ids.tolist()
         return self._core.decode_bytes(list(ids))
 
