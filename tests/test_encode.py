@@ -69,6 +69,17 @@ def test_list_paths_equal_tiktoken_and_share_no_list(tok, enc, val_docs):
     assert tok.encode_ordinary_batch([]) == []
 
 
+def test_alternating_tokenizers_never_share_cached_ids(tokdir, tok, enc, val_docs):
+    # A smaller cut of the same vocab splits the same pieces into other ids: a cache entry of one must never serve
+    # the other, however the calls interleave on a thread.
+    small = nanobpe.load(tokdir, vocab_size=1024)
+    small_enc = small.to_tiktoken()
+    for doc in val_docs[:30]:
+        for _ in range(2):
+            assert tok.encode_ordinary(doc) == enc.encode_ordinary(doc)
+            assert small.encode_ordinary(doc) == small_enc.encode_ordinary(doc)
+
+
 unicode_text = st.text(
     alphabet=st.one_of(
         st.characters(codec="utf-8"),
