@@ -189,16 +189,36 @@ fn panic_err() -> PyErr {
 /// Run `f` on a rayon pool of `threads` threads (the global pool when `None`). More than 4 threads per core only
 /// adds overhead (results do not depend on the count), so larger requests get 4 per core.
 fn with_threads<T: Send>(threads: Option<usize>, f: impl FnOnce() -> crate::Result<T> + Send) -> crate::Result<T> {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     match threads {
         Some(0) => Err(arg_err!("threads must be at least 1")),
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n.min(4 * cores))
-            .build()
-            .map_err(|e| arg_err!("cannot start {n} threads: {e}"))?
-            .install(f),
+        Some(n) => pool(n)?.install(f),
         None => f(),
     }
+}
+
+/// A rayon pool of `n` threads (at most 4 per core), built on first use and kept: building one per call cost more
+/// than encoding a small batch, and asking the OS for the core count cost ~20 µs per call.
+fn pool(n: usize) -> crate::Result<Arc<rayon::ThreadPool>> {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    static POOLS: std::sync::Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = std::sync::Mutex::new(Vec::new());
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let n = n.min(4 * cores);
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(k, _)| *k == n) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| arg_err!("cannot start {n} threads: {e}"))?,
+    );
+    // A few sizes at most in practice; past 8 the oldest goes (its threads end when its last user is done).
+    if pools.len() >= 8 {
+        pools.remove(0);
+    }
+    pools.push((n, p.clone()));
+    Ok(p)
 }
 
 /// Quick work: release the GIL, run, map errors and panics.

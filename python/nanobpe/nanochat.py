@@ -355,8 +355,8 @@ RustBPETokenizer = Tokenizer  # nanochat's name
 
 
 def _pool(num_threads: int | None) -> int | None:
-    """None (the shared pool, one thread per CPU) unless fewer threads are asked for: a pool of its own is built
-    per call, which costs more than a small batch takes to encode."""
+    """None (the shared pool, one thread per CPU) unless fewer threads are asked for (a pool of that size, built
+    once): more threads than CPUs would only take turns."""
     return None if num_threads is None or num_threads >= (os.cpu_count() or 1) else num_threads
 
 
