@@ -7,7 +7,8 @@ Run (from the repository root, after `pip install ".[bench]"`):
 
 Prints MB/s for each way of encoding and the ratio to tiktoken's single thread, checks that every encoder gives the
 same ids, and times a single piece with no split points (one repeated letter, and random letters) at 10 kB, 100 kB
-and 1 MB, to show that nanobpe's time grows about linearly (heap-based merges for long pieces).
+and 1 MB, to show that nanobpe's time grows about linearly (heap-based merges for long pieces), and the
+microseconds per call on 2,000 short texts (one tokenizer, then two alternating), where per-call overhead decides.
 
 Then, per language slice (English, German as the other Latin-script language, Chinese; labelled as `nanobpe eval`
 does), one pass over up to `--slice-mb` MB of each (validation shard first, then the train shards): tiktoken's and
