@@ -80,6 +80,17 @@ def test_alternating_tokenizers_never_share_cached_ids(tokdir, tok, enc, val_doc
             assert small.encode_ordinary(doc) == small_enc.encode_ordinary(doc)
 
 
+def test_batch_calls_refuse_what_is_not_a_list_of_texts(tok):
+    for call in (tok.encode_ordinary_batch, tok.encode_batch, tok.encode_batch_flat):
+        with pytest.raises(TypeError, match="not one str"):
+            call("one text")
+        with pytest.raises(TypeError, match=r"texts\[1\] is int, not str"):
+            call(["a", 3])
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match=f"num_threads must be at least 1.*got {bad}"):
+                call(["a"], num_threads=bad)
+
+
 unicode_text = st.text(
     alphabet=st.one_of(
         st.characters(codec="utf-8"),

@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _threads(num_threads: int | None) -> int | None:
+    """``num_threads`` checked: None (all cores) or a positive count."""
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1 (or None for all cores), got {num_threads}")
+    return num_threads
+
+
 def _fix_surrogates(text: str) -> str:
     """What tiktoken does with strings Python cannot encode as UTF-8 (lone surrogates): replace them."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
@@ -280,17 +287,17 @@ class Tokenizer:
         self, texts: Sequence[str], num_threads: int | None = None, prepend_bos: bool = False
     ) -> list[np.ndarray]:
         """Encode many texts in parallel (GIL released) into numpy arrays of dtype uint16/uint32."""
-        return self._core.encode_batch(self._clean(texts), self._bos(prepend_bos), num_threads)
+        return self._core.encode_batch(self._clean(texts), self._bos(prepend_bos), _threads(num_threads))
 
     def encode_ordinary_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
         """``encode_ordinary`` of each text, in parallel (GIL released), as lists: tiktoken's ``encode_ordinary_batch``."""
-        return self._core.encode_batch_lists(self._clean(texts), None, None, num_threads)
+        return self._core.encode_batch_lists(self._clean(texts), None, None, _threads(num_threads))
 
     def encode_batch_flat(
         self, texts: Sequence[str], num_threads: int | None = None, prepend_bos: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """All ids in one array plus int64 offsets: text i is ``ids[offsets[i]:offsets[i+1]]``."""
-        return self._core.encode_batch_flat(self._clean(texts), self._bos(prepend_bos), num_threads)
+        return self._core.encode_batch_flat(self._clean(texts), self._bos(prepend_bos), _threads(num_threads))
 
     def _bos(self, prepend: bool) -> int | None:
         if not prepend:
@@ -301,8 +308,14 @@ class Tokenizer:
 
     @staticmethod
     def _clean(texts: Sequence[str]) -> list[str]:
+        """The texts as a list, lone surrogates replaced as tiktoken does; a str or a non-str item is a TypeError
+        (a str would otherwise be encoded character by character)."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of str, not one str (wrap it in a list)")
         out = list(texts)
         for i, t in enumerate(out):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
             try:
                 t.encode("utf-8")
             except UnicodeEncodeError:
