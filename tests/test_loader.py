@@ -87,10 +87,12 @@ def take(loader: nanobpe.Loader, n: int) -> list[np.ndarray]:
     return [loader.next().astype(np.int64) for _ in range(n)]
 
 
-@pytest.mark.parametrize("rank,world", [(0, 1), (1, 2)])
-def test_batches_equal_the_python_reference_through_epochs(tok, small, rank, world):
+# The loader reads windows of 2 x threads row groups, the next one in the background while it packs the current one;
+# one thread (a pool of one worker, which the background read must not deadlock) and three give the same batches.
+@pytest.mark.parametrize("rank,world,threads", [(0, 1, 2), (1, 2, 2), (0, 1, 1), (1, 2, 3)])
+def test_batches_equal_the_python_reference_through_epochs(tok, small, rank, world, threads):
     B, T, buf = 4, 64, 30
-    loader = nanobpe.Loader(tok, small, B, T, rank=rank, world=world, buffer_docs=buf, threads=2)
+    loader = nanobpe.Loader(tok, small, B, T, rank=rank, world=world, buffer_docs=buf, threads=threads)
     ref = reference(lambda: parquet_units(tok, small, rank, world), B, T, buf)
     n = 80
     got = take(loader, n)
