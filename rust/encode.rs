@@ -266,10 +266,11 @@ impl Encoder {
     }
 
     /// Encode many texts in parallel, optionally with a BOS id in front of each.
-    pub fn encode_batch<T: TokenId>(&self, texts: &[String], bos: Option<u32>) -> Result<Vec<Vec<T>>> {
+    pub fn encode_batch<T: TokenId>(&self, texts: &[impl AsRef<str> + Sync], bos: Option<u32>) -> Result<Vec<Vec<T>>> {
         texts
             .par_iter()
             .map(|t| {
+                let t = t.as_ref();
                 let mut v = Vec::with_capacity(t.len() / 3 + 1);
                 if let Some(b) = bos {
                     v.push(T::from_u32(b));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -230,6 +230,36 @@ fn detached<T: Send>(
     py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(|| with_threads(threads, f))))
         .map_err(|_| panic_err())?
         .map_err(to_pyerr)
+}
+
+/// The str items of `texts` (any iterable), checked, lone surrogates replaced as tiktoken does (by
+/// `nanobpe.tokenizer._fix_surrogates`, on the rare text that has them). Holding the objects lets the heavy work borrow
+/// each one's UTF-8 (`str_refs`) without the GIL instead of copying every text first.
+fn str_items<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString>>> {
+    if texts.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err("texts must be a sequence of str, not one str (wrap it in a list)"));
+    }
+    let mut out = Vec::with_capacity(texts.len().unwrap_or(0));
+    for (i, item) in texts.try_iter()?.enumerate() {
+        let item = item?;
+        if !item.is_instance_of::<PyString>() {
+            let kind = item.get_type().name()?;
+            return Err(PyTypeError::new_err(format!("texts[{i}] is {kind}, not str")));
+        }
+        let s = item.cast_into::<PyString>()?;
+        if s.to_str().is_ok() {
+            out.push(s);
+        } else {
+            let fix = texts.py().import("nanobpe.tokenizer")?.getattr("_fix_surrogates")?;
+            out.push(fix.call1((s,))?.cast_into::<PyString>()?);
+        }
+    }
+    Ok(out)
+}
+
+/// Each text's UTF-8, borrowed from the Python object (which caches it): `str_items` made sure it exists.
+fn str_refs<'a>(items: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
+    items.iter().map(|s| s.to_str()).collect()
 }
 
 /// Long work: run on a worker thread while this thread waits without the GIL and checks for Ctrl-C, which asks the
@@ -478,13 +508,15 @@ impl PyTokenizer {
     fn encode_batch<'py>(
         &self,
         py: Python<'py>,
-        texts: Vec<String>,
+        texts: &Bound<'py, PyAny>,
         bos: Option<u32>,
         threads: Option<usize>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let items = str_items(texts)?;
+        let texts = str_refs(&items)?;
         let enc = self.enc.clone();
         with_token_type!(self.vocab.width, |T| {
-            let out = detached(py, threads, move || enc.encode_batch::<T>(&texts, bos))?;
+            let out = detached(py, threads, || enc.encode_batch::<T>(&texts, bos))?;
             Ok(out.into_iter().map(|v| v.into_pyarray(py).into_any()).collect())
         })
     }
@@ -494,7 +526,7 @@ impl PyTokenizer {
     fn encode_batch_flat<'py>(
         &self,
         py: Python<'py>,
-        texts: Vec<String>,
+        texts: &Bound<'py, PyAny>,
         bos: Option<u32>,
         threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<i64>>)> {
@@ -509,9 +541,11 @@ impl PyTokenizer {
             }
             (ids, offsets)
         }
+        let items = str_items(texts)?;
+        let texts = str_refs(&items)?;
         let enc = self.enc.clone();
         with_token_type!(self.vocab.width, |T| {
-            let (ids, off) = detached(py, threads, move || Ok(flat(enc.encode_batch::<T>(&texts, bos)?)))?;
+            let (ids, off) = detached(py, threads, || Ok(flat(enc.encode_batch::<T>(&texts, bos)?)))?;
             Ok((ids.into_pyarray(py).into_any(), off.into_pyarray(py)))
         })
     }
@@ -522,13 +556,15 @@ impl PyTokenizer {
     fn encode_batch_lists<'py>(
         &self,
         py: Python<'py>,
-        texts: Vec<String>,
+        texts: &Bound<'py, PyAny>,
         prepend: Option<u32>,
         append: Option<u32>,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let items = str_items(texts)?;
+        let texts = str_refs(&items)?;
         let enc = self.enc.clone();
-        let parts = detached(py, threads, move || {
+        let parts = detached(py, threads, || {
             let mut parts = enc.encode_batch::<u32>(&texts, prepend)?;
             if let Some(id) = append {
                 parts.iter_mut().for_each(|p| p.push(id));

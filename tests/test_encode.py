@@ -108,6 +108,10 @@ def test_identical_to_tiktoken_on_generated_unicode(tok, enc, text):
     assert tok.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
     fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     assert tok.decode(tok.encode_ordinary(text)) == fixed
+    # The batch calls borrow each text's UTF-8 in Rust and fix surrogates there: same ids, any position in the batch.
+    want = enc.encode_ordinary(text)
+    assert tok.encode_ordinary_batch(["x", text], num_threads=2) == [enc.encode_ordinary("x"), want]
+    assert tok.encode_batch([text, "\ud800"])[0].tolist() == want
 
 
 def _character_tokens(tok) -> list[str]:

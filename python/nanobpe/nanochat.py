@@ -171,7 +171,7 @@ class Tokenizer:
             return head + self.bpe.encode_ordinary(text) + tail
         if isinstance(text, list):
             return self.bpe._core.encode_batch_lists(
-                self.bpe._clean(text), head[0] if head else None, tail[0] if tail else None, _pool(num_threads)
+                text, head[0] if head else None, tail[0] if tail else None, _pool(num_threads)
             )
         raise ValueError(f"Invalid input type: {type(text)}")
 

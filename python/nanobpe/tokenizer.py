@@ -29,7 +29,8 @@ def _threads(num_threads: int | None) -> int | None:
 
 
 def _fix_surrogates(text: str) -> str:
-    """What tiktoken does with strings Python cannot encode as UTF-8 (lone surrogates): replace them."""
+    """What tiktoken does with strings Python cannot encode as UTF-8 (lone surrogates): replace them. The extension's
+    batch calls use it too (`str_items` in rust/py.rs looks it up by name)."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
@@ -287,17 +288,17 @@ class Tokenizer:
         self, texts: Sequence[str], num_threads: int | None = None, prepend_bos: bool = False
     ) -> list[np.ndarray]:
         """Encode many texts in parallel (GIL released) into numpy arrays of dtype uint16/uint32."""
-        return self._core.encode_batch(self._clean(texts), self._bos(prepend_bos), _threads(num_threads))
+        return self._core.encode_batch(texts, self._bos(prepend_bos), _threads(num_threads))
 
     def encode_ordinary_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
         """``encode_ordinary`` of each text, in parallel (GIL released), as lists: tiktoken's ``encode_ordinary_batch``."""
-        return self._core.encode_batch_lists(self._clean(texts), None, None, _threads(num_threads))
+        return self._core.encode_batch_lists(texts, None, None, _threads(num_threads))
 
     def encode_batch_flat(
         self, texts: Sequence[str], num_threads: int | None = None, prepend_bos: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """All ids in one array plus int64 offsets: text i is ``ids[offsets[i]:offsets[i+1]]``."""
-        return self._core.encode_batch_flat(self._clean(texts), self._bos(prepend_bos), _threads(num_threads))
+        return self._core.encode_batch_flat(texts, self._bos(prepend_bos), _threads(num_threads))
 
     def _bos(self, prepend: bool) -> int | None:
         if not prepend:
@@ -305,22 +306,6 @@ class Tokenizer:
         if self.bos_id is None:
             raise ValueError("prepend_bos=True but this tokenizer has no <|bos|> token")
         return self.bos_id
-
-    @staticmethod
-    def _clean(texts: Sequence[str]) -> list[str]:
-        """The texts as a list, lone surrogates replaced as tiktoken does; a str or a non-str item is a TypeError
-        (a str would otherwise be encoded character by character)."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of str, not one str (wrap it in a list)")
-        out = list(texts)
-        for i, t in enumerate(out):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError:
-                out[i] = _fix_surrogates(t)
-        return out
 
     def decode_bytes(self, ids: Iterable[int] | np.ndarray) -> bytes:
         np = sys.modules.get("numpy")  # an array can only come from an imported numpy
