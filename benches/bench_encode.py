@@ -22,6 +22,12 @@ on one thread and on its batch API with all cores, in one process. gigatoken run
 it a cl100k-style vocabulary, trained with GPT-4's pattern:
 
     python benches/bench_encode.py --slices-only --peers --pattern gpt4 --vocab-size 100000
+
+`--threads 1,2,4,8,16` runs only the thread-scaling table: nanobpe's `encode_batch` and tiktoken's
+`encode_ordinary_batch` on the validation shard at each thread count (a freshly loaded tokenizer for each, so no
+pass starts with warm caches), with nanobpe's speedup over its own one thread and the ids checked:
+
+    python benches/bench_encode.py --tokenizer tok32k --threads 1,2,4,8,16
 """
 
 from __future__ import annotations
@@ -109,6 +115,40 @@ def short_calls(tok: Any, enc: Any, docs: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def thread_scaling(tokenizer_dir: str, enc: Any, docs: list[str], mb: float, counts: list[int]) -> list[dict[str, Any]]:
+    """MB/s of nanobpe's encode_batch and tiktoken's encode_ordinary_batch at each thread count, same docs."""
+    import nanobpe
+
+    reference = enc.encode_ordinary_batch(docs, num_threads=max(counts))
+    rows: list[dict[str, Any]] = []
+    for n in counts:
+        tok = nanobpe.load(tokenizer_dir)  # new owner: the pool threads' caches start cold for it
+        tok.encode_batch(["a"] * (4 * n), num_threads=n)  # builds the n-thread pool, untimed
+        secs, out = timed(partial(tok.encode_batch, docs, num_threads=n))
+        t_secs, _ = timed(partial(enc.encode_ordinary_batch, docs, num_threads=n))
+        same = len(out) == len(reference) and all(a.tolist() == b for a, b in zip(out, reference))
+        rows.append({"threads": n, "mbs": mb / secs, "tiktoken_mbs": mb / t_secs, "same": "yes" if same else "NO"})
+        print(
+            f"# {n} threads: nanobpe {mb / secs:.1f} MB/s, tiktoken {mb / t_secs:.1f} MB/s", file=sys.stderr, flush=True
+        )
+    for r in rows:
+        r["speedup"] = r["mbs"] / rows[0]["mbs"]
+        r["x_tiktoken"] = r["mbs"] / r["tiktoken_mbs"]
+    print(f"\nencode_batch thread scaling on {mb:.1f} MB ({os.cpu_count()} cores):\n")
+    print_table(
+        rows,
+        [
+            ("threads", "threads", ""),
+            ("mbs", "nanobpe MB/s", ".1f"),
+            ("speedup", "× its 1 thread", ".2f"),
+            ("tiktoken_mbs", "tiktoken MB/s", ".1f"),
+            ("x_tiktoken", "× tiktoken, same threads", ".2f"),
+            ("same", "ids = tiktoken", ""),
+        ],
+    )
+    return rows
+
+
 def nanobpe_load_cut(tok: Any, vocab_size: int) -> Any:
     """The first `vocab_size` tokens of `tok` (specials kept), as another tokenizer."""
     import nanobpe
@@ -139,6 +179,7 @@ def main() -> None:
     ap.add_argument("--slices-only", action="store_true", help="only the per-language-slice table")
     ap.add_argument("--skip", nargs="*", default=[], choices=["rustbpe", "hf"])
     ap.add_argument("--slice-mb", type=float, default=50.0, help="MB per language slice (0: skip the slices)")
+    ap.add_argument("--threads", default=None, help="only the thread-scaling table, at these counts (e.g. 1,2,4,8)")
     args = ap.parse_args()
 
     threads = os.cpu_count() or 1
@@ -156,6 +197,10 @@ def main() -> None:
     docs = [d for b in nanobpe.read_texts(val) for d in b]
     mb = sum(len(d.encode()) for d in docs) / 1e6
     print(f"# {len(docs)} docs, {mb:.1f} MB from {val}; {threads} threads", file=sys.stderr, flush=True)
+    if args.threads:
+        counts = [int(x) for x in args.threads.split(",")]
+        save_json("encode_threads", {"threads": thread_scaling(args.tokenizer, enc, docs, mb, counts)})
+        return
 
     rows: list[dict[str, Any]] = []
     reference = enc.encode_ordinary_batch(docs, num_threads=threads)
