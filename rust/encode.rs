@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
-use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::merge::TokenId;
@@ -267,18 +266,16 @@ impl Encoder {
 
     /// Encode many texts in parallel, optionally with a BOS id in front of each.
     pub fn encode_batch<T: TokenId>(&self, texts: &[impl AsRef<str> + Sync], bos: Option<u32>) -> Result<Vec<Vec<T>>> {
-        texts
-            .par_iter()
-            .map(|t| {
-                let t = t.as_ref();
-                let mut v = Vec::with_capacity(t.len() / 3 + 1);
-                if let Some(b) = bos {
-                    v.push(T::from_u32(b));
-                }
-                self.encode_ordinary_into(t, &mut v)?;
-                Ok(v)
-            })
-            .collect()
+        let lens: Vec<usize> = texts.iter().map(|t| t.as_ref().len()).collect();
+        longest_first(&lens, |i| {
+            let t = texts[i].as_ref();
+            let mut v = Vec::with_capacity(t.len() / 3 + 1);
+            if let Some(b) = bos {
+                v.push(T::from_u32(b));
+            }
+            self.encode_ordinary_into(t, &mut v)?;
+            Ok(v)
+        })
     }
 
     /// The bytes of `ids` concatenated; an unknown id is an error that names it.
@@ -483,11 +480,77 @@ impl MinTree {
     }
 }
 
+/// Bytes of text per task of `longest_first`: short texts are grouped, so that a million short texts are not a
+/// million tasks.
+const TASK_BYTES: usize = 64 << 10;
+
+/// `f(i)` for every `i` in `0..lens.len()` (`lens[i]`: the size of item i), on every thread of the current pool,
+/// results in index order. Longest items first, and each thread takes the next task when it finishes one (a shared
+/// counter), so the batch ends with short tasks on every thread. Rayon's halving of the index range left long
+/// documents to whichever thread held them: on 16 cores the validation shard ran at 144 MB/s sorted longest-first
+/// and ~340 unsorted; this gets what the slowest single document allows.
+fn longest_first<R: Send>(lens: &[usize], f: impl Fn(usize) -> Result<R> + Sync) -> Result<Vec<R>> {
+    if lens.len() <= 1 || rayon::current_num_threads() == 1 {
+        return (0..lens.len()).map(f).collect();
+    }
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lens[i])); // stable: equal sizes keep their index order
+    let mut bounds = vec![0];
+    let mut bytes = 0;
+    for (k, &i) in order.iter().enumerate() {
+        bytes += lens[i] + 1; // + 1: empty texts are not free either
+        if bytes >= TASK_BYTES || k + 1 == order.len() {
+            bounds.push(k + 1);
+            bytes = 0;
+        }
+    }
+    let tasks = bounds.len() - 1;
+    if tasks == 1 {
+        return (0..lens.len()).map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let per_thread: Vec<Vec<(usize, Result<R>)>> = rayon::broadcast(|_| {
+        let mut done = Vec::new();
+        loop {
+            let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if t >= tasks {
+                return done;
+            }
+            done.extend(order[bounds[t]..bounds[t + 1]].iter().map(|&i| (i, f(i))));
+        }
+    });
+    let mut slots: Vec<Option<Result<R>>> = (0..lens.len()).map(|_| None).collect();
+    for (i, r) in per_thread.into_iter().flatten() {
+        slots[i] = Some(r);
+    }
+    // The first error by index, whatever thread met it first: the same message every run.
+    slots
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(data_err!("internal error: a batch item was not encoded"))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::merge::{learn_merges, token_bytes};
     use crate::progress::Progress;
+
+    #[test]
+    fn longest_first_keeps_index_order_and_reports_the_first_error_by_index() {
+        // Sizes that make many tasks (some a single long item) on a 4-thread pool.
+        let lens: Vec<usize> = (0..2000).map(|i| (i * 7919) % 300_000).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let got = pool.install(|| longest_first(&lens, |i| Ok(i * 2))).unwrap();
+        assert_eq!(got, (0..2000).map(|i| i * 2).collect::<Vec<_>>());
+        for _ in 0..5 {
+            let err = pool
+                .install(|| longest_first(&lens, |i| if i % 500 == 499 { Err(arg_err!("bad {i}")) } else { Ok(i) }))
+                .unwrap_err();
+            assert!(err.to_string().contains("bad 499"), "{err}");
+        }
+        assert_eq!(longest_first(&[], Ok).unwrap(), Vec::<usize>::new());
+    }
 
     fn small_vocab() -> Vocab {
         let text = "the quick brown fox jumps over the lazy dog; aaaaaaaaaaaaaaaaaaaa abababab 12345 the end";
