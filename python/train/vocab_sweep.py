@@ -56,8 +56,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tok_max_chars": 20_000_000,
         "compile": False,
     },
-    # Sized for <= 6 minutes on one H100 (bf16, torch.compile): 1.7e16 FLOPs in all, so it needs ~60 TFLOP/s of
-    # training throughput plus compile time. An estimate: not yet run on a GPU.
+    # One H100 (bf16, torch.compile), 1.7e16 FLOPs in all. Sized for 6 minutes from an estimate of ~60 TFLOP/s;
+    # measured (2026-11-26, benches/results/h100/): ~17 minutes. Steps of 16,384 tokens are launch-bound at depth 4
+    # (~17 TFLOP/s) and each new V compiles once (15-30 s); fewer, larger steps would starve the small budgets.
     "h100": {
         "device": "cuda",
         "vocab_sizes": [2048, 4096, 8192, 16384, 32768, 65536],
