@@ -116,21 +116,31 @@ def short_calls(tok: Any, enc: Any, docs: list[str]) -> list[dict[str, Any]]:
 
 
 def thread_scaling(tokenizer_dir: str, enc: Any, docs: list[str], mb: float, counts: list[int]) -> list[dict[str, Any]]:
-    """MB/s of nanobpe's encode_batch and tiktoken's encode_ordinary_batch at each thread count, same docs."""
+    """MB/s of nanobpe's encode_batch and tiktoken's encode_ordinary_batch at each thread count, same docs.
+
+    All nanobpe passes run first, then all tiktoken passes, and the ids are compared last: freeing millions of
+    Python ints (a tiktoken result, an id check) just before a pass slowed the next pass by up to 25%, whichever
+    encoder it was."""
     import nanobpe
 
-    reference = enc.encode_ordinary_batch(docs, num_threads=max(counts))
     rows: list[dict[str, Any]] = []
+    outs = []
     for n in counts:
         tok = nanobpe.load(tokenizer_dir)  # new owner: the pool threads' caches start cold for it
         tok.encode_batch(["a"] * (4 * n), num_threads=n)  # builds the n-thread pool, untimed
         secs, out = timed(partial(tok.encode_batch, docs, num_threads=n))
-        t_secs, _ = timed(partial(enc.encode_ordinary_batch, docs, num_threads=n))
+        outs.append(out)
+        rows.append({"threads": n, "mbs": mb / secs})
+        print(f"# nanobpe, {n} threads: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
+    for r in rows:
+        t_secs, t_out = timed(partial(enc.encode_ordinary_batch, docs, num_threads=r["threads"]))
+        del t_out
+        r["tiktoken_mbs"] = mb / t_secs
+        print(f"# tiktoken, {r['threads']} threads: {mb / t_secs:.1f} MB/s", file=sys.stderr, flush=True)
+    reference = enc.encode_ordinary_batch(docs, num_threads=max(counts))
+    for r, out in zip(rows, outs):
         same = len(out) == len(reference) and all(a.tolist() == b for a, b in zip(out, reference))
-        rows.append({"threads": n, "mbs": mb / secs, "tiktoken_mbs": mb / t_secs, "same": "yes" if same else "NO"})
-        print(
-            f"# {n} threads: nanobpe {mb / secs:.1f} MB/s, tiktoken {mb / t_secs:.1f} MB/s", file=sys.stderr, flush=True
-        )
+        r["same"] = "yes" if same else "NO"
     for r in rows:
         r["speedup"] = r["mbs"] / rows[0]["mbs"]
         r["x_tiktoken"] = r["mbs"] / r["tiktoken_mbs"]
