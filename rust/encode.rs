@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
 
+use crate::cuts::SafeCuts;
 use crate::error::Result;
 use crate::merge::TokenId;
 use crate::piece_cache::{self, PieceCache, Probe};
@@ -58,6 +59,9 @@ pub struct Encoder {
     byte_pair: Box<[u32]>,
     /// Characters BPE may start from as one token (see `sealed`).
     sealed: SealedChars,
+    /// Places inside pieces that BPE may treat as piece ends (see `cuts`); None when the vocabulary has a
+    /// non-ASCII token that BPE of its own bytes does not give (the parts would then differ from pieces).
+    cuts: Option<SafeCuts>,
     /// Rank → bytes, then special tokens' bytes.
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
@@ -114,13 +118,14 @@ impl Encoder {
         let cache_owner = piece_cache::new_owner_id();
         let all_ids: Vec<u32> = specials.iter().map(|s| s.1).collect();
         let all_specials = if all_ids.is_empty() { None } else { Some(Arc::new(build_matcher(&specials, all_ids)?)) };
-        Ok(Encoder {
+        let mut enc = Encoder {
             pretok,
             by_bytes,
             pair_rank,
             byte_rank,
             byte_pair,
             sealed,
+            cuts: None,
             decoder,
             n_ranks: vocab.ranks.len(),
             specials,
@@ -128,6 +133,29 @@ impl Encoder {
             all_specials,
             subsets: Mutex::new(Vec::new()),
             cache_owner,
+        };
+        if enc.non_ascii_tokens_are_their_own_bpe(&vocab.ranks) {
+            enc.cuts = Some(SafeCuts::new(&vocab.ranks));
+        }
+        Ok(enc)
+    }
+
+    /// Whether BPE of every non-ASCII token's bytes gives that token. Cut pieces are encoded part by part through
+    /// the piece cache, where a part that is a token is looked up whole, as a piece is; BPE of the part must then
+    /// give the same. Checked here, not assumed: the vocabularies nanobpe trains pass (a 32k one in ~10 ms).
+    fn non_ascii_tokens_are_their_own_bpe(&self, ranks: &[Vec<u8>]) -> bool {
+        let (mut ids, mut scratch) = (Vec::new(), Vec::new());
+        ranks.iter().enumerate().all(|(r, b)| {
+            if b.len() < 2 || b.is_ascii() || self.by_bytes.get(b.as_slice()) != Some(&(r as u32)) {
+                return true;
+            }
+            // Token bytes need not be UTF-8 (the sealed start reads whole characters).
+            if b.len() <= LONG_PIECE && std::str::from_utf8(b).is_err() {
+                self.bpe_raw(b, &mut ids, &mut scratch);
+            } else {
+                self.bpe_bytes(b, &mut ids, &mut scratch);
+            }
+            ids.len() == 1 && ids[0] == r as u32
         })
     }
 
@@ -152,7 +180,7 @@ impl Encoder {
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
         // Buffers for BPE on cache misses, reused for every piece of the text.
-        let mut scratch = (Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         piece_cache::with_thread_cache(self.cache_owner, |cache| {
             // Each piece waits LAG pieces between being split and being encoded, so that the cache slot it needs,
             // prefetched by `probe`, has arrived when its turn comes.
@@ -184,19 +212,113 @@ impl Encoder {
         at: Probe,
         piece: &str,
         out: &mut Vec<T>,
-        (ids, ranks): &mut (Vec<u32>, Vec<u32>),
+        scratch: &mut Scratch,
     ) {
         let bytes = piece.as_bytes();
-        if cache.get_into(at, bytes, out, T::from_u32) {
+        if !cache.get_into(at, bytes, out, T::from_u32) {
+            self.encode_miss(cache, at, piece, out, scratch);
+        }
+    }
+
+    /// The ids of a piece the cache does not hold (kept out of line, so the hit path stays small).
+    #[inline(never)]
+    fn encode_miss<T: TokenId>(
+        &self,
+        cache: &mut PieceCache,
+        at: Probe,
+        piece: &str,
+        out: &mut Vec<T>,
+        scratch: &mut Scratch,
+    ) {
+        let bytes = piece.as_bytes();
+        if self.cut(piece, &mut scratch.cuts) {
+            // A piece with a cut is not a token (the token would cross it). Most such pieces (long runs of Han
+            // characters) occur once: cached first in their set, they would push out the parts, which recur.
+            self.cut_piece_ids(cache, piece, scratch);
+            cache.insert_second(at, bytes, &scratch.ids);
+        } else if let Some(&r) = self.by_bytes.get(bytes) {
+            out.push(T::from_u32(r));
+            cache.insert(at, bytes, &[r]);
+            return;
+        } else {
+            self.bpe_bytes(bytes, &mut scratch.ids, &mut scratch.ranks);
+            cache.insert(at, bytes, &scratch.ids);
+        }
+        out.extend(scratch.ids.iter().map(|&r| T::from_u32(r)));
+    }
+
+    /// Find the safe cuts of `piece` (into `cuts`); whether there are any.
+    #[inline]
+    fn cut(&self, piece: &str, cuts: &mut Vec<usize>) -> bool {
+        // Only pieces with a 3-byte character are looked at (Chinese, Japanese, Korean, …): in alphabets, adjacent
+        // letters sit inside some token nearly everywhere, and walking German words for cuts cost 5% of its time.
+        // The max is a loop without early exits, which vectorizes.
+        match &self.cuts {
+            Some(c) if piece.len() >= 5 && piece.bytes().fold(0, u8::max) >= 0xE0 => c.cuts(piece, cuts),
+            _ => cuts.clear(),
+        }
+        !cuts.is_empty()
+    }
+
+    /// The ids of a piece with cuts, into `scratch.ids`: its parts' ids one after the other.
+    fn cut_piece_ids(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
+        let Scratch { ids, ranks, part, cuts, probes } = scratch;
+        // Start every part's sealed entry (one character) or cache slot (more) on its way first: the parts are
+        // looked up right after.
+        probes.clear();
+        let mut from = 0;
+        for end in cuts.iter().copied().chain([piece.len()]) {
+            let part = &piece.as_bytes()[from..end];
+            probes.push(match sealed::lead_char(part).filter(|&(_, len)| len == part.len()) {
+                Some((c, _)) => {
+                    self.sealed.prefetch(c);
+                    Part::Char(c)
+                }
+                None => Part::Cached(cache.probe(part)),
+            });
+            from = end;
+        }
+        ids.clear();
+        let mut from = 0;
+        for (end, &p) in cuts.iter().copied().chain([piece.len()]).zip(probes.iter()) {
+            self.part_ids(cache, p, &piece[from..end], ids, part, ranks);
+            from = end;
+        }
+    }
+
+    /// Append the ids of one part of a cut piece to `out`: a sealed character's token; else as a piece (cache,
+    /// whole token, BPE), which `non_ascii_tokens_are_their_own_bpe` makes the same.
+    fn part_ids(
+        &self,
+        cache: &mut PieceCache,
+        p: Part,
+        part: &str,
+        out: &mut Vec<u32>,
+        tmp: &mut Vec<u32>,
+        ranks: &mut Vec<u32>,
+    ) {
+        let bytes = part.as_bytes();
+        let at = match p {
+            Part::Char(c) => {
+                let id = self.sealed.get(c, sealed::EDGE, sealed::EDGE);
+                if id != sealed::NONE {
+                    out.push(id);
+                    return;
+                }
+                cache.probe(bytes)
+            }
+            Part::Cached(at) => at,
+        };
+        if cache.get_into(at, bytes, out, |x| x) {
             return;
         }
         if let Some(&r) = self.by_bytes.get(bytes) {
-            out.push(T::from_u32(r));
+            out.push(r);
             cache.insert(at, bytes, &[r]);
         } else {
-            self.bpe(piece, ids, ranks);
-            cache.insert(at, bytes, ids);
-            out.extend(ids.iter().map(|&r| T::from_u32(r)));
+            self.bpe_bytes(bytes, tmp, ranks);
+            cache.insert(at, bytes, tmp);
+            out.extend_from_slice(tmp);
         }
     }
 
@@ -304,9 +426,10 @@ impl Encoder {
         merged_in(&self.pair_rank, l, r)
     }
 
-    /// BPE of one piece that is not itself a token. `out` is replaced by its ids; `ranks` is scratch space.
-    fn bpe(&self, piece: &str, out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
-        let bytes = piece.as_bytes();
+    /// BPE of `bytes` (a piece that is not a token, a part of a cut piece, or a token being checked; UTF-8 unless
+    /// longer than LONG_PIECE), from bytes and sealed characters. `out` is replaced by its ids; `ranks` is scratch
+    /// space.
+    fn bpe_bytes(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
         out.clear();
         ranks.clear();
         if bytes.len() > LONG_PIECE {
@@ -315,12 +438,31 @@ impl Encoder {
             return;
         }
         if bytes.is_ascii() {
-            out.extend(bytes.iter().map(|&b| self.byte_rank[b as usize]));
-            ranks.extend(bytes.windows(2).map(|w| self.byte_pair[(w[0] as usize) << 8 | w[1] as usize]));
+            self.start_bytes(bytes, out, ranks);
         } else {
             self.start_units(bytes, out, ranks);
         }
-        // tiktoken's rescan: merge the leftmost lowest-ranked pair until none is left.
+        self.merge_all(out, ranks);
+    }
+
+    /// BPE of any bytes (UTF-8 or not) from single bytes, for checks at set-up.
+    fn bpe_raw(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
+        out.clear();
+        ranks.clear();
+        self.start_bytes(bytes, out, ranks);
+        self.merge_all(out, ranks);
+    }
+
+    /// Where BPE starts from bytes: each byte alone, and the rank of each adjacent pair (from the 256 KiB table).
+    #[inline(always)]
+    fn start_bytes(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
+        out.extend(bytes.iter().map(|&b| self.byte_rank[b as usize]));
+        ranks.extend(bytes.windows(2).map(|w| self.byte_pair[(w[0] as usize) << 8 | w[1] as usize]));
+    }
+
+    /// tiktoken's rescan: merge the leftmost lowest-ranked pair until none is left.
+    #[inline(always)]
+    fn merge_all(&self, out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
         loop {
             let mut best = (u32::MAX, usize::MAX);
             for (i, &r) in ranks.iter().enumerate() {
@@ -401,6 +543,28 @@ impl Encoder {
         }
         ids.retain(|&x| x != DEAD);
     }
+}
+
+/// Buffers for encoding pieces the cache does not hold, reused for every piece of a text.
+#[derive(Default)]
+struct Scratch {
+    /// The piece's ids.
+    ids: Vec<u32>,
+    /// BPE's pair ranks.
+    ranks: Vec<u32>,
+    /// One part's ids, for a cut piece.
+    part: Vec<u32>,
+    /// The piece's cuts.
+    cuts: Vec<usize>,
+    /// Its parts, ready to look up.
+    probes: Vec<Part>,
+}
+
+/// One part of a cut piece: a single 2- or 3-byte character (sealed, most likely), or where it is in the cache.
+#[derive(Clone, Copy)]
+enum Part {
+    Char(u32),
+    Cached(Probe),
 }
 
 /// The token whose bytes are those of `l` then `r`, or u32::MAX (no such token).
@@ -771,6 +935,55 @@ mod tests {
         }
     }
 
+    /// Byte tokens, then the tokens `merges` (ids from 256) make.
+    fn vocab_of_merges(merges: &[(u32, u32)]) -> Vec<Vec<u8>> {
+        let mut ranks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for &(l, r) in merges {
+            let t = [ranks[l as usize].clone(), ranks[r as usize].clone()].concat();
+            ranks.push(t);
+        }
+        ranks
+    }
+
+    #[test]
+    fn cut_pieces_are_encoded_part_by_part_exactly() {
+        let words: Vec<(Vec<u8>, u64)> = [("中国", 9), ("人民", 7), ("中国人", 3), ("的", 5), ("是", 2)]
+            .map(|(w, c)| (w.as_bytes().to_vec(), c))
+            .to_vec();
+        let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, 40));
+        let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        let cuts = e.cuts.as_ref().expect("a trained vocabulary gets cuts");
+        let mut at = Vec::new();
+        cuts.cuts("的中国人民是", &mut at);
+        assert!(!at.is_empty(), "the piece has places no token crosses");
+        // Twice each: the second time the parts (and whole pieces) come from the cache.
+        for text in ["的中国人民是", "中国人民", "人民的中国", "中国", "人", "的中国人民是", "是是是的的", "中国人民"]
+        {
+            let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
+            assert_eq!(ids, reference(&ranks, "nanochat", text), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_token_that_bpe_does_not_reach_turns_cuts_off() {
+        // BPE of 中国 merges ad|e5 first, then e4b8 and 9bbd, and stops at three parts: 中国 is a token that only
+        // the whole-piece lookup finds. A part 中国 of a cut piece would have to be BPE'd, not looked up.
+        let extra: Vec<Vec<u8>> =
+            [&b"\xad\xe5"[..], b"\xe4\xb8", b"\x9b\xbd", "中".as_bytes(), "国".as_bytes(), "中国".as_bytes()]
+                .iter()
+                .map(|t| t.to_vec())
+                .collect();
+        let ranks = vocab_of(&extra);
+        let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        assert!(e.cuts.is_none());
+        for text in ["中国", "人中国", "中国人", "的中国的"] {
+            let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
+            assert_eq!(ids, reference(&ranks, "nanochat", text), "{text}");
+        }
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
@@ -804,6 +1017,25 @@ mod tests {
                     prop_assert_eq!(e.decode_bytes(&ids).unwrap(), t.as_bytes());
                     let with: Vec<u32> = e.encode_with_specials(&format!("{t}<|s|>{t}"), None).unwrap();
                     prop_assert_eq!(with.len(), 2 * ids.len() + 1);
+                }
+            }
+
+            /// Vocabs trained (by the reference trainer) on short runs of Han characters, so pieces get cuts:
+            /// encoding them part by part, through the cache, gives tiktoken's ids.
+            #[test]
+            fn cut_pieces_match_reference(
+                words in proptest::collection::vec(("[中文国人民的一是]{1,6}", 1u64..6), 1..30),
+                merges in 5usize..150,
+                texts in proptest::collection::vec("[中文国人民的一是a，é]{0,40}", 1..5),
+            ) {
+                let words: Vec<(Vec<u8>, u64)> = words.iter().map(|(w, c)| (w.as_bytes().to_vec(), *c)).collect();
+                let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, merges));
+                let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+                let e = Encoder::new(&v).unwrap();
+                prop_assert!(e.cuts.is_some());
+                for t in texts.iter().chain(texts.iter()) {
+                    let ids: Vec<u32> = e.encode_ordinary(t).unwrap();
+                    prop_assert_eq!(&ids, &reference(&ranks, "nanochat", t));
                 }
             }
 

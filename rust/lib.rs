@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod cancel;
 pub mod chat;
 pub mod count;
+pub mod cuts;
 pub mod encode;
 pub mod error;
 pub mod hub;
