@@ -114,28 +114,35 @@ def test_identical_to_tiktoken_on_generated_unicode(tok, enc, text):
     assert tok.encode_batch([text, "\ud800"])[0].tolist() == want
 
 
-def _character_tokens(tok) -> list[str]:
-    """The tokenizer's tokens that are one multi-byte character (the ones BPE may start from, see rust/sealed.rs)."""
-    out = []
+def _non_ascii_tokens(tok) -> tuple[list[str], list[str]]:
+    """The tokenizer's tokens that are one multi-byte character (the ones BPE may start from, see rust/sealed.rs),
+    and those that are several characters, one of them not ASCII (the ones that keep a piece from being cut at the
+    places they cross, see rust/cuts.rs)."""
+    chars, words = [], []
     for b, _ in tok.get_mergeable_ranks():
         try:
             s = b.decode("utf-8")
         except UnicodeDecodeError:
             continue
         if len(s) == 1 and len(b) > 1:
-            out.append(s)
-    return out
+            chars.append(s)
+        elif len(s) > 1 and not s.isascii():
+            words.append(s)
+    return chars, words
 
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_identical_to_tiktoken_on_runs_of_its_own_characters(tok, enc, data):
-    # Runs of characters that are tokens, next to punctuation, ASCII and characters that are not: where BPE starts
-    # from a character's token instead of its bytes, the ids must not change.
-    chars = _character_tokens(tok)
-    assert len(chars) > 100  # the corpus has Chinese and German: the starts are exercised
-    alphabet = st.one_of(st.sampled_from(chars), st.sampled_from(list("，。、：a Z1\n€ß中\u4e42\u9fa5")))
-    text = data.draw(st.text(alphabet=alphabet, max_size=200))
+    # Runs of characters and words that are tokens, next to punctuation, ASCII and characters that are not: where
+    # BPE starts from a character's token instead of its bytes, or a piece is encoded part by part between the
+    # places no token crosses, the ids must not change.
+    chars, words = _non_ascii_tokens(tok)
+    assert len(chars) > 100 and len(words) > 100  # the corpus has Chinese and German: both are exercised
+    pieces = st.one_of(
+        st.sampled_from(chars), st.sampled_from(words), st.sampled_from(list("，。、：a Z1\n€ß中\u4e42\u9fa5"))
+    )
+    text = "".join(data.draw(st.lists(pieces, max_size=80)))
     assert tok.encode_ordinary(text) == enc.encode_ordinary(text)
 
 
