@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
 
-use crate::cuts::SafeCuts;
+use crate::cuts::{Part, SafeCuts};
 use crate::error::Result;
 use crate::merge::TokenId;
 use crate::piece_cache::{self, PieceCache, Probe};
@@ -135,7 +135,8 @@ impl Encoder {
             cache_owner,
         };
         if enc.non_ascii_tokens_are_their_own_bpe(&vocab.ranks) {
-            enc.cuts = Some(SafeCuts::new(&vocab.ranks));
+            let sealed = &enc.sealed;
+            enc.cuts = Some(SafeCuts::new(&vocab.ranks, |c| sealed.get(c, sealed::EDGE, sealed::EDGE)));
         }
         Ok(enc)
     }
@@ -231,7 +232,7 @@ impl Encoder {
         scratch: &mut Scratch,
     ) {
         let bytes = piece.as_bytes();
-        if self.cut(piece, &mut scratch.cuts) {
+        if self.cut(piece, &mut scratch.parts) {
             // A piece with a cut is not a token (the token would cross it). Most such pieces (long runs of Han
             // characters) occur once: cached first in their set, they would push out the parts, which recur.
             self.cut_piece_ids(cache, piece, scratch);
@@ -247,78 +248,53 @@ impl Encoder {
         out.extend(scratch.ids.iter().map(|&r| T::from_u32(r)));
     }
 
-    /// Find the safe cuts of `piece` (into `cuts`); whether there are any.
+    /// Cut `piece` where no token crosses (into `parts`); whether it was cut.
     #[inline]
-    fn cut(&self, piece: &str, cuts: &mut Vec<usize>) -> bool {
+    fn cut(&self, piece: &str, parts: &mut Vec<Part>) -> bool {
         // Only pieces with a 3-byte character are looked at (Chinese, Japanese, Korean, …): in alphabets, adjacent
         // letters sit inside some token nearly everywhere, and walking German words for cuts cost 5% of its time.
         // The max is a loop without early exits, which vectorizes.
         match &self.cuts {
-            Some(c) if piece.len() >= 5 && piece.bytes().fold(0, u8::max) >= 0xE0 => c.cuts(piece, cuts),
-            _ => cuts.clear(),
+            Some(c) if piece.len() >= 5 && piece.bytes().fold(0, u8::max) >= 0xE0 => c.parts(piece, parts),
+            _ => false,
         }
-        !cuts.is_empty()
     }
 
-    /// The ids of a piece with cuts, into `scratch.ids`: its parts' ids one after the other.
+    /// The ids of a cut piece, into `scratch.ids`: its parts' ids one after the other. A part that is one character
+    /// with a token of its own is that token; the others are looked up as pieces are (the cache, the whole token,
+    /// BPE), which `non_ascii_tokens_are_their_own_bpe` makes the same as their BPE.
     fn cut_piece_ids(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
-        let Scratch { ids, ranks, part, cuts, probes } = scratch;
-        // Start every part's sealed entry (one character) or cache slot (more) on its way first: the parts are
-        // looked up right after.
+        let Scratch { ids, ranks, part: tmp, parts, probes } = scratch;
+        let bytes = piece.as_bytes();
+        let range = |s: u32, e: u32| &bytes[s as usize..e as usize];
+        // Start the parts' cache slots on their way first: they are looked up right after.
         probes.clear();
-        let mut from = 0;
-        for end in cuts.iter().copied().chain([piece.len()]) {
-            let part = &piece.as_bytes()[from..end];
-            probes.push(match sealed::lead_char(part).filter(|&(_, len)| len == part.len()) {
-                Some((c, _)) => {
-                    self.sealed.prefetch(c);
-                    Part::Char(c)
-                }
-                None => Part::Cached(cache.probe(part)),
-            });
-            from = end;
-        }
+        probes.extend(parts.iter().filter_map(|p| match *p {
+            Part::Bytes(s, e) => Some(cache.probe(range(s, e))),
+            Part::Token(_) => None,
+        }));
         ids.clear();
-        let mut from = 0;
-        for (end, &p) in cuts.iter().copied().chain([piece.len()]).zip(probes.iter()) {
-            self.part_ids(cache, p, &piece[from..end], ids, part, ranks);
-            from = end;
-        }
-    }
-
-    /// Append the ids of one part of a cut piece to `out`: a sealed character's token; else as a piece (cache,
-    /// whole token, BPE), which `non_ascii_tokens_are_their_own_bpe` makes the same.
-    fn part_ids(
-        &self,
-        cache: &mut PieceCache,
-        p: Part,
-        part: &str,
-        out: &mut Vec<u32>,
-        tmp: &mut Vec<u32>,
-        ranks: &mut Vec<u32>,
-    ) {
-        let bytes = part.as_bytes();
-        let at = match p {
-            Part::Char(c) => {
-                let id = self.sealed.get(c, sealed::EDGE, sealed::EDGE);
-                if id != sealed::NONE {
-                    out.push(id);
-                    return;
+        let mut probes = probes.iter();
+        for p in parts.iter() {
+            let (s, e) = match *p {
+                Part::Token(id) => {
+                    ids.push(id);
+                    continue;
                 }
-                cache.probe(bytes)
+                Part::Bytes(s, e) => (s, e),
+            };
+            let (part, &at) = (range(s, e), probes.next().expect("a probe per byte range"));
+            if cache.get_into(at, part, ids, |x| x) {
+                continue;
             }
-            Part::Cached(at) => at,
-        };
-        if cache.get_into(at, bytes, out, |x| x) {
-            return;
-        }
-        if let Some(&r) = self.by_bytes.get(bytes) {
-            out.push(r);
-            cache.insert(at, bytes, &[r]);
-        } else {
-            self.bpe_bytes(bytes, tmp, ranks);
-            cache.insert(at, bytes, tmp);
-            out.extend_from_slice(tmp);
+            if let Some(&r) = self.by_bytes.get(part) {
+                ids.push(r);
+                cache.insert(at, part, &[r]);
+            } else {
+                self.bpe_bytes(part, tmp, ranks);
+                cache.insert(at, part, tmp);
+                ids.extend_from_slice(tmp);
+            }
         }
     }
 
@@ -554,17 +530,10 @@ struct Scratch {
     ranks: Vec<u32>,
     /// One part's ids, for a cut piece.
     part: Vec<u32>,
-    /// The piece's cuts.
-    cuts: Vec<usize>,
-    /// Its parts, ready to look up.
-    probes: Vec<Part>,
-}
-
-/// One part of a cut piece: a single 2- or 3-byte character (sealed, most likely), or where it is in the cache.
-#[derive(Clone, Copy)]
-enum Part {
-    Char(u32),
-    Cached(Probe),
+    /// The piece's parts, when it is cut.
+    parts: Vec<Part>,
+    /// Where its byte-range parts are in the cache.
+    probes: Vec<Probe>,
 }
 
 /// The token whose bytes are those of `l` then `r`, or u32::MAX (no such token).
@@ -954,9 +923,9 @@ mod tests {
         let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
         let e = Encoder::new(&v).unwrap();
         let cuts = e.cuts.as_ref().expect("a trained vocabulary gets cuts");
-        let mut at = Vec::new();
-        cuts.cuts("的中国人民是", &mut at);
-        assert!(!at.is_empty(), "the piece has places no token crosses");
+        let mut parts = Vec::new();
+        assert!(cuts.parts("的中国人民是", &mut parts), "the piece has places no token crosses");
+        assert!(parts.iter().any(|p| matches!(p, Part::Token(_))), "a part is one character's token: {parts:?}");
         // Twice each: the second time the parts (and whole pieces) come from the cache.
         for text in ["的中国人民是", "中国人民", "人民的中国", "中国", "人", "的中国人民是", "是是是的的", "中国人民"]
         {

@@ -182,14 +182,6 @@ impl SealedChars {
         }
     }
 
-    /// Start bringing `c`'s entry in from memory (the table is 512 KiB).
-    #[inline]
-    pub fn prefetch(&self, c: u32) {
-        if let Some(e) = self.table.get(c as usize) {
-            crate::merge::prefetch(e);
-        }
-    }
-
     /// How many characters are sealed (in some context).
     pub fn len(&self) -> usize {
         self.count
