@@ -13,11 +13,10 @@
 //! What crosses a place. A place sits between two whole characters `a` and `b` of the text. A token crossing it
 //! holds the end of `a` (all of it, or only its last bytes when the token starts inside `a`) and the start of `b`
 //! (all of it, or its first bytes). Each token is read once, at every position inside it where a character can
-//! start, and what it holds on each side is recorded: a pair of whole characters in a bit filter (a shared bit only
-//! means a place is not cut); a whole character next to part of another as a flag on the whole one (no cut on that
-//! side of it at all); part of a character on both sides as the two bytes next to the place (conservative, and
-//! rare). Only places between two 2- or 3-byte characters are cut, where the check is a table lookup and, for
-//! characters that start some pair, a bit of the filter. The same table entry holds the token a character is on
+//! start, and what it holds on each side (a whole character, or some bytes of one) goes into a bit filter as a
+//! pair of keys (a shared bit only means a place is not cut); flags on the characters say which kinds of keys they
+//! have, so a place is checked against only those. Only places between two 2- or 3-byte characters are cut, where
+//! the check is a table lookup and, for characters in some crossing token, a bit or two of the filter. The same table entry holds the token a character is on
 //! its own (what BPE of its bytes gives, from `sealed`), so a part that is one character needs no other lookup.
 
 /// Characters below this have an entry (every 2- and 3-byte character).
@@ -30,9 +29,9 @@ const STARTS_PAIR: u8 = 1;
 /// Bits in the filter of pairs: 128 KiB, so it stays in cache; with the ~6k pairs of a 32k vocabulary, 0.6% of
 /// other pairs share a bit with one and are not cut, which costs a little speed, never exactness.
 const PAIR_BITS: u32 = 20;
-/// Some token holds the whole character and part of the next one: never cut after it.
+/// Some token holds the whole character and the first bytes of the next one (look up which).
 const CROSSED_AFTER: u8 = 2;
-/// Some token holds part of the character before and the whole character: never cut before it.
+/// Some token holds the last bytes of the character before and the whole character (look up which).
 const CROSSED_BEFORE: u8 = 4;
 
 pub struct SafeCuts {
@@ -41,7 +40,8 @@ pub struct SafeCuts {
     chars: Box<[u32]>,
     /// A bit per hash of (a, b) for the pairs of whole characters inside tokens: set means "maybe crossed".
     pairs: Box<[u64]>,
-    /// For tokens holding only parts of the characters on both sides: the last byte before and first after.
+    /// Tokens holding only bytes of the characters on both sides exist with this last byte before the place / first
+    /// after it (a cheap test before looking up their keys).
     partial_before: [bool; 256],
     partial_after: [bool; 256],
 }
@@ -52,10 +52,19 @@ fn pair_bit(a: u32, b: u32) -> usize {
     ((a as u64) << 32 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> (64 - PAIR_BITS)
 }
 
-/// What a token holds on one side of a place.
+/// What a token holds on one side of a place: a whole character (its code point), or only some bytes of one (the
+/// first bytes of the character after the place, or the last bytes of the one before), as `bytes_key`.
 enum Side {
     Char(u32),
-    Part,
+    Bytes(u32),
+}
+
+/// A key for 1–3 bytes of a character, apart from every code point (those are below 2^21).
+#[inline]
+fn bytes_key(b: &[u8]) -> u32 {
+    debug_assert!((1..=3).contains(&b.len()));
+    let packed = b.iter().fold(0u32, |k, &x| k << 8 | x as u32);
+    0x8000_0000 | (b.len() as u32) << 24 | packed
 }
 
 fn is_continuation(b: u8) -> bool {
@@ -112,73 +121,104 @@ impl SafeCuts {
                 if is_continuation(t[q]) {
                     continue;
                 }
-                cuts.record(Self::before(&t[..q]), Self::after(&t[q..]), t[q - 1], t[q]);
+                if let (Some(before), Some(after)) = (Self::before(&t[..q]), Self::after(&t[q..])) {
+                    cuts.record(before, after, t[q - 1], t[q]);
+                }
             }
         }
         cuts
     }
 
-    /// What `left` (a token's bytes before a place) holds of the character before the place. Bytes that cannot end
-    /// a valid character there count as part of one (conservative).
-    fn before(left: &[u8]) -> Side {
+    /// What `left` (a token's bytes before a place) holds of the character before the place; None when no valid
+    /// text can have these bytes end at a character's end (such a token never crosses a place).
+    fn before(left: &[u8]) -> Option<Side> {
         match left.iter().rposition(|&b| !is_continuation(b)) {
-            Some(i) => one_char(&left[i..]).map_or(Side::Part, Side::Char),
-            None => Side::Part,
+            Some(i) => one_char(&left[i..]).map(Side::Char),
+            // Only continuation bytes: the last bytes of a character (at most 3).
+            None => (left.len() <= 3).then(|| Side::Bytes(bytes_key(left))),
         }
     }
 
-    /// What `right` (a token's bytes from a place on) holds of the character after the place.
-    fn after(right: &[u8]) -> Side {
+    /// What `right` (a token's bytes from a place on) holds of the character after the place; None when no valid
+    /// text can start with these bytes at a character's start.
+    fn after(right: &[u8]) -> Option<Side> {
         let n = char_len(right[0]);
-        if n == 0 || right.len() < n {
-            return Side::Part;
+        if n == 0 {
+            None
+        } else if right.len() >= n {
+            one_char(&right[..n]).map(Side::Char)
+        } else {
+            // The first bytes of a character: a lead byte, then continuation bytes.
+            right[1..].iter().all(|&b| is_continuation(b)).then(|| Side::Bytes(bytes_key(right)))
         }
-        one_char(&right[..n]).map_or(Side::Part, Side::Char)
     }
 
+    /// Note a token that crosses places between `before` and `after` (as `before`/`after` read it). Keys are
+    /// recorded only for characters in the table (places next to others are never cut).
     fn record(&mut self, before: Side, after: Side, last: u8, first: u8) {
         let in_table = |c: u32| (c as usize) < TABLE;
-        match (before, after) {
-            (Side::Char(a), Side::Char(b)) => {
-                if in_table(a) && in_table(b) {
-                    self.flag(a, STARTS_PAIR);
-                    let bit = pair_bit(a, b);
-                    self.pairs[bit / 64] |= 1 << (bit % 64);
-                }
+        let (l, r) = match (before, after) {
+            (Side::Char(a), Side::Char(b)) if in_table(a) && in_table(b) => {
+                self.flag(a, STARTS_PAIR);
+                (a, b)
             }
-            (Side::Char(a), Side::Part) => {
-                if in_table(a) {
-                    self.flag(a, CROSSED_AFTER);
-                }
+            (Side::Char(a), Side::Bytes(r)) if in_table(a) => {
+                self.flag(a, CROSSED_AFTER);
+                (a, r)
             }
-            (Side::Part, Side::Char(b)) => {
-                if in_table(b) {
-                    self.flag(b, CROSSED_BEFORE);
-                }
+            (Side::Bytes(l), Side::Char(b)) if in_table(b) => {
+                self.flag(b, CROSSED_BEFORE);
+                (l, b)
             }
-            (Side::Part, Side::Part) => {
+            (Side::Bytes(l), Side::Bytes(r)) => {
                 self.partial_before[last as usize] = true;
                 self.partial_after[first as usize] = true;
+                (l, r)
             }
-        }
+            _ => return,
+        };
+        let bit = pair_bit(l, r);
+        self.pairs[bit / 64] |= 1 << (bit % 64);
     }
 
     fn flag(&mut self, c: u32, f: u8) {
         self.chars[c as usize] |= (f as u32) << SOLO_BITS;
     }
 
-    /// Whether no token crosses the place between characters `a` (entry `ea`, last byte `last`) and `b` (entry
-    /// `eb`, first byte `first`), both 2- or 3-byte characters.
+    /// Whether the filter may hold the crossing (l, r).
     #[inline]
-    fn safe(&self, a: u32, ea: u32, b: u32, eb: u32, last: u8, first: u8) -> bool {
-        let (fa, fb) = ((ea >> SOLO_BITS) as u8, (eb >> SOLO_BITS) as u8);
-        fa & CROSSED_AFTER == 0
-            && fb & CROSSED_BEFORE == 0
-            && !(self.partial_before[last as usize] && self.partial_after[first as usize])
-            && (fa & STARTS_PAIR == 0 || {
-                let bit = pair_bit(a, b);
-                self.pairs[bit / 64] & 1 << (bit % 64) == 0
-            })
+    fn maybe(&self, l: u32, r: u32) -> bool {
+        let bit = pair_bit(l, r);
+        self.pairs[bit / 64] & 1 << (bit % 64) != 0
+    }
+
+    /// Whether no token crosses the place at `i` in `b`, between characters `a` (entry `ea`, `na` bytes) and `c`
+    /// (entry `ec`, `nc` bytes), both 2- or 3-byte characters. The flags say which kinds of crossing tokens the
+    /// characters have; only those keys are looked up: the two whole characters, a whole one with the first or
+    /// last bytes of the other, or (rare) bytes of both.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn safe(&self, b: &[u8], i: usize, a: u32, ea: u32, na: usize, c: u32, ec: u32, nc: usize) -> bool {
+        let (fa, fc) = ((ea >> SOLO_BITS) as u8, (ec >> SOLO_BITS) as u8);
+        // The bytes of `a` a token may hold without all of `a` (its last 1 or 2), and of `c` (its first 1 or 2).
+        let tails = || (1..na).map(|k| bytes_key(&b[i - k..i]));
+        let heads = || (1..nc).map(|k| bytes_key(&b[i..i + k]));
+        if fa & STARTS_PAIR != 0 && self.maybe(a, c) {
+            return false;
+        }
+        if fa & CROSSED_AFTER != 0 && heads().any(|h| self.maybe(a, h)) {
+            return false;
+        }
+        if fc & CROSSED_BEFORE != 0 && tails().any(|t| self.maybe(t, c)) {
+            return false;
+        }
+        if self.partial_before[b[i - 1] as usize]
+            && self.partial_after[b[i] as usize]
+            && tails().any(|t| heads().any(|h| self.maybe(t, h)))
+        {
+            return false;
+        }
+        true
     }
 
     /// Cut `piece` where no token crosses, into its parts in order (`out`, emptied first); whether there was a cut.
@@ -190,7 +230,7 @@ impl SafeCuts {
         // The part being built starts at `start`; `single` is its token while it is one character with a token of
         // its own. The previous character, if it has an entry: (code point, entry).
         let (mut start, mut single) = (0usize, None);
-        let mut prev: Option<(u32, u32)> = None;
+        let mut prev: Option<(u32, u32, usize)> = None;
         let mut i = 0;
         while i < b.len() {
             let (cur, n) = match b[i] {
@@ -201,15 +241,15 @@ impl SafeCuts {
                 0xF0..=0xFF => (None, 4),
                 _ => (None, 1),
             };
-            let cur = cur.map(|c| (c, self.chars[c as usize]));
-            if let (Some((a, ea)), Some((c, ec))) = (prev, cur) {
-                if self.safe(a, ea, c, ec, b[i - 1], b[i]) {
+            let cur = cur.map(|c| (c, self.chars[c as usize], n));
+            if let (Some((a, ea, na)), Some((c, ec, nc))) = (prev, cur) {
+                if self.safe(b, i, a, ea, na, c, ec, nc) {
                     out.push(single.map_or(Part::Bytes(start as u32, i as u32), Part::Token));
                     start = i;
                 }
             }
             single = match cur {
-                Some((_, e)) if i == start && e & SOLO_NONE != SOLO_NONE => Some(e & SOLO_NONE),
+                Some((_, e, _)) if i == start && e & SOLO_NONE != SOLO_NONE => Some(e & SOLO_NONE),
                 _ => None,
             };
             prev = cur;
@@ -276,16 +316,25 @@ mod tests {
 
     #[test]
     fn tokens_holding_part_of_a_character_block_its_places() {
-        // A token with all of 人 and the first byte of any character starting e6 (民): nothing is cut after 人.
+        // A token with all of 人 and the first byte of any character starting e6 (民): nothing is cut between 人 and
+        // such a character; 人 before 中 (e4 b8 ad) is cut.
         let c = new(&vocab(&[b"\xe4\xba\xba\xe6"]));
         assert_eq!(cuts_of(&c, "人民"), Vec::<usize>::new());
         assert_eq!(cuts_of(&c, "民人民"), vec![3]);
+        assert_eq!(cuts_of(&c, "人中"), vec![3]);
+        // Its first two bytes: only characters starting e6 b0 are held.
+        let c = new(&vocab(&[b"\xe4\xba\xba\xe6\xb0"]));
+        assert_eq!(cuts_of(&c, "人民"), Vec::<usize>::new());
+        assert_eq!(cuts_of(&c, "人来"), vec![3], "来 is e6 9d a5");
         // The last byte of 人 and all of 民: nothing is cut before 民.
         let c = new(&vocab(&[b"\xba\xe6\xb0\x91"]));
         assert_eq!(cuts_of(&c, "国人民"), vec![3]);
         // Parts on both sides: the bytes next to the place decide (ba | e6), for any characters.
         let c = new(&vocab(&[b"\xba\xe6"]));
         assert_eq!(cuts_of(&c, "人民国"), vec![6]);
+        // Bytes no valid text has at a character's edge (a lead byte then ASCII) cross nothing.
+        let c = new(&vocab(&[b"\xe4\xba\xba\xe6a"]));
+        assert_eq!(cuts_of(&c, "人民"), vec![3]);
     }
 
     #[test]
@@ -293,5 +342,44 @@ mod tests {
         let c = new(&vocab(&[]));
         assert_eq!(cuts_of(&c, "中😀国"), Vec::<usize>::new());
         assert_eq!(cuts_of(&c, "中国"), vec![3]);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// No token of the vocabulary occurs in the text across a cut: tokens are random byte ranges of a text
+            /// of 2- and 3-byte characters (whole characters, parts of them, across their edges).
+            #[test]
+            fn no_token_crosses_a_cut(
+                source in "[中文国人民éüаб]{2,30}",
+                ranges in proptest::collection::vec((0usize..200, 1usize..8), 0..60),
+                texts in proptest::collection::vec("[中文国人民éüабa]{0,30}", 1..4),
+            ) {
+                let src = source.as_bytes();
+                let tokens: Vec<Vec<u8>> = ranges
+                    .iter()
+                    .map(|&(at, len)| {
+                        let at = at % src.len();
+                        src[at..(at + len).min(src.len())].to_vec()
+                    })
+                    .collect();
+                let c = SafeCuts::new(&vocab(&tokens.iter().map(|t| t.as_slice()).collect::<Vec<_>>()), |_| u32::MAX);
+                for text in &texts {
+                    let b = text.as_bytes();
+                    for p in c.cuts(text) {
+                        for t in &tokens {
+                            for s in 0..b.len().saturating_sub(t.len() - 1) {
+                                let crosses = s < p && p < s + t.len() && &b[s..s + t.len()] == t.as_slice();
+                                prop_assert!(!crosses, "token {:x?} crosses the cut at {} of {:?}", t, p, text);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -251,18 +251,21 @@ impl Encoder {
     /// Cut `piece` where no token crosses (into `parts`); whether it was cut.
     #[inline]
     fn cut(&self, piece: &str, parts: &mut Vec<Part>) -> bool {
-        // Only pieces with a 3-byte character are looked at (Chinese, Japanese, Korean, …): in alphabets, adjacent
-        // letters sit inside some token nearly everywhere, and walking German words for cuts cost 5% of its time.
-        // The max is a loop without early exits, which vectorizes.
+        // Only pieces with a character of U+3000..U+DFFF (lead byte e3..ed: kana, CJK, Hangul) are walked. In
+        // alphabets, adjacent letters sit inside some token nearly everywhere, and other 3-byte characters are mostly
+        // punctuation and U+FFFD (whose runs, in German man pages, cost walks that found nothing).
+        // The test is a loop without early exits, which vectorizes.
+        let cjk = |piece: &str| piece.bytes().fold(false, |any, b| any | (b.wrapping_sub(0xE3) <= 0xED - 0xE3));
         match &self.cuts {
-            Some(c) if piece.len() >= 5 && piece.bytes().fold(0, u8::max) >= 0xE0 => c.parts(piece, parts),
+            Some(c) if piece.len() >= 5 && cjk(piece) => c.parts(piece, parts),
             _ => false,
         }
     }
 
     /// The ids of a cut piece, into `scratch.ids`: its parts' ids one after the other. A part that is one character
-    /// with a token of its own is that token; the others are looked up as pieces are (the cache, the whole token,
-    /// BPE), which `non_ascii_tokens_are_their_own_bpe` makes the same as their BPE.
+    /// with a token of its own is that token; the others come from the cache, else from BPE. A part's cache entry
+    /// serves pieces of the same bytes too: `non_ascii_tokens_are_their_own_bpe` makes BPE and the whole-piece
+    /// lookup agree.
     fn cut_piece_ids(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
         let Scratch { ids, ranks, part: tmp, parts, probes } = scratch;
         let bytes = piece.as_bytes();
@@ -284,13 +287,8 @@ impl Encoder {
                 Part::Bytes(s, e) => (s, e),
             };
             let (part, &at) = (range(s, e), probes.next().expect("a probe per byte range"));
-            if cache.get_into(at, part, ids, |x| x) {
-                continue;
-            }
-            if let Some(&r) = self.by_bytes.get(part) {
-                ids.push(r);
-                cache.insert(at, part, &[r]);
-            } else {
+            if !cache.get_into(at, part, ids, |x| x) {
+                // No whole-token lookup first: BPE of a part that is a token gives that token (checked at build).
                 self.bpe_bytes(part, tmp, ranks);
                 cache.insert(at, part, tmp);
                 ids.extend_from_slice(tmp);
