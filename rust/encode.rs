@@ -204,8 +204,7 @@ impl Encoder {
         })
     }
 
-    /// The ids of one piece: from the cache; else the whole piece as one token; else BPE (and both go into the
-    /// cache).
+    /// The ids of one piece: from the cache, else from `encode_miss`.
     #[inline]
     fn encode_piece<T: TokenId>(
         &self,
@@ -221,7 +220,8 @@ impl Encoder {
         }
     }
 
-    /// The ids of a piece the cache does not hold (kept out of line, so the hit path stays small).
+    /// The ids of a piece the cache does not hold (kept out of line, so the hit path stays small): its parts' if it
+    /// has cuts, else the whole piece as one token, else BPE; the result goes into the cache.
     #[inline(never)]
     fn encode_miss<T: TokenId>(
         &self,
