@@ -100,7 +100,7 @@ pub enum Part {
 impl SafeCuts {
     /// The cuts for the vocabulary `ranks`; `solo(c)` is the one token character `c` (2 or 3 bytes) is when BPE'd
     /// on its own, or u32::MAX.
-    pub fn new(ranks: &[Vec<u8>], solo: impl Fn(u32) -> u32) -> Self {
+    pub fn new<'a>(ranks: impl IntoIterator<Item = &'a [u8]>, solo: impl Fn(u32) -> u32) -> Self {
         let mut cuts = SafeCuts {
             chars: (0..TABLE as u32)
                 .map(|c| {
@@ -300,7 +300,7 @@ mod tests {
     }
 
     fn new(ranks: &[Vec<u8>]) -> SafeCuts {
-        SafeCuts::new(ranks, |_| u32::MAX)
+        SafeCuts::new(ranks.iter().map(Vec::as_slice), |_| u32::MAX)
     }
 
     #[test]
@@ -367,7 +367,7 @@ mod tests {
                         src[at..(at + len).min(src.len())].to_vec()
                     })
                     .collect();
-                let c = SafeCuts::new(&vocab(&tokens.iter().map(|t| t.as_slice()).collect::<Vec<_>>()), |_| u32::MAX);
+                let c = new(&vocab(&tokens.iter().map(|t| t.as_slice()).collect::<Vec<_>>()));
                 for text in &texts {
                     let b = text.as_bytes();
                     for p in c.cuts(text) {

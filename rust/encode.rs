@@ -15,7 +15,7 @@
 //! Special tokens are found by one leftmost-longest Aho–Corasick automaton over the allowed names (built once per
 //! allowed set and kept), so the text is scanned once however many specials it holds.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
@@ -60,8 +60,10 @@ pub struct Encoder {
     /// Characters BPE may start from as one token (see `sealed`).
     sealed: SealedChars,
     /// Places inside pieces that BPE may treat as piece ends (see `cuts`); None when the vocabulary has a
-    /// non-ASCII token that BPE of its own bytes does not give (the parts would then differ from pieces).
-    cuts: Option<SafeCuts>,
+    /// non-ASCII token that BPE of its own bytes does not give (the parts would then differ from pieces). Built
+    /// on the first piece that could be cut (2 ms for a 32k vocabulary, 16 ms for 100k), so tokenizers that never
+    /// see kana, CJK or Hangul do not pay for it.
+    cuts: OnceLock<Option<SafeCuts>>,
     /// Rank → bytes, then special tokens' bytes.
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
@@ -118,14 +120,14 @@ impl Encoder {
         let cache_owner = piece_cache::new_owner_id();
         let all_ids: Vec<u32> = specials.iter().map(|s| s.1).collect();
         let all_specials = if all_ids.is_empty() { None } else { Some(Arc::new(build_matcher(&specials, all_ids)?)) };
-        let mut enc = Encoder {
+        Ok(Encoder {
             pretok,
             by_bytes,
             pair_rank,
             byte_rank,
             byte_pair,
             sealed,
-            cuts: None,
+            cuts: OnceLock::new(),
             decoder,
             n_ranks: vocab.ranks.len(),
             specials,
@@ -133,21 +135,27 @@ impl Encoder {
             all_specials,
             subsets: Mutex::new(Vec::new()),
             cache_owner,
-        };
-        if enc.non_ascii_tokens_are_their_own_bpe(&vocab.ranks) {
-            let sealed = &enc.sealed;
-            enc.cuts = Some(SafeCuts::new(&vocab.ranks, |c| sealed.get(c, sealed::EDGE, sealed::EDGE)));
-        }
-        Ok(enc)
+        })
+    }
+
+    /// The cuts (see `cuts`), built on first use.
+    fn safe_cuts(&self) -> Option<&SafeCuts> {
+        self.cuts
+            .get_or_init(|| {
+                let ranks = || self.decoder[..self.n_ranks].iter().map(|b| &b[..]);
+                self.non_ascii_tokens_are_their_own_bpe(ranks())
+                    .then(|| SafeCuts::new(ranks(), |c| self.sealed.get(c, sealed::EDGE, sealed::EDGE)))
+            })
+            .as_ref()
     }
 
     /// Whether BPE of every non-ASCII token's bytes gives that token. Cut pieces are encoded part by part through
     /// the piece cache, where a part that is a token is looked up whole, as a piece is; BPE of the part must then
-    /// give the same. Checked here, not assumed: the vocabularies nanobpe trains pass (a 32k one in ~10 ms).
-    fn non_ascii_tokens_are_their_own_bpe(&self, ranks: &[Vec<u8>]) -> bool {
+    /// give the same. Checked, not assumed: the vocabularies nanobpe trains pass.
+    fn non_ascii_tokens_are_their_own_bpe<'a>(&self, ranks: impl Iterator<Item = &'a [u8]>) -> bool {
         let (mut ids, mut scratch) = (Vec::new(), Vec::new());
-        ranks.iter().enumerate().all(|(r, b)| {
-            if b.len() < 2 || b.is_ascii() || self.by_bytes.get(b.as_slice()) != Some(&(r as u32)) {
+        ranks.enumerate().all(|(r, b)| {
+            if b.len() < 2 || b.is_ascii() || self.by_bytes.get(b) != Some(&(r as u32)) {
                 return true;
             }
             // Token bytes need not be UTF-8 (the sealed start reads whole characters).
@@ -256,10 +264,10 @@ impl Encoder {
         // punctuation and U+FFFD (whose runs, in German man pages, cost walks that found nothing).
         // The test is a loop without early exits, which vectorizes.
         let cjk = |piece: &str| piece.bytes().fold(false, |any, b| any | (b.wrapping_sub(0xE3) <= 0xED - 0xE3));
-        match &self.cuts {
-            Some(c) if piece.len() >= 5 && cjk(piece) => c.parts(piece, parts),
-            _ => false,
+        if piece.len() < 5 || !cjk(piece) {
+            return false;
         }
+        self.safe_cuts().is_some_and(|c| c.parts(piece, parts))
     }
 
     /// The ids of a cut piece, into `scratch.ids`: its parts' ids one after the other. A part that is one character
@@ -920,7 +928,7 @@ mod tests {
         let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, 40));
         let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
         let e = Encoder::new(&v).unwrap();
-        let cuts = e.cuts.as_ref().expect("a trained vocabulary gets cuts");
+        let cuts = e.safe_cuts().expect("a trained vocabulary gets cuts");
         let mut parts = Vec::new();
         assert!(cuts.parts("的中国人民是", &mut parts), "the piece has places no token crosses");
         assert!(parts.iter().any(|p| matches!(p, Part::Token(_))), "a part is one character's token: {parts:?}");
@@ -944,7 +952,7 @@ mod tests {
         let ranks = vocab_of(&extra);
         let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
         let e = Encoder::new(&v).unwrap();
-        assert!(e.cuts.is_none());
+        assert!(e.safe_cuts().is_none());
         for text in ["中国", "人中国", "中国人", "的中国的"] {
             let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
             assert_eq!(ids, reference(&ranks, "nanochat", text), "{text}");
@@ -999,7 +1007,7 @@ mod tests {
                 let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, merges));
                 let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
                 let e = Encoder::new(&v).unwrap();
-                prop_assert!(e.cuts.is_some());
+                prop_assert!(e.safe_cuts().is_some());
                 for t in texts.iter().chain(texts.iter()) {
                     let ids: Vec<u32> = e.encode_ordinary(t).unwrap();
                     prop_assert_eq!(&ids, &reference(&ranks, "nanochat", t));
