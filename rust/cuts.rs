@@ -102,16 +102,7 @@ impl SafeCuts {
     /// on its own, or u32::MAX.
     pub fn new<'a>(ranks: impl IntoIterator<Item = &'a [u8]>, solo: impl Fn(u32) -> u32) -> Self {
         let mut cuts = SafeCuts {
-            chars: (0..TABLE as u32)
-                .map(|c| {
-                    let id = if c < 0x80 { u32::MAX } else { solo(c) };
-                    if id < SOLO_NONE {
-                        id
-                    } else {
-                        SOLO_NONE
-                    }
-                })
-                .collect(),
+            chars: (0..TABLE as u32).map(|c| if c < 0x80 { SOLO_NONE } else { solo(c).min(SOLO_NONE) }).collect(),
             pairs: vec![0u64; 1 << (PAIR_BITS - 6)].into_boxed_slice(),
             partial_before: [false; 256],
             partial_after: [false; 256],
@@ -295,10 +286,6 @@ mod tests {
         v
     }
 
-    fn cuts_of(c: &SafeCuts, s: &str) -> Vec<usize> {
-        c.cuts(s)
-    }
-
     fn new(ranks: &[Vec<u8>]) -> SafeCuts {
         SafeCuts::new(ranks.iter().map(Vec::as_slice), |_| u32::MAX)
     }
@@ -308,10 +295,10 @@ mod tests {
         // 中 = e4 b8 ad, 国 = e5 9b bd, 人 = e4 ba ba, 民 = e6 b0 91.
         let c = new(&vocab(&["中国".as_bytes(), "中".as_bytes(), "国".as_bytes()]));
         // 中|国 is inside a token; 国|人, 人|民 and 民|中 are not.
-        assert_eq!(cuts_of(&c, "中国人民中"), vec![6, 9, 12]);
+        assert_eq!(c.cuts("中国人民中"), vec![6, 9, 12]);
         // Never next to ASCII.
-        assert_eq!(cuts_of(&c, "人a民"), Vec::<usize>::new());
-        assert_eq!(cuts_of(&c, "人"), Vec::<usize>::new());
+        assert_eq!(c.cuts("人a民"), Vec::<usize>::new());
+        assert_eq!(c.cuts("人"), Vec::<usize>::new());
     }
 
     #[test]
@@ -319,29 +306,29 @@ mod tests {
         // A token with all of 人 and the first byte of any character starting e6 (民): nothing is cut between 人 and
         // such a character; 人 before 中 (e4 b8 ad) is cut.
         let c = new(&vocab(&[b"\xe4\xba\xba\xe6"]));
-        assert_eq!(cuts_of(&c, "人民"), Vec::<usize>::new());
-        assert_eq!(cuts_of(&c, "民人民"), vec![3]);
-        assert_eq!(cuts_of(&c, "人中"), vec![3]);
+        assert_eq!(c.cuts("人民"), Vec::<usize>::new());
+        assert_eq!(c.cuts("民人民"), vec![3]);
+        assert_eq!(c.cuts("人中"), vec![3]);
         // Its first two bytes: only characters starting e6 b0 are held.
         let c = new(&vocab(&[b"\xe4\xba\xba\xe6\xb0"]));
-        assert_eq!(cuts_of(&c, "人民"), Vec::<usize>::new());
-        assert_eq!(cuts_of(&c, "人来"), vec![3], "来 is e6 9d a5");
+        assert_eq!(c.cuts("人民"), Vec::<usize>::new());
+        assert_eq!(c.cuts("人来"), vec![3], "来 is e6 9d a5");
         // The last byte of 人 and all of 民: nothing is cut before 民.
         let c = new(&vocab(&[b"\xba\xe6\xb0\x91"]));
-        assert_eq!(cuts_of(&c, "国人民"), vec![3]);
+        assert_eq!(c.cuts("国人民"), vec![3]);
         // Parts on both sides: the bytes next to the place decide (ba | e6), for any characters.
         let c = new(&vocab(&[b"\xba\xe6"]));
-        assert_eq!(cuts_of(&c, "人民国"), vec![6]);
+        assert_eq!(c.cuts("人民国"), vec![6]);
         // Bytes no valid text has at a character's edge (a lead byte then ASCII) cross nothing.
         let c = new(&vocab(&[b"\xe4\xba\xba\xe6a"]));
-        assert_eq!(cuts_of(&c, "人民"), vec![3]);
+        assert_eq!(c.cuts("人民"), vec![3]);
     }
 
     #[test]
     fn characters_outside_the_table_are_never_cut() {
         let c = new(&vocab(&[]));
-        assert_eq!(cuts_of(&c, "中😀国"), Vec::<usize>::new());
-        assert_eq!(cuts_of(&c, "中国"), vec![3]);
+        assert_eq!(c.cuts("中😀国"), Vec::<usize>::new());
+        assert_eq!(c.cuts("中国"), vec![3]);
     }
 
     mod props {
