@@ -10,10 +10,12 @@ same ids, and times a single piece with no split points (one repeated letter, an
 and 1 MB, to show that nanobpe's time grows about linearly (heap-based merges for long pieces), and the
 microseconds per call on 2,000 short texts (one tokenizer, then two alternating), where per-call overhead decides.
 
-Then, per language slice (English, German as the other Latin-script language, Chinese; labelled as `nanobpe eval`
+Then, per language slice (English, German as the other Latin-script language, Chinese, and any other script with at
+least 1 MB of text: Japanese, Korean, Cyrillic, Greek, Arabic, Hebrew, Indic, Thai; labelled as `nanobpe eval`
 does), one pass over up to `--slice-mb` MB of each (validation shard first, then the train shards): tiktoken's and
 nanobpe's single-thread MB/s and their ratio, with the ids checked equal. The cache and the splitter are tuned per
-script, so one overall number can hide a slow slice. Every pass uses a freshly built encoder (cold caches: they may
+script, so one overall number can hide a slow slice; `--data` takes any folder of parquet shards, to time text of
+your own. Every pass uses a freshly built encoder (cold caches: they may
 warm within the pass, never from an earlier one); building it is not timed.
 
 With `--peers`, the slice table adds the fastest encoders on PyPI (gigatoken, fastokens: `pip install ".[bench]"`;
@@ -318,13 +320,13 @@ def slices(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
 def read_slices(data: str, slice_mb: float) -> dict[str, list[str]]:
     """Up to `slice_mb` MB of whole documents per language, validation shard first, then the train shards."""
     import nanobpe
-    from nanobpe.evaluate import language
+    from nanobpe.evaluate import LANGUAGES, language
 
     files = [nanobpe._nanobpe.validation_file(data)] if os.path.isdir(data) else [data]
     if os.path.isdir(data):
         files += sorted(str(p) for p in Path(data).glob("*.parquet") if str(p) not in files)
     limit = slice_mb * 1e6
-    slices: dict[str, list[str]] = {"en": [], "de": [], "zh": []}
+    slices: dict[str, list[str]] = {name: [] for name in LANGUAGES}
     sizes = dict.fromkeys(slices, 0)
     for f in files:
         for d in (d for b in nanobpe.read_texts(f) for d in b):
@@ -332,12 +334,28 @@ def read_slices(data: str, slice_mb: float) -> dict[str, list[str]]:
             if sizes[lang] < limit:
                 slices[lang].append(d)
                 sizes[lang] += len(d.encode())
-        if all(v >= limit for v in sizes.values()):
+        # The corpus's three languages full: the rest of a big folder would only add other scripts' stray docs.
+        if all(sizes[lang] >= limit for lang in ("en", "de", "zh")):
             break
     return slices
 
 
-SLICE_NAMES = {"en": "English", "de": "German (other Latin)", "zh": "Chinese"}
+# Slices smaller than this (or than --slice-mb) are not timed.
+MIN_SLICE_MB = 1.0
+
+SLICE_NAMES = {
+    "en": "English",
+    "de": "German (other Latin)",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "cyrillic": "Cyrillic",
+    "greek": "Greek",
+    "arabic": "Arabic script",
+    "hebrew": "Hebrew",
+    "indic": "Indic scripts",
+    "thai": "Thai",
+}
 
 
 def language_slices(
@@ -348,7 +366,14 @@ def language_slices(
     encoders[0] (tiktoken) on one thread is the reference for ids and speed. With `threads`, each encoder is also
     timed on its batch API with that many threads (all cores)."""
     modes = ["one"] if threads is None else ["one", "many"]
-    slices = {lang: docs for lang, docs in read_slices(data, slice_mb).items() if docs}
+    slices = {}
+    for lang, docs in read_slices(data, slice_mb).items():
+        mb = sum(len(d.encode()) for d in docs) / 1e6
+        # A few stray documents (the corpus has five in kana or Hangul) would only time noise.
+        if mb >= min(MIN_SLICE_MB, slice_mb):
+            slices[lang] = docs
+        elif docs:
+            print(f"# {SLICE_NAMES[lang]}: {len(docs)} docs, {mb:.2f} MB: too little to time, skipped", file=sys.stderr)
     warm_process(encoders, [d for docs in slices.values() for d in docs[:64]], threads)
     rows: list[dict[str, Any]] = []
     for lang, docs in slices.items():

@@ -6,8 +6,12 @@
 //! cargo run --profile quick --example encode_profile -- slices ../shared/corpus/mix/shard_00009.parquet /tmp/slices 3
 //! # then: encode one slice with a trained tokenizer and print the totals
 //! valgrind --tool=callgrind target/quick/examples/encode_profile encode tok32k /tmp/slices/zh.txt
+//! # or the same with a fresh encoder every MB (cold caches, as in a short-lived process), timed without the builds
+//! CHUNK=1000000 target/quick/examples/encode_profile encode tok32k /tmp/slices/en.txt
 //! # or training's count phase (split + count distinct pieces) on one slice
 //! valgrind --tool=callgrind target/quick/examples/encode_profile count /tmp/slices/zh.txt
+//! # or the count and then the merge loop (V = 32768, u16 ids), timed apart
+//! target/quick/examples/encode_profile merge /tmp/slices/zh.txt 32768
 //! ```
 
 use std::path::PathBuf;
@@ -81,15 +85,25 @@ fn encode(tokdir: &str, slice: &str) -> nanobpe::Result<()> {
     let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
     let (mut ids, mut docs, mut checksum) = (0usize, 0usize, 0u64);
     let mut out: Vec<u32> = Vec::new();
+    // CHUNK=N: a fresh encoder (empty cache, cut tables not built) every N bytes, as a short-lived one starts.
+    let chunk: usize = std::env::var("CHUNK").ok().and_then(|c| c.parse().ok()).unwrap_or(usize::MAX);
+    let (mut fresh, mut since, mut rebuild) = (None, 0usize, std::time::Duration::ZERO);
     let t = std::time::Instant::now();
     for doc in text.split('\0').filter(|d| !d.is_empty()) {
         out.clear();
-        enc.encode_ordinary_into(doc, &mut out)?;
+        if chunk != usize::MAX && (fresh.is_none() || since >= chunk) {
+            let t = std::time::Instant::now();
+            fresh = Some(Encoder::new(&vocab)?);
+            rebuild += t.elapsed();
+            since = 0;
+        }
+        since += doc.len();
+        fresh.as_ref().unwrap_or(&enc).encode_ordinary_into(doc, &mut out)?;
         ids += out.len();
         docs += 1;
         checksum = out.iter().fold(checksum, |h, &t| h.wrapping_mul(0x100000001B3).wrapping_add(t as u64));
     }
-    let secs = t.elapsed().as_secs_f64();
+    let secs = (t.elapsed() - rebuild).as_secs_f64();
     println!("{slice}: {docs} docs, {} bytes, {ids} ids, checksum {checksum:016x}", text.len());
     println!("encode: {secs:.3} s, {:.1} MB/s", text.len() as f64 / secs / 1e6);
     let (hits, misses) = nanobpe::piece_cache::thread_stats();
@@ -131,6 +145,27 @@ fn count(slice: &str) -> nanobpe::Result<()> {
     Ok(())
 }
 
+/// Training's merge loop on one slice: count the distinct pieces, then learn `vocab - 256` merges (u16 ids).
+fn merge(slice: &str, vocab: usize) -> nanobpe::Result<()> {
+    let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
+    let docs: Vec<&str> = text.split('\0').filter(|d| !d.is_empty()).collect();
+    let pretok = nanobpe::pretokenize::Pretokenizer::new("nanochat")?;
+    let mut wc = nanobpe::count::WordCounts::new();
+    wc.count_docs(&docs, &pretok)?;
+    let words = wc.into_vec();
+    let progress = nanobpe::progress::Progress::hidden();
+    let (merges, stats) = nanobpe::merge::learn_merges::<u16, _>(&words, vocab - 256, &progress)?;
+    let check = merges.iter().fold(0u64, |h, &(a, b)| h.wrapping_mul(31).wrapping_add((a as u64) << 16 | b as u64));
+    println!(
+        "{slice}: {} words, {} merges (check {check:016x}), set-up {:.3} s, merge loop {:.3} s",
+        stats.words,
+        merges.len(),
+        stats.seconds_setup,
+        stats.seconds - stats.seconds_setup
+    );
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let r = match args.get(1).map(String::as_str) {
@@ -138,9 +173,10 @@ fn main() {
         Some("encode") if args.len() == 4 => encode(&args[2], &args[3]),
         Some("count") if args.len() == 3 => count(&args[2]),
         Some("split") if args.len() == 3 => split(&args[2]),
+        Some("merge") if args.len() == 4 => merge(&args[2], args[3].parse().unwrap_or(32768)),
         _ => {
             eprintln!(
-                "usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE | count SLICE | split SLICE"
+                "usage: encode_profile slices PARQUET OUTDIR MB | encode TOKDIR SLICE | count SLICE | split SLICE | merge SLICE VOCAB"
             );
             std::process::exit(2);
         }

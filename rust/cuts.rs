@@ -109,7 +109,9 @@ impl SafeCuts {
         };
         for t in ranks {
             for q in 1..t.len() {
-                if is_continuation(t[q]) {
+                // Places next to an ASCII character are never cut, so tokens crossing them need no record (most
+                // tokens are all ASCII: skipping them is most of the build time).
+                if is_continuation(t[q]) || t[q] < 0x80 || t[q - 1] < 0x80 {
                     continue;
                 }
                 if let (Some(before), Some(after)) = (Self::before(&t[..q]), Self::after(&t[q..])) {

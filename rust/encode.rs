@@ -15,6 +15,7 @@
 //! Special tokens are found by one leftmost-longest Aho–Corasick automaton over the allowed names (built once per
 //! allowed set and kept), so the text is scanned once however many specials it holds.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -33,6 +34,10 @@ type Map<K, V> = hashbrown::HashMap<K, V, FixedState>;
 
 /// Pieces longer than this (in bytes) use the tree-based merge.
 const LONG_PIECE: usize = 256;
+
+/// Pieces that could be cut before the cut tables are built: a few CJK characters in other text (a quote, a name)
+/// should not cost a 32k vocabulary 2 ms, or a 100k one 7 ms; Chinese text gets there within its first page.
+const CUTS_AFTER: u32 = 256;
 
 /// How many pieces the encoder splits ahead of the one it encodes (see `encode_ordinary_into`).
 const LAG: usize = 8;
@@ -61,9 +66,11 @@ pub struct Encoder {
     sealed: SealedChars,
     /// Places inside pieces that BPE may treat as piece ends (see `cuts`); None when the vocabulary has a
     /// non-ASCII token that BPE of its own bytes does not give (the parts would then differ from pieces). Built
-    /// on the first piece that could be cut (2 ms for a 32k vocabulary, 16 ms for 100k), so tokenizers that never
-    /// see kana, CJK or Hangul do not pay for it.
+    /// once `CUTS_AFTER` pieces could have been cut (2 ms for a 32k vocabulary, 7 ms for 100k), so tokenizers
+    /// that see no kana, CJK or Hangul, or only a few stray characters, do not pay for it.
     cuts: OnceLock<Option<SafeCuts>>,
+    /// Pieces that could have been cut before `cuts` was built.
+    cut_candidates: AtomicU32,
     /// Rank → bytes, then special tokens' bytes.
     decoder: Vec<Box<[u8]>>,
     n_ranks: usize,
@@ -128,6 +135,7 @@ impl Encoder {
             byte_pair,
             sealed,
             cuts: OnceLock::new(),
+            cut_candidates: AtomicU32::new(0),
             decoder,
             n_ranks: vocab.ranks.len(),
             specials,
@@ -153,14 +161,22 @@ impl Encoder {
     /// the piece cache, where a part that is a token is looked up whole, as a piece is; BPE of the part must then
     /// give the same. Checked, not assumed: the vocabularies nanobpe trains pass.
     fn non_ascii_tokens_are_their_own_bpe<'a>(&self, ranks: impl Iterator<Item = &'a [u8]>) -> bool {
+        // Without repeated bytes in the vocabulary, every token is the one its bytes look up.
+        let unique = self.by_bytes.len() == self.n_ranks;
         let (mut ids, mut scratch) = (Vec::new(), Vec::new());
         ranks.enumerate().all(|(r, b)| {
-            if b.len() < 2 || b.is_ascii() || self.by_bytes.get(b) != Some(&(r as u32)) {
+            if b.len() < 2 || b.is_ascii() || (!unique && self.by_bytes.get(b) != Some(&(r as u32))) {
                 return true;
             }
-            // Token bytes need not be UTF-8 (the sealed start reads whole characters).
-            if b.len() <= LONG_PIECE && std::str::from_utf8(b).is_err() {
+            if b.len() > LONG_PIECE {
+                self.bpe_bytes(b, &mut ids, &mut scratch);
+            } else if std::str::from_utf8(b).is_err() {
+                // Token bytes need not be UTF-8 (the sealed start reads whole characters).
                 self.bpe_raw(b, &mut ids, &mut scratch);
+            } else if self.units_in(b) <= 2 {
+                // BPE starts from sealed characters and bytes. From one unit, or two (whose only pair is the
+                // token), it can only end in the token: most tokens (one or two Han characters) need no merging.
+                return true;
             } else {
                 self.bpe_bytes(b, &mut ids, &mut scratch);
             }
@@ -267,7 +283,13 @@ impl Encoder {
         if piece.len() < 5 || !cjk(piece) {
             return false;
         }
-        self.safe_cuts().is_some_and(|c| c.parts(piece, parts))
+        let cuts = match self.cuts.get() {
+            Some(cuts) => cuts.as_ref(),
+            // Until then, a piece is encoded whole, as it would be anyway: same ids.
+            None if self.cut_candidates.fetch_add(1, Ordering::Relaxed) < CUTS_AFTER => return false,
+            None => self.safe_cuts(),
+        };
+        cuts.is_some_and(|c| c.parts(piece, parts))
     }
 
     /// The ids of a cut piece, into `scratch.ids`: its parts' ids one after the other. A part that is one character
@@ -475,28 +497,43 @@ impl Encoder {
         let mut prev_byte = u32::MAX;
         let mut k = 0;
         while k < bytes.len() {
-            let b = bytes[k];
-            let mut unit = (self.byte_rank[b as usize], 1);
-            if let Some((c, len)) = (b >= 0xC0).then(|| sealed::lead_char(&bytes[k..])).flatten() {
-                let before = if k > 0 { bytes[k - 1] as usize } else { sealed::EDGE };
-                let after = bytes.get(k + len).map_or(sealed::EDGE, |&x| x as usize);
-                let id = self.sealed.get(c, before, after);
-                if id != sealed::NONE {
-                    unit = (id, len);
-                }
-            }
-            let (id, len) = unit;
+            let (id, len) = self.unit_at(bytes, k);
             if let Some(&left) = out.last() {
                 ranks.push(if len == 1 && prev_byte != u32::MAX {
-                    self.byte_pair[(prev_byte as usize) << 8 | b as usize]
+                    self.byte_pair[(prev_byte as usize) << 8 | bytes[k] as usize]
                 } else {
                     self.merged(left, id)
                 });
             }
-            prev_byte = if len == 1 { b as u32 } else { u32::MAX };
+            prev_byte = if len == 1 { bytes[k] as u32 } else { u32::MAX };
             out.push(id);
             k += len;
         }
+    }
+
+    /// The unit BPE of `bytes` starts from at byte `k`: a sealed character's token and its length, else the byte.
+    #[inline(always)]
+    fn unit_at(&self, bytes: &[u8], k: usize) -> (u32, usize) {
+        let b = bytes[k];
+        if let Some((c, len)) = (b >= 0xC0).then(|| sealed::lead_char(&bytes[k..])).flatten() {
+            let before = if k > 0 { bytes[k - 1] as usize } else { sealed::EDGE };
+            let after = bytes.get(k + len).map_or(sealed::EDGE, |&x| x as usize);
+            let id = self.sealed.get(c, before, after);
+            if id != sealed::NONE {
+                return (id, len);
+            }
+        }
+        (self.byte_rank[b as usize], 1)
+    }
+
+    /// How many units BPE of `bytes` (UTF-8) starts from, counted up to 3.
+    fn units_in(&self, bytes: &[u8]) -> usize {
+        let (mut n, mut k) = (0, 0);
+        while k < bytes.len() && n < 3 {
+            k += self.unit_at(bytes, k).1;
+            n += 1;
+        }
+        n
     }
 
     /// The same merges for long pieces, in place over byte positions: `ids[i]` is the token that starts at byte i
@@ -938,6 +975,27 @@ mod tests {
             let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
             assert_eq!(ids, reference(&ranks, "nanochat", text), "{text}");
         }
+    }
+
+    #[test]
+    fn cuts_are_built_only_once_enough_pieces_could_use_them() {
+        let words: Vec<(Vec<u8>, u64)> =
+            [("中国", 9), ("人民", 7), ("的", 5)].map(|(w, c)| (w.as_bytes().to_vec(), c)).to_vec();
+        let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, 20));
+        let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        // Distinct pieces of five characters (misses, which are what could be cut); short pieces and pieces without
+        // CJK do not count.
+        let han: Vec<char> = "中国人民的".chars().collect();
+        let piece = |i: usize| -> String { (0..5).map(|k| han[i / 5usize.pow(k) % 5]).collect() };
+        let text: String = (0..CUTS_AFTER as usize).map(|i| format!(" {} 中 abcdef", piece(i))).collect();
+        let ids: Vec<u32> = e.encode_ordinary(&text).unwrap();
+        assert_eq!(ids, reference(&ranks, "nanochat", &text));
+        assert!(e.cuts.get().is_none(), "{CUTS_AFTER} pieces that could be cut: not built yet");
+        let next = format!(" {}", piece(CUTS_AFTER as usize));
+        let ids: Vec<u32> = e.encode_ordinary(&next).unwrap();
+        assert_eq!(ids, reference(&ranks, "nanochat", &next));
+        assert!(e.cuts.get().is_some_and(|c| c.is_some()), "one more: built, and used from then on");
     }
 
     #[test]

@@ -256,6 +256,30 @@ def test_eval_cli_compares_tokenizers(corpus, tokdir, tmp_path):
     assert "bytes per token" in table and "| zh |" in table
 
 
+def test_language_labels_name_the_script_before_guessing_a_latin_language():
+    from nanobpe.evaluate import LANGUAGES, language
+
+    cases = {
+        "The cat sat on the mat, and that was the end of it.": "en",
+        "Die Katze saß auf der Matte, und das ist nicht alles.": "de",
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。": "zh",
+        "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。": "ja",
+        "カタカナだけのテキスト": "ja",
+        "나는 고양이로소이다. 이름은 아직 없다.": "ko",
+        "Кошка сидела на коврике, и это всё.": "cyrillic",
+        "Η γάτα κάθεται στο χαλί.": "greek",
+        "جلست القطة على السجادة.": "arabic",
+        "החתול ישב על השטיח.": "hebrew",
+        "बिल्ली चटाई पर बैठी थी।": "indic",
+        "แมวนั่งอยู่บนเสื่อ": "thai",
+        # A few words of another script in English text do not move it.
+        "The Russian word for cat is кошка, and the Chinese is 猫; the rest of this is English.": "en",
+    }
+    for text, want in cases.items():
+        assert language(text) == want, text
+        assert want in LANGUAGES
+
+
 def test_export_and_eval_errors_name_the_culprit(corpus, tokdir, tmp_path):
     proc = run_cli("export", tmp_path / "missing")
     assert proc.returncode == 1 and "missing" in proc.stderr and "Traceback" not in proc.stderr

@@ -420,7 +420,7 @@ def add_eval(sub: Subcommands) -> None:
         "eval",
         help="compare tokenizers' compression on held-out text",
         description="Bytes per token on the validation shard (a folder's last file), per language "
-        "(en/de/zh) and on source code, for each tokenizer, relative to the first.",
+        "(en/de/zh, and other scripts where present) and on source code, for each tokenizer, relative to the first.",
     )
     p.add_argument(
         "tokenizers",

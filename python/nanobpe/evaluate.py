@@ -19,16 +19,36 @@ _DE = frozenset(
     "der die das und ist nicht mit von zu den des dem ein eine auf für sich auch werden wird nach bei oder".split()
 )
 _EN = frozenset("the and of to is in that it for with as was on be by this are or from at which not".split())
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[a-zäöüß]+")
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+# Scripts other than Latin, by the share of a document's letters written in them. Han comes after kana: Japanese
+# mixes kanji with kana, Chinese has no kana.
+_SCRIPTS = (
+    ("zh", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")),
+    ("ko", re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")),
+    ("cyrillic", re.compile(r"[\u0400-\u052f]")),
+    ("greek", re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")),
+    ("arabic", re.compile(r"[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")),
+    ("hebrew", re.compile(r"[\u0590-\u05ff]")),
+    ("indic", re.compile(r"[\u0900-\u0dff]")),
+    ("thai", re.compile(r"[\u0e00-\u0e7f]")),
+)
+# The order slices are reported in.
+LANGUAGES = ("en", "de", "zh", "ja", "ko", "cyrillic", "greek", "arabic", "hebrew", "indic", "thai")
 
 
 def language(doc: str) -> str:
-    """A rough language label for the corpus slices: 'zh', 'de' or 'en'."""
+    """A rough label for the per-language slices. Latin-script documents are 'de' or 'en' (by stopwords, so other
+    Latin-script languages join one of them); other documents are named by their script: 'zh' (Han), 'ja' (kana
+    with or without Han), 'ko', 'cyrillic', 'greek', 'arabic', 'hebrew', 'indic' (Devanagari to Malayalam) or
+    'thai', when at least 30% of the first 3000 characters' letters are in it (10% for kana)."""
     sample = doc[:3000]
     letters = sum(c.isalpha() for c in sample) or 1
-    if len(_CJK.findall(sample)) > 0.3 * letters:
-        return "zh"
+    if len(_KANA.findall(sample)) > 0.1 * letters:
+        return "ja"
+    for name, script in _SCRIPTS:
+        if len(script.findall(sample)) > 0.3 * letters:
+            return name
     words = _WORD.findall(sample.lower())
     de = sum(w in _DE for w in words) + 3 * sum(c in "äöüß" for c in sample.lower())
     en = sum(w in _EN for w in words)
@@ -52,9 +72,10 @@ def evaluation_texts(data: Sequence[str], code: Sequence[str] | None, options: I
     for d in data:
         paths.append(_nanobpe.validation_file(d) if os.path.isdir(d) else d)
     docs = _nanobpe.read_texts(input_spec(paths, options, include_val=True))
-    slices: dict[str, list[str]] = {"all": docs, "en": [], "de": [], "zh": []}
+    by_language: dict[str, list[str]] = {name: [] for name in LANGUAGES}
     for d in docs:
-        slices[language(d)].append(d)
+        by_language[language(d)].append(d)
+    slices = {"all": docs, **by_language}
     code_files = default_code_files() if code is None else list(code)
     if code_files:
         slices["code"] = [Path(f).read_text(encoding="utf-8") for f in code_files]
