@@ -65,7 +65,7 @@ pub struct Encoder {
     /// Characters BPE may start from as one token (see `sealed`).
     sealed: SealedChars,
     /// Places inside pieces that BPE may treat as piece ends (see `cuts`); None when the vocabulary has a
-    /// non-ASCII token that BPE of its own bytes does not give (the parts would then differ from pieces). Built
+    /// token that could be a part and that BPE of its own bytes does not give (the parts would then differ from pieces). Built
     /// once `CUTS_AFTER` pieces could have been cut (2 ms for a 32k vocabulary, 7 ms for 100k), so tokenizers
     /// that see no kana, CJK or Hangul, or only a few stray characters, do not pay for it.
     cuts: OnceLock<Option<SafeCuts>>,
@@ -150,36 +150,36 @@ impl Encoder {
     fn safe_cuts(&self) -> Option<&SafeCuts> {
         self.cuts
             .get_or_init(|| {
+                // On this thread only: in a rayon worker, a parallel loop here could steal another piece's encode
+                // job, which would wait on this very cell.
                 let ranks = || self.decoder[..self.n_ranks].iter().map(|b| &b[..]);
-                self.non_ascii_tokens_are_their_own_bpe(ranks())
+                self.part_tokens_are_their_own_bpe(ranks())
                     .then(|| SafeCuts::new(ranks(), |c| self.sealed.get(c, sealed::EDGE, sealed::EDGE)))
             })
             .as_ref()
     }
 
-    /// Whether BPE of every non-ASCII token's bytes gives that token. Cut pieces are encoded part by part through
-    /// the piece cache, where a part that is a token is looked up whole, as a piece is; BPE of the part must then
-    /// give the same. Checked, not assumed: the vocabularies nanobpe trains pass.
-    fn non_ascii_tokens_are_their_own_bpe<'a>(&self, ranks: impl Iterator<Item = &'a [u8]>) -> bool {
+    /// Whether BPE of every token that could be a part of a cut piece gives that token. Cut pieces are encoded
+    /// part by part through the piece cache, where a part that is a token is looked up whole, as a piece is; BPE of
+    /// the part must then give the same. Checked, not assumed: the vocabularies nanobpe trains pass.
+    fn part_tokens_are_their_own_bpe<'a>(&self, ranks: impl Iterator<Item = &'a [u8]>) -> bool {
         // Without repeated bytes in the vocabulary, every token is the one its bytes look up.
         let unique = self.by_bytes.len() == self.n_ranks;
         let (mut ids, mut scratch) = (Vec::new(), Vec::new());
         ranks.enumerate().all(|(r, b)| {
-            if b.len() < 2 || b.is_ascii() || (!unique && self.by_bytes.get(b) != Some(&(r as u32))) {
+            // A part is whole characters of a piece (UTF-8), with a 2- or 3-byte character at each cut (places are
+            // only cut between two of them): other tokens never meet a part's bytes.
+            let can_be_part =
+                b.len() >= 2 && b.iter().any(|&x| (0xC0..0xF0).contains(&x)) && std::str::from_utf8(b).is_ok();
+            if !can_be_part || (!unique && self.by_bytes.get(b) != Some(&(r as u32))) {
                 return true;
             }
-            if b.len() > LONG_PIECE {
-                self.bpe_bytes(b, &mut ids, &mut scratch);
-            } else if std::str::from_utf8(b).is_err() {
-                // Token bytes need not be UTF-8 (the sealed start reads whole characters).
-                self.bpe_raw(b, &mut ids, &mut scratch);
-            } else if self.units_in(b) <= 2 {
-                // BPE starts from sealed characters and bytes. From one unit, or two (whose only pair is the
-                // token), it can only end in the token: most tokens (one or two Han characters) need no merging.
+            // BPE starts from sealed characters and bytes. From one unit, or two (whose only pair is the token), it
+            // can only end in the token: most tokens (one or two Han characters) need no merging to check.
+            if b.len() <= LONG_PIECE && self.units_in(b) <= 2 {
                 return true;
-            } else {
-                self.bpe_bytes(b, &mut ids, &mut scratch);
             }
+            self.bpe_bytes(b, &mut ids, &mut scratch);
             ids.len() == 1 && ids[0] == r as u32
         })
     }
@@ -294,7 +294,7 @@ impl Encoder {
 
     /// The ids of a cut piece, into `scratch.ids`: its parts' ids one after the other. A part that is one character
     /// with a token of its own is that token; the others come from the cache, else from BPE. A part's cache entry
-    /// serves pieces of the same bytes too: `non_ascii_tokens_are_their_own_bpe` makes BPE and the whole-piece
+    /// serves pieces of the same bytes too: `part_tokens_are_their_own_bpe` makes BPE and the whole-piece
     /// lookup agree.
     fn cut_piece_ids(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
         let Scratch { ids, ranks, part: tmp, parts, probes } = scratch;
@@ -446,14 +446,6 @@ impl Encoder {
         } else {
             self.start_units(bytes, out, ranks);
         }
-        self.merge_all(out, ranks);
-    }
-
-    /// BPE of any bytes (UTF-8 or not) from single bytes, for checks at set-up.
-    fn bpe_raw(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
-        out.clear();
-        ranks.clear();
-        self.start_bytes(bytes, out, ranks);
         self.merge_all(out, ranks);
     }
 
