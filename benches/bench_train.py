@@ -8,17 +8,25 @@ Run (from the repository root, after `pip install ".[bench]"`):
 Each tool runs in its own fresh process; we report wall seconds (reading included), chars/s, peak RSS, and the ratio
 to nanobpe, and check that nanobpe's merges equal rustbpe's. Training data: the folder's shards minus the last
 (validation), documents cut to --doc-cap characters, as nanochat's tok_train does.
+
+`--language en` (or de, zh, ...) trains on only the train shards' documents of that language, as `nanobpe eval`
+labels them (written once to bench-out/train_LANG/ as one shard, plus a one-document validation shard); with
+`--max-chars 5000000`, on their first 5M characters, where a 32k vocabulary uses up much of what the text can give:
+
+    python benches/bench_train.py --language de --vocab-sizes 32768 --skip hf
+    python benches/bench_train.py --language en --max-chars 5000000 --vocab-sizes 32768 --skip hf
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, print_table, run_snippet, save_json
+from _common import DEFAULT_CORPUS, ROOT, print_table, run_snippet, save_json
 
 NANOBPE = """
 import time, nanobpe
@@ -132,15 +140,66 @@ def run_tools(fmt: dict[str, Any], skip: list[str], peers: list[tuple[str, str, 
     return result_rows(vocab, results)
 
 
+def language_folder(data: str, language: str) -> str:
+    """A folder of the train shards' documents labelled `language`, in order (made once, by a child process: the
+    tools' peak RSS is measured in child processes, and a child starts with its parent's): one train shard with row
+    groups of 1024 documents, and a validation shard of one document (the tools skip the last file)."""
+    from nanobpe.evaluate import LANGUAGES
+
+    if language not in LANGUAGES:
+        raise SystemExit(f"--language: {language!r} is not one of {', '.join(LANGUAGES)}")
+    out = ROOT / "bench-out" / f"train_{language}"
+    if not (out / "shard_00001.parquet").exists():
+        here = str(Path(__file__).resolve().parent)
+        code = f"import sys; sys.path.insert(0, {here!r}); import bench_train; bench_train.write_language_folder({data!r}, {language!r}, {str(out)!r})"
+        if subprocess.run([sys.executable, "-c", code]).returncode != 0:
+            raise SystemExit(f"--language: could not write {out}")
+    return str(out)
+
+
+def write_language_folder(data: str, language: str, out_dir: str) -> None:
+    """`language_folder`'s files, streamed a row group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nanobpe.evaluate import language as label
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("text", pa.string())])
+    tmp = out / "shard_00000.tmp"
+    first: list[str] = []
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for f in sorted(Path(data).glob("*.parquet"))[:-1]:
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                docs = [
+                    t
+                    for t in pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
+                    if label(t) == language
+                ]
+                if docs:
+                    writer.write_table(pa.table({"text": docs}, schema=schema), row_group_size=1024)
+                    first = first or docs[:1]
+    if not first:
+        raise SystemExit(f"--language: no {language} documents in {data}")
+    tmp.rename(out / "shard_00000.parquet")
+    pq.write_table(pa.table({"text": first}, schema=schema), out / "shard_00001.tmp")
+    (out / "shard_00001.tmp").rename(out / "shard_00001.parquet")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_CORPUS))
+    ap.add_argument("--language", default=None, help="only the train documents of this language (en, de, zh, ...)")
     ap.add_argument("--vocab-sizes", default="32768,65536")
     ap.add_argument("--doc-cap", type=int, default=10_000)
     ap.add_argument("--max-chars", type=int, default=2_000_000_000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["rustbpe", "hf"])
     ap.add_argument("--out", default="/tmp/nanobpe-bench-tok")
     args = ap.parse_args()
+    if args.language:
+        args.data = language_folder(args.data, args.language)
 
     rows = []
     for vocab in [int(v) for v in args.vocab_sizes.split(",")]:
