@@ -64,10 +64,10 @@ pub struct Encoder {
     byte_pair: Box<[u32]>,
     /// Characters BPE may start from as one token (see `sealed`).
     sealed: SealedChars,
-    /// Places inside pieces that BPE may treat as piece ends (see `cuts`); None when the vocabulary has a
-    /// token that could be a part and that BPE of its own bytes does not give (the parts would then differ from pieces). Built
-    /// once `CUTS_AFTER` pieces could have been cut (2 ms for a 32k vocabulary, 7 ms for 100k), so tokenizers
-    /// that see no kana, CJK or Hangul, or only a few stray characters, do not pay for it.
+    /// Places inside pieces that BPE may treat as piece ends (see `cuts`); None when the vocabulary has a token
+    /// that could be a part but that BPE of its own bytes does not give (parts would then differ from pieces).
+    /// Built once `CUTS_AFTER` pieces could have been cut (2 ms for a 32k vocabulary, 7 ms for 100k), so
+    /// tokenizers that see no kana, CJK or Hangul, or only a few stray characters, do not pay for it.
     cuts: OnceLock<Option<SafeCuts>>,
     /// Pieces that could have been cut before `cuts` was built.
     cut_candidates: AtomicU32,

@@ -415,6 +415,7 @@ struct Queue<T> {
     floor: u64,
     /// `trim` waits until the heap holds this many pairs (twice what the last trim left).
     trim_at: usize,
+    /// How many trims ran (`MergeStats::heap_trims`).
     trims: usize,
 }
 
