@@ -132,27 +132,26 @@ fn split(slice: &str) -> nanobpe::Result<()> {
     Ok(())
 }
 
-/// Training's count phase on one slice: split every document and count the distinct pieces.
-fn count(slice: &str) -> nanobpe::Result<()> {
+/// Training's count phase on one slice: split every document and count the distinct pieces; (documents, counts).
+fn count_slice(slice: &str) -> nanobpe::Result<(usize, Vec<(nanobpe::count::Word, u64)>)> {
     let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
     let docs: Vec<&str> = text.split('\0').filter(|d| !d.is_empty()).collect();
     let pretok = nanobpe::pretokenize::Pretokenizer::new("nanochat")?;
     let mut wc = nanobpe::count::WordCounts::new();
     wc.count_docs(&docs, &pretok)?;
-    let words = wc.into_vec();
+    Ok((docs.len(), wc.into_vec()))
+}
+
+fn count(slice: &str) -> nanobpe::Result<()> {
+    let (docs, words) = count_slice(slice)?;
     let total: u64 = words.iter().map(|w| w.1).sum();
-    println!("{slice}: {} docs, {total} pieces, {} distinct", docs.len(), words.len());
+    println!("{slice}: {docs} docs, {total} pieces, {} distinct", words.len());
     Ok(())
 }
 
 /// Training's merge loop on one slice: count the distinct pieces, then learn `vocab - 256` merges (u16 ids).
 fn merge(slice: &str, vocab: usize) -> nanobpe::Result<()> {
-    let text = std::fs::read_to_string(slice).map_err(|e| nanobpe::Error::io(slice, e))?;
-    let docs: Vec<&str> = text.split('\0').filter(|d| !d.is_empty()).collect();
-    let pretok = nanobpe::pretokenize::Pretokenizer::new("nanochat")?;
-    let mut wc = nanobpe::count::WordCounts::new();
-    wc.count_docs(&docs, &pretok)?;
-    let words = wc.into_vec();
+    let (_, words) = count_slice(slice)?;
     let progress = nanobpe::progress::Progress::hidden();
     let (merges, stats) = nanobpe::merge::learn_merges::<u16, _>(&words, vocab - 256, &progress)?;
     let check = merges.iter().fold(0u64, |h, &(a, b)| h.wrapping_mul(31).wrapping_add((a as u64) << 16 | b as u64));

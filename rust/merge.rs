@@ -1020,16 +1020,21 @@ mod tests {
 
     const TIGHT: Tuning = Tuning { parallel_min_words: 2, heap_slack: 0, compact_min: 0 };
 
+    /// A small deterministic random number generator (a linear congruential one) for generated corpora.
+    fn lcg(seed: u64) -> impl FnMut() -> usize {
+        let mut s = seed;
+        move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as usize
+        }
+    }
+
     #[test]
     fn the_heap_is_not_trimmed_at_every_merge_when_counts_tie() {
         // Thousands of distinct words seen once or twice, merged until 2000 merges before the corpus runs out of
         // pairs: near the end, the heap keeps few pairs but most of its pairs tie at count 1 or 2, so a trim cannot
         // shrink it, and must not be tried again at every merge (it was: 686 trims in 8000 merges).
-        let mut s: u64 = 7;
-        let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 33) as usize
-        };
+        let mut next = lcg(7);
         let list: Vec<(String, u64)> = (0..3000)
             .map(|_| ((0..8).map(|_| (b'a' + (next() % 20) as u8) as char).collect(), 1 + (next() % 2) as u64))
             .collect();
@@ -1059,11 +1064,7 @@ mod tests {
 
     #[test]
     fn random_corpora_match_the_reference() {
-        let mut s: u64 = 12345;
-        let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 33) as usize
-        };
+        let mut next = lcg(12345);
         for _ in 0..30 {
             let n_words = 1 + next() % 30;
             let owned: Vec<(String, u64)> = (0..n_words)
@@ -1081,11 +1082,7 @@ mod tests {
     #[test]
     fn parallel_merges_match_the_reference() {
         // Enough words that the first merges take the parallel path.
-        let mut s: u64 = 99;
-        let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 33) as usize
-        };
+        let mut next = lcg(99);
         let owned: Vec<(String, u64)> = (0..3 * TUNING.parallel_min_words)
             .map(|_| {
                 let len = 2 + next() % 10;
