@@ -33,6 +33,8 @@ _SCRIPTS = (
     ("indic", re.compile(r"[\u0900-\u0dff]")),
     ("thai", re.compile(r"[\u0e00-\u0e7f]")),
 )
+# Any of the above, or kana: one scan settles most documents (Latin script) without a scan per script.
+_NON_LATIN = re.compile("|".join([_KANA.pattern] + [script.pattern for _, script in _SCRIPTS]))
 # The order slices are reported in.
 LANGUAGES = ("en", "de", "zh", "ja", "ko", "cyrillic", "greek", "arabic", "hebrew", "indic", "thai")
 
@@ -44,11 +46,13 @@ def language(doc: str) -> str:
     'thai', when at least 30% of the first 3000 characters' letters are in it (10% for kana)."""
     sample = doc[:3000]
     letters = sum(c.isalpha() for c in sample) or 1
-    if len(_KANA.findall(sample)) > 0.1 * letters:
-        return "ja"
-    for name, script in _SCRIPTS:
-        if len(script.findall(sample)) > 0.3 * letters:
-            return name
+    # Below 10% in all of them together, no one script (nor kana) can reach its share.
+    if len(_NON_LATIN.findall(sample)) > 0.1 * letters:
+        if len(_KANA.findall(sample)) > 0.1 * letters:
+            return "ja"
+        for name, script in _SCRIPTS:
+            if len(script.findall(sample)) > 0.3 * letters:
+                return name
     words = _WORD.findall(sample.lower())
     de = sum(w in _DE for w in words) + 3 * sum(c in "äöüß" for c in sample.lower())
     en = sum(w in _EN for w in words)
