@@ -1,17 +1,20 @@
 //! A per-thread cache of piece bytes → ids, asked first for every piece: whole tokens and pieces BPE had to merge
 //! alike, so a repeated piece costs one cache line, where the vocabulary's hash map costs two dependent loads (its
 //! entry, then the token's bytes) and BPE many. The encoder hashes each piece a few pieces ahead of encoding it and
-//! prefetches its slot (`probe`), so the line is usually there when the hit check reads it.
+//! prefetches its line (`probe`), so the line is usually there when the hit check reads it.
 //!
-//! Two-way set associative: a hash of the piece picks a set of two 64-byte slots (one cache line each, side by side),
-//! and a slot holds a piece's bytes and its ids. A hit in the second slot swaps the two, so the first holds the
-//! most recently used; a new piece goes first and pushes the first to the second, whose piece is dropped. (A single
-//! slot per hash, as before, lost a third of its misses on English to two frequent pieces sharing a slot.) A hit
-//! compares the full bytes, so the cache can only
-//! ever return the ids BPE computed for exactly these bytes. Pieces or id lists too big for a slot are not cached.
+//! Two-way set associative in one cache line: a hash of the piece picks a 64-byte line, which holds two entries
+//! of 32 bytes (a piece's bytes and its ids) or, for a piece too long for half a line, one entry of 64. A hit on
+//! the second entry swaps the two, so the first holds the most recently used; a new piece goes first and pushes
+//! the first to the second, whose piece is dropped. Half-line entries hold 99.7% of the hits on English and 96.4%
+//! on German (long compounds fill whole lines); against whole-line entries in two lines per set, the same 4 MiB
+//! keep twice the pieces and a lookup touches one line, not two. (A single slot per hash, before, lost a third of
+//! its misses on English to two frequent pieces sharing a slot.) A hit compares the full bytes, so the cache can
+//! only ever return the ids BPE computed for exactly these bytes. Pieces or id lists too big for a line are not
+//! cached.
 //! Each thread keeps one cache, shared by the encoders that use it: each encoder gets an epoch on the thread, which
-//! goes into every tag (so an entry only ever matches lookups of its own encoder) and salts the slot index (so two
-//! encoders' entries for the same piece sit in different slots). A caller alternating two tokenizers keeps both
+//! goes into every tag (so an entry only ever matches lookups of its own encoder) and salts the line index (so two
+//! encoders' entries for the same piece sit in different lines). A caller alternating two tokenizers keeps both
 //! warm; clearing 4 MiB per change, as before, cost ~0.3 ms each time, a hundred times a short encode. The last
 //! `RECENT` encoders keep their epochs; an older one comes back with a new epoch (its old entries are then never
 //! matched again). After 65,535 epochs the cache is cleared once and the count starts over.
@@ -22,30 +25,71 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// How many encoders per thread keep their epoch (and so their entries) between uses.
 const RECENT: usize = 4;
 
-/// Bytes shared by a slot's key and ids: the key first, then the ids at the next multiple of 4.
-const PAYLOAD: usize = 56;
-/// 2^16 slots of 64 bytes: 4 MiB per thread. Hit rates over all pieces of 20/10/6 MB of English/German/Chinese
-/// (V = 32768): 2^14 slots 85.8/84.7/52.8%, 2^15 89.3/86.5/53.4%, 2^16 91.8/88.0/53.9%, 2^17 93.5/89.1/54.2%.
-/// With prefetching, 2^16 was faster than 2^15 on all three (+8/+4/+1%); 2^17 gained more on English but lost
-/// 4% on Chinese. Those rates were for one slot per hash; two (the same 4 MiB) give 93.7/89.6/55.0%.
-const SLOT_BITS: u32 = 16;
+/// An entry's header: its tag (4 bytes; low bits of the hash with the epoch in bits 16..32, 0 = empty, checked
+/// before the bytes), the key's length (1; `WHOLE` marks an entry that fills the line) and the number of ids (1).
+/// The key follows, then the ids (little-endian u32, read as bytes: no alignment needed).
+const HEAD: usize = 6;
+const HALF: usize = 32;
+const LINE: usize = 2 * HALF;
+/// Bytes for key and ids in a half-line entry and in a whole-line one.
+const SMALL: usize = HALF - HEAD;
+const BIG: usize = LINE - HEAD;
+/// Key-length flag of a whole-line entry (keys are at most `BIG` < 128 bytes).
+const WHOLE: u8 = 0x80;
+/// 2^16 lines of 64 bytes: 4 MiB per thread, up to 2^17 entries. Hit rates over all pieces of 20/10/6 MB of
+/// English/German/Chinese and 23 MB of `bench_scale.py`'s simulated text (V = 32768): with 64-byte entries, two
+/// per set, 4 MiB held 93.7/89.6/66.6/77.9%, 8 MiB 95.0/90.5/67.8/81.5%, 16 MiB 95.6/91.0/68.3/83.8% (but Chinese
+/// ran 7% slower: more pages than the TLB covers); these lines, in 4 MiB, 94.8/89.9/67.6/81.0%.
+const LINE_BITS: u32 = 16;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Slot {
-    /// Low bits of the hash with the epoch in bits 16..32 (see `probe`; 0 = empty), checked before the bytes.
-    tag: u32,
-    key_len: u8,
-    n_ids: u8,
-    _pad: [u8; 2],
-    data: [u8; PAYLOAD],
+struct Line([u8; LINE]);
+
+const EMPTY: Line = Line([0; LINE]);
+
+impl Line {
+    #[inline]
+    fn tag(&self, half: usize) -> u32 {
+        u32::from_le_bytes(self.0[half * HALF..half * HALF + 4].try_into().expect("4 bytes"))
+    }
+
+    #[inline]
+    fn whole(&self) -> bool {
+        self.0[4] & WHOLE != 0
+    }
+
+    /// Whether the entry at `half` (0 or 1) is `piece`, tagged `tag`, with key length byte `key_len`.
+    #[inline]
+    fn holds(&self, half: usize, tag: u32, key_len: u8, piece: &[u8]) -> bool {
+        let at = half * HALF;
+        let key = &self.0[at + HEAD..];
+        self.tag(half) == tag && self.0[at + 4] == key_len && key.len() >= piece.len() && &key[..piece.len()] == piece
+    }
+
+    /// The ids of the entry at `half`, whose key is `key_len` bytes long.
+    #[inline]
+    fn ids(&self, half: usize, key_len: usize) -> &[u8] {
+        let from = half * HALF + HEAD + key_len;
+        &self.0[from..from + 4 * self.0[half * HALF + 5] as usize]
+    }
+
+    fn write(&mut self, half: usize, tag: u32, key_len_byte: u8, piece: &[u8], ids: &[u32]) {
+        let at = half * HALF;
+        self.0[at..at + 4].copy_from_slice(&tag.to_le_bytes());
+        self.0[at + 4] = key_len_byte;
+        self.0[at + 5] = ids.len() as u8;
+        self.0[at + HEAD..at + HEAD + piece.len()].copy_from_slice(piece);
+        let from = at + HEAD + piece.len();
+        for (c, id) in self.0[from..from + 4 * ids.len()].chunks_exact_mut(4).zip(ids) {
+            c.copy_from_slice(&id.to_le_bytes());
+        }
+    }
 }
 
-const EMPTY: Slot = Slot { tag: 0, key_len: 0, n_ids: 0, _pad: [0; 2], data: [0; PAYLOAD] };
-
 pub struct PieceCache {
-    slots: Box<[Slot]>,
-    /// The encoder using the cache now, and its epoch (mixed into tags and slot indices; never 0).
+    lines: Box<[Line]>,
+    /// The encoder using the cache now, and its epoch (mixed into tags and line indices; never 0).
     owner: u64,
     epoch: u16,
     salt: u64,
@@ -64,15 +108,16 @@ pub fn new_owner_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Whether a piece of `key_len` bytes with `n_ids` ids fits in half a line.
 #[inline]
-fn ids_at(key_len: usize) -> usize {
-    (key_len + 3) & !3
+fn fits_half(key_len: usize, n_ids: usize) -> bool {
+    key_len + 4 * n_ids <= SMALL
 }
 
-/// Whether a piece of `key_len` bytes with `n_ids` ids fits in a slot.
+/// Whether a piece of `key_len` bytes with `n_ids` ids fits in the cache (in a whole line at most).
 #[inline]
 pub fn fits(key_len: usize, n_ids: usize) -> bool {
-    ids_at(key_len) + 4 * n_ids <= PAYLOAD
+    key_len + 4 * n_ids <= BIG
 }
 
 /// FxHash-style multiply-rotate over 8-byte words: cheap for the short pieces that get here. The last word is read
@@ -101,7 +146,7 @@ fn hash(b: &[u8]) -> u64 {
     h.wrapping_mul(K)
 }
 
-/// Where a piece lives in the cache: its slot and the tag that marks it there (from `PieceCache::probe`).
+/// Where a piece lives in the cache: its line and the tag that marks it there (from `PieceCache::probe`).
 #[derive(Clone, Copy, Default)]
 pub struct Probe {
     index: usize,
@@ -117,7 +162,7 @@ impl Default for PieceCache {
 impl PieceCache {
     pub fn new() -> Self {
         PieceCache {
-            slots: vec![EMPTY; 1 << SLOT_BITS].into_boxed_slice(),
+            lines: vec![EMPTY; 1 << LINE_BITS].into_boxed_slice(),
             owner: 0,
             epoch: 0,
             salt: 0,
@@ -147,7 +192,7 @@ impl PieceCache {
     fn new_epoch(&mut self, owner: u64) -> u16 {
         if self.next_epoch == 0 {
             // Every epoch is taken: entries of any of them could match a new owner. Start over, empty.
-            self.slots.fill(EMPTY);
+            self.lines.fill(EMPTY);
             self.recent = [(0, 0); RECENT];
             self.next_epoch = 1;
         }
@@ -158,71 +203,73 @@ impl PieceCache {
         epoch
     }
 
-    /// Hash `piece`, and start bringing its slot in from memory (the slot load was a fifth of encode time when
-    /// it waited for the hit check).
+    /// Hash `piece`, and start bringing its line in from memory (the load was a fifth of encode time when it
+    /// waited for the hit check).
     #[inline]
     pub fn probe(&self, piece: &[u8]) -> Probe {
         let h = hash(piece);
-        // The first of the two slots of the piece's set.
-        let index = ((h ^ self.salt) >> (64 - SLOT_BITS + 1)) as usize * 2;
-        crate::merge::prefetch(&self.slots[index]);
-        crate::merge::prefetch(&self.slots[index + 1]);
+        let index = ((h ^ self.salt) >> (64 - LINE_BITS)) as usize;
+        crate::merge::prefetch(&self.lines[index]);
         // Low bits of the hash for the tag (independent of the index bits), with bit 0 set, so it is never 0 (an
-        // empty slot). The same piece under another epoch gets another tag: the xor changes only bits 16..32.
+        // empty entry). The same piece under another epoch gets another tag: the xor changes only bits 16..32.
         Probe { index, tag: ((h as u32) | 1) ^ (self.epoch as u32) << 16 }
     }
 
     /// Append the cached ids of `piece` (probed as `at`) to `out` and return true, or return false on a miss.
     #[inline]
     pub fn get_into<T>(&mut self, at: Probe, piece: &[u8], out: &mut Vec<T>, conv: impl Fn(u32) -> T) -> bool {
-        if piece.len() > PAYLOAD {
+        let n = piece.len();
+        if n > BIG {
             return false;
         }
-        let is = |s: &Slot| s.tag == at.tag && s.key_len as usize == piece.len() && &s.data[..piece.len()] == piece;
-        if !is(&self.slots[at.index]) {
-            if !is(&self.slots[at.index + 1]) {
+        let line = &mut self.lines[at.index];
+        let half = if line.whole() {
+            if !line.holds(0, at.tag, n as u8 | WHOLE, piece) {
                 self.misses += 1;
                 return false;
             }
+            0
+        } else if line.holds(0, at.tag, n as u8, piece) {
+            0
+        } else if n <= SMALL && line.holds(1, at.tag, n as u8, piece) {
             // Most recently used first.
-            self.slots.swap(at.index, at.index + 1);
-        }
-        let s = &self.slots[at.index];
-        let ids_from = ids_at(piece.len());
-        let ids = &s.data[ids_from..ids_from + 4 * s.n_ids as usize];
+            line.0.rotate_left(HALF);
+            0
+        } else {
+            self.misses += 1;
+            return false;
+        };
+        let ids = line.ids(half, n);
         out.extend(ids.as_chunks::<4>().0.iter().map(|c| conv(u32::from_le_bytes(*c))));
         self.hits += 1;
         true
     }
 
-    /// Remember the ids of `piece` (probed as `at`), if they fit in a slot: first in its set, where the set's
-    /// second piece is dropped.
+    /// Remember the ids of `piece` (probed as `at`), if they fit: first in its line, where the line's second
+    /// piece is dropped (a piece that needs the whole line replaces both).
     #[inline]
     pub fn insert(&mut self, at: Probe, piece: &[u8], ids: &[u32]) {
-        if fits(piece.len(), ids.len()) {
-            self.slots[at.index + 1] = self.slots[at.index];
-            self.write(at.index, at.tag, piece, ids);
+        let line = &mut self.lines[at.index];
+        if fits_half(piece.len(), ids.len()) {
+            if line.whole() {
+                *line = EMPTY;
+            } else {
+                line.0.copy_within(0..HALF, HALF);
+            }
+            line.write(0, at.tag, piece.len() as u8, piece, ids);
+        } else if fits(piece.len(), ids.len()) {
+            line.write(0, at.tag, piece.len() as u8 | WHOLE, piece, ids);
         }
     }
 
-    /// Remember the ids of a piece that will likely not come again: second in its set, in place of the piece that
-    /// would be dropped next anyway, so the first stays. If it does come again, the hit moves it first.
+    /// Remember the ids of a piece that will likely not come again: second in its line, in place of the piece
+    /// that would be dropped next anyway, so the first stays. If it does come again, the hit moves it first. Not
+    /// cached when that would drop the first: a piece that needs the whole line, or a line that one piece fills.
     #[inline]
     pub fn insert_second(&mut self, at: Probe, piece: &[u8], ids: &[u32]) {
-        if fits(piece.len(), ids.len()) {
-            self.write(at.index + 1, at.tag, piece, ids);
-        }
-    }
-
-    fn write(&mut self, index: usize, tag: u32, piece: &[u8], ids: &[u32]) {
-        let s = &mut self.slots[index];
-        s.tag = tag;
-        s.key_len = piece.len() as u8;
-        s.n_ids = ids.len() as u8;
-        s.data[..piece.len()].copy_from_slice(piece);
-        let ids_from = ids_at(piece.len());
-        for (c, id) in s.data[ids_from..ids_from + 4 * ids.len()].chunks_exact_mut(4).zip(ids) {
-            c.copy_from_slice(&id.to_le_bytes());
+        let line = &mut self.lines[at.index];
+        if fits_half(piece.len(), ids.len()) && !line.whole() {
+            line.write(1, at.tag, piece.len() as u8, piece, ids);
         }
     }
 }
@@ -320,6 +367,55 @@ mod tests {
         assert!(!get(&mut c, b"abc", &mut Vec::<u32>::new()));
     }
 
+    #[test]
+    fn a_line_holds_two_short_pieces_or_one_long() {
+        // Pieces that share a line: the tests pick them by their probe's index.
+        let mut c = PieceCache::new();
+        let line = c.probe(b" s0").index;
+        let short: Vec<Vec<u8>> = (0..10_000_000u32)
+            .map(|i| format!(" s{i}").into_bytes())
+            .filter(|p| c.probe(p).index == line)
+            .take(3)
+            .collect();
+        let same: Vec<&Vec<u8>> = short.iter().collect();
+        assert_eq!(same.len(), 3, "three short pieces of one line");
+        let long = (0..2_000_000u32)
+            .map(|i| format!(" a_rather_long_piece_{i}").into_bytes())
+            .find(|p| c.probe(p).index == line)
+            .expect("a long piece of the same line");
+        assert!(!fits_half(long.len(), 2) && fits(long.len(), 2));
+        let ids_of = |c: &mut PieceCache, p: &[u8]| {
+            let mut out = Vec::new();
+            let at = c.probe(p);
+            c.get_into(at, p, &mut out, |x| x).then_some(out)
+        };
+        let put = |c: &mut PieceCache, p: &[u8], ids: &[u32]| {
+            let at = c.probe(p);
+            c.insert(at, p, ids)
+        };
+        put(&mut c, same[0], &[1]);
+        put(&mut c, same[1], &[2]);
+        assert_eq!(ids_of(&mut c, same[0]), Some(vec![1]), "both short pieces are there");
+        assert_eq!(ids_of(&mut c, same[1]), Some(vec![2]));
+        put(&mut c, &long, &[3, 4]);
+        assert_eq!(ids_of(&mut c, &long), Some(vec![3, 4]));
+        assert_eq!(ids_of(&mut c, same[0]), None, "the long piece took the whole line");
+        assert_eq!(ids_of(&mut c, same[1]), None);
+        let at = c.probe(same[2]);
+        c.insert_second(at, same[2], &[5]);
+        assert_eq!(ids_of(&mut c, &long), Some(vec![3, 4]), "a one-off piece does not push out a whole line");
+        assert_eq!(ids_of(&mut c, same[2]), None);
+        put(&mut c, same[2], &[6]);
+        assert_eq!(ids_of(&mut c, same[2]), Some(vec![6]), "a short piece replaces the long one");
+        assert_eq!(ids_of(&mut c, &long), None);
+        put(&mut c, same[0], &[7]);
+        let at = c.probe(same[1]);
+        c.insert_second(at, same[1], &[8]);
+        assert_eq!(ids_of(&mut c, same[1]), Some(vec![8]), "second in the line");
+        assert_eq!(ids_of(&mut c, same[0]), Some(vec![7]), "the first stayed");
+        assert_eq!(ids_of(&mut c, same[2]), None, "the one dropped");
+    }
+
     fn ids(c: &mut PieceCache, piece: &[u8]) -> Option<Vec<u32>> {
         let mut out = Vec::new();
         get(c, piece, &mut out).then_some(out)
@@ -349,7 +445,7 @@ mod tests {
         for p in &pieces {
             put(&mut c, p, &[1]);
         }
-        // Owner 2 probing owner 1's slots (as two epochs whose salts agree in the index bits would): only the
+        // Owner 2 probing owner 1's lines (as two epochs whose salts agree in the index bits would): only the
         // epoch in the tag keeps it from reading them.
         c.claim(2);
         c.salt = salt_1;
