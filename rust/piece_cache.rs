@@ -67,11 +67,11 @@ impl Line {
         self.tag(half) == tag && self.0[at + 4] == key_len && key.len() >= piece.len() && &key[..piece.len()] == piece
     }
 
-    /// The ids of the entry at `half`, whose key is `key_len` bytes long.
+    /// The ids of the first entry, whose key is `key_len` bytes long (a hit is always first: see `get_into`).
     #[inline]
-    fn ids(&self, half: usize, key_len: usize) -> &[u8] {
-        let from = half * HALF + HEAD + key_len;
-        &self.0[from..from + 4 * self.0[half * HALF + 5] as usize]
+    fn first_ids(&self, key_len: usize) -> &[u8] {
+        let from = HEAD + key_len;
+        &self.0[from..from + 4 * self.0[5] as usize]
     }
 
     fn write(&mut self, half: usize, tag: u32, key_len_byte: u8, piece: &[u8], ids: &[u32]) {
@@ -223,23 +223,22 @@ impl PieceCache {
             return false;
         }
         let line = &mut self.lines[at.index];
-        let half = if line.whole() {
-            if !line.holds(0, at.tag, n as u8 | WHOLE, piece) {
-                self.misses += 1;
-                return false;
-            }
-            0
+        let hit = if line.whole() {
+            line.holds(0, at.tag, n as u8 | WHOLE, piece)
         } else if line.holds(0, at.tag, n as u8, piece) {
-            0
+            true
         } else if n <= SMALL && line.holds(1, at.tag, n as u8, piece) {
             // Most recently used first.
             line.0.rotate_left(HALF);
-            0
+            true
         } else {
+            false
+        };
+        if !hit {
             self.misses += 1;
             return false;
-        };
-        let ids = line.ids(half, n);
+        }
+        let ids = line.first_ids(n);
         out.extend(ids.as_chunks::<4>().0.iter().map(|c| conv(u32::from_le_bytes(*c))));
         self.hits += 1;
         true
