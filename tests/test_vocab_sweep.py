@@ -10,6 +10,7 @@ import io
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,24 @@ def test_rerun_skips_finished_points_and_changes_nothing(swept, tokdir, monkeypa
     assert "other settings" in str(e.value) and "matrix_lr" in str(e.value)
 
 
+def test_report_only_runs_where_the_points_did_not_train(swept, tokdir, tmp_path, monkeypatch):
+    """Points trained on a GPU machine, copied back: --report-only --device cuda reports them on a machine without
+    CUDA (it trains nothing), matching their settings and naming the machine they trained on."""
+    src, _, _ = swept
+    out = tmp_path / "copied"
+    shutil.copytree(src, out)
+    (out / "report.json").unlink()
+    for f in (out / "points").glob("*/result.json"):
+        r = json.loads(f.read_text())
+        r["settings"]["device"] = "cuda"
+        r["device_name"] = "1 x Test GPU"
+        f.write_text(json.dumps(r))
+    monkeypatch.setattr(base, "train", lambda *a, **k: pytest.fail("--report-only trained a point"))
+    vocab_sweep.main(argv(tokdir, out, "--device", "cuda", "--report-only"))
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["points"]) == 4 and report["device"] == "1 x Test GPU"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -216,11 +235,32 @@ def test_seeds_are_paired_across_vocab_sizes():
     # the gap is lost in the offsets; paired, it is well outside the noise.
     offsets = [0.1, -0.1, 0.0]
     base_curve = {1024: 3.10, 2048: 3.07, 4096: 3.05, 8192: 3.08, 16384: 3.2}
-    curve = {v: [y + o + 0.001 * k for k, o in enumerate(offsets)] for v, y in base_curve.items()}
+    curve = {v: {k: y + o + 0.001 * k for k, o in enumerate(offsets)} for v, y in base_curve.items()}
     opt = sweep_report.optimum(curve, np.random.default_rng(0))
     assert opt["best_measured"] == 4096 and 2048 not in opt["within_noise_of_best"]
     lo, hi = opt["interval"]  # every resample has the same shape: the interval is (about) the point
     assert lo > 2048 and hi < 8192 and lo - 1 < opt["v_opt"] < hi + 1
+    # With every size on the same seeds, the seed-adjusted means are the plain means.
+    for v, m in opt["means"].items():
+        assert m == pytest.approx(np.mean(list(curve[v].values())), abs=1e-12)
+
+
+def test_sizes_with_extra_seeds_are_compared_on_equal_terms():
+    """A rerun that adds seeds only where sizes were close (here two lucky seeds, 0.1 bpb below the first two, at
+    4096 and 8192) must not make those sizes look better: the means are adjusted for each seed's offset."""
+    truth = {1024: 3.10, 2048: 3.06, 4096: 3.07, 8192: 3.09, 16384: 3.2}
+    offsets = {0: 0.02, 1: -0.02, 2: -0.1, 3: -0.1}
+    curve = {v: {s: y + o for s, o in offsets.items() if s < 2 or v in (4096, 8192)} for v, y in truth.items()}
+    plain = {v: float(np.mean(list(ys.values()))) for v, ys in curve.items()}
+    assert min(plain, key=lambda v: plain[v]) == 4096  # the plain means are fooled by the lucky seeds
+    opt = sweep_report.optimum(curve, np.random.default_rng(0))
+    assert opt["best_measured"] == 2048
+    for v, y in truth.items():  # the level is the mean over all four seeds; the differences are the true ones
+        assert opt["means"][v] == pytest.approx(y + np.mean(list(offsets.values())), abs=1e-9)
+    assert opt["seeds_per_size"] == {1024: 2, 2048: 2, 4096: 4, 8192: 4, 16384: 2}
+    assert len(opt["per_seed_v_opt"]) == 2  # refits only for the seeds that have every size
+    lo, hi = opt["interval"]
+    assert 1024 < lo <= opt["v_opt"] <= hi < 4096
 
 
 def test_nanochat_targets_match_the_speedrun_numbers():

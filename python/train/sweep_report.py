@@ -3,8 +3,10 @@
 Fits work in x = log2 V. V_opt of one curve is the vertex of the parabola through its lowest mean and the two
 neighbouring sizes; a minimum at the edge of the grid is reported as such, not as an optimum.
 Its interval comes from a bootstrap over seeds (seeds drawn with replacement, the means recomputed, the curve
-refitted; seed s is one draw for every V, since all sizes share its init of the blocks and its data order); V_opt against compute is a power law fitted per depth, and the same bootstrap draws carry its
-interval to the extrapolation to nanochat's compute.
+refitted; seed s is one draw for every V, since all sizes share its init of the blocks and its data order). Means are
+adjusted for each seed's offset, so sizes with more seeds than others are still compared on equal terms. V_opt
+against compute is a power law fitted per depth, and the same bootstrap draws carry its interval to the
+extrapolation to nanochat's compute.
 """
 
 from __future__ import annotations
@@ -65,61 +67,77 @@ def vertex(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, bool]:
     return float(np.clip(-b / (2 * a), x[i - 1], x[i + 1])), True
 
 
-def curves(points: list[dict[str, Any]]) -> dict[tuple[int, float], dict[int, list[float]]]:
-    """(depth, budget) -> V -> the val bpb of each finished seed, in seed order (seed s of every V is one paired
-    draw: the same blocks at init and the same data order)."""
-    out: dict[tuple[int, float], dict[int, list[float]]] = {}
+Curve = dict[int, dict[int, float]]  # V -> seed -> val bpb
+
+
+def curves(points: list[dict[str, Any]]) -> dict[tuple[int, float], Curve]:
+    """(depth, budget) -> V -> seed -> the val bpb of each finished point (seed s of every V is one paired draw: the
+    same blocks at init and the same data order)."""
+    out: dict[tuple[int, float], Curve] = {}
     for p in sorted(points, key=lambda p: p["seed"]):
         if p["status"] == "ok" and p["val_bpb"] is not None:
-            out.setdefault((p["depth"], p["flops_budget"]), {}).setdefault(p["vocab_size"], []).append(p["val_bpb"])
+            key = (p["depth"], p["flops_budget"])
+            out.setdefault(key, {}).setdefault(p["vocab_size"], {})[p["seed"]] = p["val_bpb"]
     return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
 
-def paired(curve: dict[int, list[float]]) -> bool:
-    """Every size has the same number of seeds (then seed s is a draw shared by all sizes)."""
-    return len({len(ys) for ys in curve.values()}) == 1
+def adjusted_means(columns: list[dict[int, float]], sizes: list[int]) -> list[float]:
+    """Each size's mean bpb, adjusted for each seed's offset: the least-squares fit of bpb = f(V) + a_seed.
+
+    A seed shifts every size about alike (one seed ran 0.05 bpb below another at every V), so when some sizes have
+    more seeds than others (a rerun that added seeds where sizes were close) plain means would compare sizes on
+    different seeds. With every size on the same seeds this is the plain mean. `columns`: one dict V -> bpb per
+    seed (a bootstrap draw may repeat a seed)."""
+    offsets = [0.0] * len(columns)
+    f = [0.0] * len(sizes)
+    for _ in range(200):  # alternating means; exact after one round when every size has every seed
+        f = [float(np.mean([c[v] - a for c, a in zip(columns, offsets) if v in c])) for v in sizes]
+        new = [float(np.mean([c[v] - fv for v, fv in zip(sizes, f) if v in c])) for c in columns]
+        shift = float(np.mean(new))
+        new = [a - shift for a in new]
+        if max(abs(x - y) for x, y in zip(new, offsets)) < 1e-12:
+            break
+        offsets = new
+    return f
 
 
-def optimum(curve: dict[int, list[float]], rng: np.random.Generator) -> dict[str, Any]:
+def optimum(curve: Curve, rng: np.random.Generator) -> dict[str, Any]:
     """V_opt of one (depth, budget) curve, its bootstrap interval and draws, the per-seed refits, and which sizes are
     within noise of the best one."""
     sizes = list(curve)
+    seeds = sorted({s for ys in curve.values() for s in ys})
+    columns = [{v: curve[v][s] for v in sizes if s in curve[v]} for s in seeds]
     xs = [math.log2(v) for v in sizes]
-    means = [float(np.mean(curve[v])) for v in sizes]
-    sds = [float(np.std(curve[v], ddof=1)) if len(curve[v]) > 1 else float("nan") for v in sizes]
+    means = adjusted_means(columns, sizes)
+    sds = [float(np.std(list(curve[v].values()), ddof=1)) if len(curve[v]) > 1 else float("nan") for v in sizes]
     x_opt, interior = vertex(xs, means) if len(sizes) >= 3 else (xs[int(np.argmin(means))], False)
     best = int(np.argmin(means))
-    n_seeds = min(len(s) for s in curve.values())
     draws: list[float] = []
-    if n_seeds > 1 and len(sizes) >= 3:
-        # Paired: one draw of seeds for the whole curve (the sizes share each seed's init and data); otherwise
-        # each size's seeds are drawn on their own.
-        table = np.array([curve[v] for v in sizes]) if paired(curve) else None
-        for _ in range(BOOTSTRAP):
-            if table is not None:
-                ys = [float(m) for m in table[:, rng.integers(0, n_seeds, size=n_seeds)].mean(axis=1)]
-            else:
-                ys = [float(np.mean(rng.choice(curve[v], size=len(curve[v])))) for v in sizes]
-            draws.append(vertex(xs, ys)[0])
-    per_seed = []
-    if len(sizes) >= 3:
-        for s in range(n_seeds):
-            per_seed.append(2 ** vertex(xs, [curve[v][s] for v in sizes])[0])
+    if min(len(ys) for ys in curve.values()) > 1 and len(sizes) >= 3:
+        # Seeds are drawn with replacement, one draw for the whole curve: the sizes share each seed's init and data.
+        # A draw that leaves some size without a seed is drawn again.
+        while len(draws) < BOOTSTRAP:
+            pick = [columns[i] for i in rng.integers(0, len(seeds), size=len(seeds))]
+            if all(any(v in c for c in pick) for v in sizes):
+                draws.append(vertex(xs, adjusted_means(pick, sizes))[0])
+    complete = [c for c in columns if len(c) == len(sizes)]
+    per_seed = [2 ** vertex(xs, [c[v] for v in sizes])[0] for c in complete] if len(sizes) >= 3 else []
     # An edge is not an optimum: no interval for it (its draws still show how often resampling finds an interior one).
     interval = [2 ** float(np.percentile(draws, q)) for q in INTERVAL] if draws and interior else None
     within = []
     for i, v in enumerate(sizes):
         if i == best:
             continue
-        n1, n2 = len(curve[v]), len(curve[sizes[best]])
-        if n1 > 1 and n2 > 1:
-            if paired(curve):  # the spread of the per-seed differences
-                diff = np.subtract(curve[v], curve[sizes[best]])
-                se = float(np.std(diff, ddof=1)) / math.sqrt(n1)
-            else:
-                se = math.sqrt(sds[i] ** 2 / n1 + sds[best] ** 2 / n2)
-            if means[i] - means[best] < NOISE_Z * se:
-                within.append(v)
+        common = [s for s in curve[v] if s in curve[sizes[best]]]
+        if len(common) > 1:  # the spread of the per-seed differences
+            diff = [curve[v][s] - curve[sizes[best]][s] for s in common]
+            se = float(np.std(diff, ddof=1)) / math.sqrt(len(common))
+        elif len(curve[v]) > 1 and len(curve[sizes[best]]) > 1:
+            se = math.sqrt(sds[i] ** 2 / len(curve[v]) + sds[best] ** 2 / len(curve[sizes[best]]))
+        else:
+            continue
+        if means[i] - means[best] < NOISE_Z * se:
+            within.append(v)
     return {
         "v_opt": 2**x_opt,
         "interior": interior,
@@ -129,7 +147,8 @@ def optimum(curve: dict[int, list[float]], rng: np.random.Generator) -> dict[str
         "within_noise_of_best": within,
         "means": dict(zip(sizes, means)),
         "sds": dict(zip(sizes, sds)),
-        "n_seeds": n_seeds,
+        "n_seeds": min(len(ys) for ys in curve.values()),
+        "seeds_per_size": {v: len(ys) for v, ys in curve.items()},
         "_draws": draws,
     }
 
@@ -276,6 +295,16 @@ def fmt_interval(iv: list[float] | None) -> str:
     return f"[{fmt_v(iv[0])}, {fmt_v(iv[1])}]" if iv else "n/a"
 
 
+def seeds_text(r: dict[str, Any]) -> str:
+    """'2 seed(s) per point', or the range when a rerun added seeds to some points."""
+    counts: dict[tuple[int, float, int], int] = {}
+    for p in r["points"]:
+        key = (p["depth"], p["flops_budget"], p["vocab_size"])
+        counts[key] = counts.get(key, 0) + 1
+    lo, hi = min(counts.values(), default=r["seeds"]), max(counts.values(), default=r["seeds"])
+    return f"{lo} seed(s) per point" if lo == hi else f"{lo} to {hi} seeds per point"
+
+
 def markdown(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [
@@ -284,7 +313,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"`{r['command']}`",
         "",
         f"Device: {r['device']}. Depths {r['depths']}, sequence length {s['max_seq_len']}, "
-        f"{r['tokens_per_step']:,} tokens per optimizer step, {r['seeds']} seed(s) per point, train.base's model and "
+        f"{r['tokens_per_step']:,} tokens per optimizer step, {seeds_text(r)}, train.base's model and "
         f"optimizer (lrs: embedding {lr_text(s, 'embedding_lr')}, head {lr_text(s, 'unembedding_lr')}, "
         f"Muon {lr_text(s, 'matrix_lr')}; warmdown {lr_text(s, 'warmdown_ratio')}). "
         "Each V trains for round(C / (FLOPs per token(V) x tokens per step)) steps, where FLOPs per token = "
@@ -317,6 +346,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## val bpb per vocab size (mean ± sd over seeds; tokens trained)",
         "",
+        "Where sizes have different numbers of seeds, the mean is adjusted for each seed's offset (the fit "
+        "bpb = f(V) + a_seed), so that sizes are compared as if on the same seeds; the sd is the raw spread.",
+        "",
     ]
     by_key: dict[tuple[int, float], dict[int, list[dict[str, Any]]]] = {}
     for p in r["points"]:
@@ -342,9 +374,11 @@ def markdown(r: dict[str, Any]) -> str:
                 if not ok:
                     cells.append("failed")
                     continue
-                mean = float(np.mean(ok))
-                sd = f" ± {np.std(ok, ddof=1):.3f}" if len(ok) > 1 else ""
                 o = opt.get(c)
+                mean = o["means"].get(v, float(np.mean(ok))) if o is not None else float(np.mean(ok))
+                sd = f" ± {np.std(ok, ddof=1):.3f}" if len(ok) > 1 else ""
+                if o is not None and len(set(o["seeds_per_size"].values())) > 1:
+                    sd += f", {len(ok)} seeds"
                 mark = ""
                 if o is not None and o["best_measured"] == v:
                     mark = " **best**"
@@ -484,7 +518,7 @@ def plot_bpb(r: dict[str, Any], path: Path) -> None:
     plt = _plt()
     depths = r["depths"]
     fig, axes = plt.subplots(1, len(depths), figsize=(7.5 * len(depths), 4.8), dpi=120, squeeze=False)
-    by_key: dict[tuple[int, float], dict[int, list[float]]] = curves(r["points"])
+    by_key = curves(r["points"])
     opt = {(o["depth"], o["flops_budget"]): o for o in r["optimum"]}
     colors = plt.cm.viridis(np.linspace(0, 0.85, max(1, len(r["budgets"]))))
     for ax, depth in zip(axes[0], depths):
@@ -493,11 +527,11 @@ def plot_bpb(r: dict[str, Any], path: Path) -> None:
             if not curve:
                 continue
             sizes = list(curve)
-            means = [np.mean(curve[v]) for v in sizes]
-            for v in sizes:
-                ax.scatter([v] * len(curve[v]), curve[v], color=color, s=10, alpha=0.45, lw=0)
-            ax.plot(sizes, means, "-o", color=color, ms=5, label=f"C = {fmt_c(c)} FLOPs")
             o = opt[depth, c]
+            means = [o["means"][v] for v in sizes]
+            for v in sizes:
+                ax.scatter([v] * len(curve[v]), list(curve[v].values()), color=color, s=10, alpha=0.45, lw=0)
+            ax.plot(sizes, means, "-o", color=color, ms=5, label=f"C = {fmt_c(c)} FLOPs")
             if o["interior"]:
                 y = min(means)
                 err = None

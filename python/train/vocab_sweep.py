@@ -457,7 +457,8 @@ def run_sweep(args: argparse.Namespace, d: Dist, log: Callable[[str], None]) -> 
     base.accumulation(probe, d.world)
     points = plan(args.vocab_sizes, args.depths, args.flops, args.seeds, args.max_seq_len, tokens_per_step)
     tok_dir = prepare_tokenizer(args, train_files, d, log)
-    settings = settings_of(args, tok_dir, d.device.type)
+    # The points' settings name the device they trained on (--device or the preset's), not this report's machine.
+    settings = settings_of(args, tok_dir, args.device if args.report_only and args.device else d.device.type)
     done = load_finished(out, points, settings)
     d.barrier()  # every rank has read what is done before rank 0 writes anything new
 
@@ -499,7 +500,9 @@ def run_sweep(args: argparse.Namespace, d: Dist, log: Callable[[str], None]) -> 
         point_log.close()
         if not res.diverged and res.eval_bytes != evals[p.vocab_size].n_bytes:
             raise AssertionError(f"{p.name}: evaluated {res.eval_bytes} bytes, expected {evals[p.vocab_size].n_bytes}")
-        r = point_result(p, res, evals[p.vocab_size], settings, total_seconds=time.perf_counter() - t0)
+        r = point_result(
+            p, res, evals[p.vocab_size], settings, total_seconds=time.perf_counter() - t0, device_name=device_name(d)
+        )
         if d.master:
             write_json_atomic(point_dir / "result.json", r)
         results[p.name] = r
@@ -516,7 +519,7 @@ def run_sweep(args: argparse.Namespace, d: Dist, log: Callable[[str], None]) -> 
     meta = {
         "command": "python -m train.vocab_sweep " + " ".join(sys.argv[1:]),
         "preset": args.preset,
-        "device": device_name(d),
+        "device": trained_on(out, [results[p.name] for p in points if p.name in results], d, args.report_only),
         "settings": settings,
         "vocab_sizes": sizes,
         "depths": sorted(set(args.depths)),
@@ -533,6 +536,17 @@ def run_sweep(args: argparse.Namespace, d: Dist, log: Callable[[str], None]) -> 
     if d.master:
         report = write_report(out, ordered, meta, log)
     return report
+
+
+def trained_on(out: Path, results: list[dict[str, Any]], d: Dist, report_only: bool) -> str:
+    """The machine the points trained on: this one, unless --report-only, where each point's own record says
+    (points from before that record existed: the previous report's)."""
+    if not report_only:
+        return device_name(d)
+    names = sorted({r["device_name"] for r in results if r.get("device_name")})
+    if not names and (out / "report.json").exists():
+        names = [json.loads((out / "report.json").read_text()).get("device", "")]
+    return " and ".join(n for n in names if n) or "unknown (--report-only on another machine)"
 
 
 class PointLog:
@@ -561,7 +575,8 @@ def fmt_duration(s: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    d = setup(args.device)
+    # --report-only trains nothing, so it runs anywhere: a GPU sweep's points copied back to a laptop report there.
+    d = setup("cpu" if args.report_only else args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.compile:
