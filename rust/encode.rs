@@ -204,6 +204,17 @@ impl Encoder {
 
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
+        // The piece cache stores ids in 2 bytes when every rank fits (see `piece_cache`): decided once per call, so
+        // the loop below is compiled for each width and tests none per piece.
+        if self.n_ranks <= 1 << 16 {
+            self.encode_pieces::<2, T>(text, out)
+        } else {
+            self.encode_pieces::<4, T>(text, out)
+        }
+    }
+
+    /// `encode_ordinary_into` with the cache's id width `W`.
+    fn encode_pieces<const W: usize, T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
         // Buffers for BPE on cache misses, reused for every piece of the text.
         let mut scratch = Scratch::default();
         piece_cache::with_thread_cache(self.cache_owner, |cache| {
@@ -215,14 +226,14 @@ impl Encoder {
                 let at = cache.probe(piece.as_bytes());
                 let slot = &mut ring[n % LAG];
                 if n >= LAG {
-                    self.encode_piece(cache, slot.0, slot.1, out, &mut scratch);
+                    self.encode_piece::<W, T>(cache, slot.0, slot.1, out, &mut scratch);
                 }
                 *slot = (at, piece);
                 n += 1;
             })?;
             for k in n.saturating_sub(LAG)..n {
                 let (at, piece) = ring[k % LAG];
-                self.encode_piece(cache, at, piece, out, &mut scratch);
+                self.encode_piece::<W, T>(cache, at, piece, out, &mut scratch);
             }
             Ok(())
         })
@@ -230,7 +241,7 @@ impl Encoder {
 
     /// The ids of one piece: from the cache, else from `encode_miss`.
     #[inline]
-    fn encode_piece<T: TokenId>(
+    fn encode_piece<const W: usize, T: TokenId>(
         &self,
         cache: &mut PieceCache,
         at: Probe,
@@ -239,15 +250,15 @@ impl Encoder {
         scratch: &mut Scratch,
     ) {
         let bytes = piece.as_bytes();
-        if !cache.get_into(at, bytes, out, T::from_u32) {
-            self.encode_miss(cache, at, piece, out, scratch);
+        if !cache.get_into::<W, T>(at, bytes, out, T::from_u32) {
+            self.encode_miss::<W, T>(cache, at, piece, out, scratch);
         }
     }
 
     /// The ids of a piece the cache does not hold (kept out of line, so the hit path stays small): its parts' if it
     /// has cuts, else the whole piece as one token, else BPE; the result goes into the cache.
     #[inline(never)]
-    fn encode_miss<T: TokenId>(
+    fn encode_miss<const W: usize, T: TokenId>(
         &self,
         cache: &mut PieceCache,
         at: Probe,
@@ -259,15 +270,15 @@ impl Encoder {
         if self.cut(piece, &mut scratch.parts) {
             // A piece with a cut is not a token (the token would cross it). Most such pieces (long runs of Han
             // characters) occur once: cached first in their set, they would push out the parts, which recur.
-            self.cut_piece_ids(cache, piece, scratch);
-            cache.insert_second(at, bytes, &scratch.ids);
+            self.cut_piece_ids::<W>(cache, piece, scratch);
+            cache.insert_second::<W>(at, bytes, &scratch.ids);
         } else if let Some(&r) = self.by_bytes.get(bytes) {
             out.push(T::from_u32(r));
-            cache.insert(at, bytes, &[r]);
+            cache.insert::<W>(at, bytes, &[r]);
             return;
         } else {
             self.bpe_bytes(bytes, &mut scratch.ids, &mut scratch.ranks);
-            cache.insert(at, bytes, &scratch.ids);
+            cache.insert::<W>(at, bytes, &scratch.ids);
         }
         out.extend(scratch.ids.iter().map(|&r| T::from_u32(r)));
     }
@@ -296,7 +307,7 @@ impl Encoder {
     /// with a token of its own is that token; the others come from the cache, else from BPE. A part's cache entry
     /// serves pieces of the same bytes too: `part_tokens_are_their_own_bpe` makes BPE and the whole-piece
     /// lookup agree.
-    fn cut_piece_ids(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
+    fn cut_piece_ids<const W: usize>(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
         let Scratch { ids, ranks, part: tmp, parts, probes } = scratch;
         let bytes = piece.as_bytes();
         let range = |s: u32, e: u32| &bytes[s as usize..e as usize];
@@ -317,10 +328,10 @@ impl Encoder {
                 Part::Bytes(s, e) => (s, e),
             };
             let (part, &at) = (range(s, e), probes.next().expect("a probe per byte range"));
-            if !cache.get_into(at, part, ids, |x| x) {
+            if !cache.get_into::<W, u32>(at, part, ids, |x| x) {
                 // No whole-token lookup first: BPE of a part that is a token gives that token (checked at build).
                 self.bpe_bytes(part, tmp, ranks);
-                cache.insert(at, part, tmp);
+                cache.insert::<W>(at, part, tmp);
                 ids.extend_from_slice(tmp);
             }
         }
