@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::count::{TextCounter, ThreadCounts, WordCounts};
+use crate::count::{CountedWords, TextCounter, ThreadCounts};
 use crate::error::Result;
 use crate::input::{InputSpec, Reader};
 use crate::merge::{learn_merges, token_bytes, MergeStats, TokenId, WordList};
@@ -97,7 +97,7 @@ pub fn count_files(
     input: &InputSpec,
     pretok: &Pretokenizer,
     progress: &Progress,
-) -> Result<(WordCounts, TrainSummary)> {
+) -> Result<(CountedWords, TrainSummary)> {
     let t0 = Instant::now();
     let reader = Reader::open(input)?;
     let total = reader.total_file_bytes() as f64;
@@ -219,10 +219,7 @@ pub fn train_files(opts: &TrainOptions) -> Result<(Vocab, TrainSummary)> {
     let (pretok, _, _) = validate(opts)?;
     let progress = Progress::new(opts.progress);
     let (counts, facts) = count_files(&opts.input, &pretok, &progress)?;
-    let t_sort = Instant::now();
-    let words = counts.into_vec();
-    let facts = TrainSummary { seconds_sort: t_sort.elapsed().as_secs_f64(), ..facts };
-    let (vocab, summary) = train_counts(opts, words, facts)?;
+    let (vocab, summary) = train_counts(opts, counts, facts)?;
     let summary = TrainSummary {
         seconds_total: Some(t0.elapsed().as_secs_f64()),
         peak_rss_mb: Some(peak_rss_mb()),
