@@ -1,8 +1,9 @@
 //! Counting unique pieces ("words") in parallel.
 //!
-//! Each rayon task counts into its own table; tables are merged shard by shard in parallel, so no step is serial in
-//! the number of distinct words (rustbpe merges its per-batch counts into one map on one thread). Shards are picked by
-//! a fixed-seed hash, and the final word list is sorted, so the result never depends on the thread count.
+//! Each rayon task counts into its own table; the tables are merged range of hashes by range in parallel
+//! (`ThreadCounts::finish`), or shard by shard (`WordCounts`), so no step is serial in the number of distinct words
+//! (rustbpe merges its per-batch counts into one map on one thread). Hashes have a fixed seed, and the merges never
+//! depend on the order of the words, so the result never depends on the thread count.
 
 use std::hash::BuildHasher;
 
@@ -242,8 +243,14 @@ struct Slot {
 /// hash alone, so the counting loop prefetches the slots of the next pieces while it counts this one. On tables of
 /// millions of words every rare word is a miss to memory; overlapping those misses is what makes counting at
 /// nanochat's scale (2e9 characters, ~14M distinct pieces) fast.
+///
+/// A word's first slot is given by the top bits of its hash, so slots lie in hash order (but for the short runs of
+/// linear probing): every table, whatever its size, holds the words of a range of hashes in one stretch of slots,
+/// which is how `merge_tables` merges the threads' tables range by range without another hash table.
 struct CountTable {
     slots: Vec<Slot>,
+    /// 64 − log2(slots): a hash's first slot is `hash >> shift`.
+    shift: u32,
     len: usize,
     /// Bytes of the words longer than 15 bytes, one after another.
     long: Vec<u8>,
@@ -252,7 +259,7 @@ struct CountTable {
 impl CountTable {
     fn with_capacity(words: usize) -> Self {
         let n = (words * 10 / 7).next_power_of_two().max(64);
-        CountTable { slots: vec![Slot::default(); n], len: 0, long: Vec::new() }
+        CountTable { slots: vec![Slot::default(); n], shift: 64 - n.trailing_zeros(), len: 0, long: Vec::new() }
     }
 
     #[inline]
@@ -260,10 +267,16 @@ impl CountTable {
         self.slots.len() - 1
     }
 
+    /// The first slot of hash `h`.
+    #[inline(always)]
+    fn home(&self, h: u64) -> usize {
+        (h >> self.shift) as usize
+    }
+
     /// Fetch the first slot of hash `h` into the cache ahead of `add`.
     #[inline(always)]
     fn prefetch(&self, h: u64) {
-        crate::merge::prefetch(&self.slots[h as usize & self.mask()]);
+        crate::merge::prefetch(&self.slots[self.home(h)]);
     }
 
     #[inline]
@@ -283,7 +296,7 @@ impl CountTable {
     fn add(&mut self, h: u64, piece: &[u8], n: u64) {
         let key = if piece.len() < 16 { short_key(piece) } else { [LONG; 16] };
         let mask = self.mask();
-        let mut i = h as usize & mask;
+        let mut i = self.home(h);
         loop {
             let s = &self.slots[i];
             if s.count == 0 {
@@ -312,9 +325,10 @@ impl CountTable {
     fn grow(&mut self) {
         let bigger = vec![Slot::default(); self.slots.len() * 2];
         let old = std::mem::replace(&mut self.slots, bigger);
+        self.shift -= 1;
         let mask = self.mask();
         for s in old.into_iter().filter(|s| s.count > 0) {
-            let mut i = s.hash as usize & mask;
+            let mut i = self.home(s.hash);
             while self.slots[i].count != 0 {
                 i = (i + 1) & mask;
             }
@@ -332,16 +346,172 @@ impl CountTable {
         }
     }
 
-    /// (hash, word, count) of every word, by `WordCounts` shard.
-    fn into_shards(self) -> Vec<Vec<(u64, Word, u64)>> {
-        let mut out: Vec<Vec<(u64, Word, u64)>> = (0..SHARDS).map(|_| Vec::new()).collect();
-        for s in self.slots.iter().filter(|s| s.count > 0) {
-            // SAFETY: every word came whole from a `&str` (a piece of a document), so its bytes are valid UTF-8.
-            let w = unsafe { std::str::from_utf8_unchecked(self.word(s)) };
-            out[WordCounts::shard_of(s.hash)].push((s.hash, Word::new(w), s.count));
+    /// Call `f` on the slot of every word whose hash is in range `r` of `1 << bits`. They lie in the range's stretch
+    /// of slots (in a table with fewer slots than ranges, the one slot it shares with other ranges), or run on past
+    /// its end where linear probing pushed them (the last range's run on from slot 0); those stretches also hold
+    /// words of other ranges, which the hash tells apart.
+    fn for_each_in_range(&self, bits: u32, r: usize, mut f: impl FnMut(usize, &Slot)) {
+        let n = self.slots.len();
+        let a = 64 - self.shift;
+        let (start, end) =
+            if bits <= a { (r << (a - bits), (r + 1) << (a - bits)) } else { (r >> (bits - a), (r >> (bits - a)) + 1) };
+        let mut q = start;
+        // Past the stretch, only a run of full slots can hold this range's words; and no slot is looked at twice.
+        while q < start + n && (q < end || self.slots[q & self.mask()].count > 0) {
+            let i = q & self.mask();
+            let s = &self.slots[i];
+            if s.count > 0 && (s.hash >> (64 - bits)) as usize == r {
+                f(i, s);
+            }
+            q += 1;
         }
-        out
     }
+}
+
+/// Hash ranges `merge_tables` cuts the words into (at most: no more than the largest table has slots): enough to
+/// keep every thread busy, few enough that a range's words (thousands at nanochat's scale) are sorted inside the
+/// cache.
+const RANGE_BITS: u32 = 12;
+
+/// A counted word in `CountedWords`: its count and its key as in the table that counted it, except that a long
+/// word's key also holds that table's number (bytes 1..4), to find its bytes. A tuple of numbers, so that a
+/// vector of zeros of them is a fresh mapping, whose pages cost nothing until written.
+type Counted = (u64, Key);
+
+/// Every distinct word once, with its count over all threads (`ThreadCounts::finish`): 24 bytes a word, and the
+/// bytes of the words longer than 15 bytes in the counting tables' `long`. The merge loop's set-up reads it once,
+/// then frees it.
+#[derive(Default)]
+pub struct CountedWords {
+    words: Vec<Counted>,
+    long: Vec<Vec<u8>>,
+}
+
+impl CountedWords {
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// The bytes and the count of word `i`.
+    pub fn get(&self, i: usize) -> (&[u8], u64) {
+        let (count, key) = &self.words[i];
+        if key[0] == LONG {
+            let (off, len) = long_ref(key);
+            let table = u32::from_le_bytes([key[1], key[2], key[3], 0]) as usize;
+            (&self.long[table][off..off + len], *count)
+        } else {
+            (&key[1..1 + key[0] as usize], *count)
+        }
+    }
+}
+
+impl crate::merge::WordList for CountedWords {
+    fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    fn get(&self, i: usize) -> (&[u8], u64) {
+        CountedWords::get(self, i)
+    }
+
+    fn prefetch(&self, i: usize) {
+        crate::merge::prefetch(&self.words[i]);
+    }
+
+    fn prefetch_bytes(&self, i: usize) {
+        if self.words[i].1[0] == LONG {
+            crate::merge::prefetch(self.get(i).0);
+        }
+    }
+}
+
+/// Merge count tables into one list, in parallel over ranges of hashes: a range's words are gathered from every
+/// table, sorted by hash, and each distinct word is written once with its counts summed, into the range's room in
+/// the list (as many places as the tables hold words of the range); then the ranges are moved together. Nothing
+/// is held but the tables and the list, 24 bytes a word. (Building a `WordCounts` of all words, then a list of them,
+/// took as much memory again as the tables at nanochat's scale.)
+fn merge_tables(tables: Vec<CountTable>) -> CountedWords {
+    let tables: Vec<CountTable> = tables.into_iter().filter(|t| t.len > 0).collect();
+    assert!(tables.len() < 1 << 24, "a long word's key has 3 bytes for its table's number");
+    let Some(bits) = tables.iter().map(|t| 64 - t.shift).max() else { return CountedWords::default() };
+    let bits = bits.min(RANGE_BITS);
+    let ranges = 1usize << bits;
+    let room: Vec<usize> = (0..ranges)
+        .into_par_iter()
+        .map(|r| {
+            let mut n = 0;
+            tables.iter().for_each(|t| t.for_each_in_range(bits, r, |_, _| n += 1));
+            n
+        })
+        .collect();
+    let mut words: Vec<Counted> = vec![(0, [0; 16]); room.iter().sum()];
+    let mut parts: Vec<&mut [Counted]> = Vec::with_capacity(ranges);
+    let mut rest = words.as_mut_slice();
+    for &n in &room {
+        let (part, tail) = rest.split_at_mut(n);
+        parts.push(part);
+        rest = tail;
+    }
+    // (hash, table, slot) of a range's words.
+    let gathered = |r: usize, buf: &mut Vec<(u64, u32, u32)>| {
+        buf.clear();
+        for (t, table) in tables.iter().enumerate() {
+            table.for_each_in_range(bits, r, |i, s| {
+                buf.push((s.hash, t as u32, u32::try_from(i).expect("a table of fewer than 2^32 slots")))
+            });
+        }
+        buf.sort_unstable_by_key(|&(h, _, _)| h);
+    };
+    let slot = |&(_, t, i): &(u64, u32, u32)| (&tables[t as usize], &tables[t as usize].slots[i as usize]);
+    let lens: Vec<usize> = parts
+        .into_par_iter()
+        .enumerate()
+        .map_init(Vec::new, |buf, (r, part)| {
+            gathered(r, buf);
+            let mut n = 0;
+            for run in buf.chunk_by_mut(|a, b| a.0 == b.0) {
+                // Nearly always one word, seen by one or more tables; different words with the same hash are told
+                // apart by their bytes. A word already added to an earlier one is marked with table u32::MAX.
+                for a in 0..run.len() {
+                    let (first, rest) = run[a..].split_first_mut().expect("a is in the run");
+                    if first.1 == u32::MAX {
+                        continue;
+                    }
+                    let (ta, sa) = slot(first);
+                    let mut count = sa.count;
+                    for other in rest.iter_mut().filter(|o| o.1 != u32::MAX) {
+                        let (tb, sb) = slot(other);
+                        if tb.word(sb) == ta.word(sa) {
+                            count += sb.count;
+                            other.1 = u32::MAX;
+                        }
+                    }
+                    let mut key = sa.key;
+                    if key[0] == LONG {
+                        key[1..4].copy_from_slice(&first.1.to_le_bytes()[..3]);
+                    }
+                    part[n] = (count, key);
+                    n += 1;
+                }
+            }
+            n
+        })
+        .collect();
+    // The slots go (the long words' bytes stay, for the list), then the ranges' words move together.
+    let long = tables.into_iter().map(|t| t.long).collect();
+    let (mut from, mut to) = (0, 0);
+    for (&n, &room) in lens.iter().zip(&room) {
+        words.copy_within(from..from + n, to);
+        from += room;
+        to += n;
+    }
+    words.truncate(to);
+    words.shrink_to_fit();
+    CountedWords { words, long }
 }
 
 /// One table per rayon worker thread, kept across calls and merged once at the end: no per-batch merge, and the
@@ -370,7 +540,7 @@ impl ThreadCounts {
         let n = rayon::current_num_threads() + 1;
         ThreadCounts {
             slots: (0..n).map(|_| std::sync::Mutex::new(CountTable::with_capacity(INITIAL_WORDS))).collect(),
-            // The same hash as `WordCounts`, so `finish` reuses it.
+            // Every table hashes alike: `merge_tables` finds a word's slots in each table by its hash.
             hasher: WordCounts::new().hasher,
         }
     }
@@ -402,34 +572,11 @@ impl ThreadCounts {
         self.slots.iter().map(|s| s.lock().map(|t| t.len).unwrap_or(0)).sum()
     }
 
-    /// All threads' counts in one `WordCounts`: each table is split by shard, then every shard is built in parallel.
-    pub fn finish(self) -> WordCounts {
+    /// All threads' counts in one list (see `merge_tables`).
+    pub fn finish(self) -> CountedWords {
         let tables: Vec<CountTable> =
             self.slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
-        let parts: Vec<Vec<Vec<(u64, Word, u64)>>> = tables.into_par_iter().map(CountTable::into_shards).collect();
-        let mut by_shard: Vec<Vec<Vec<(u64, Word, u64)>>> = (0..SHARDS).map(|_| Vec::new()).collect();
-        for table in parts {
-            for (s, part) in table.into_iter().enumerate() {
-                by_shard[s].push(part);
-            }
-        }
-        let hasher = self.hasher;
-        let shards = by_shard
-            .into_par_iter()
-            .map(|parts| {
-                let mut shard = HashTable::with_capacity(parts.iter().map(Vec::len).max().unwrap_or(0));
-                for (h, w, n) in parts.into_iter().flatten() {
-                    match shard.find_mut(h, |(k, _): &(Word, u64)| *k == w) {
-                        Some((_, c)) => *c += n,
-                        None => {
-                            shard.insert_unique(h, (w, n), |(k, _)| hasher.hash_one(k.as_str()));
-                        }
-                    }
-                }
-                shard
-            })
-            .collect();
-        WordCounts { shards, hasher }
+        merge_tables(tables)
     }
 }
 
@@ -477,6 +624,14 @@ impl TextCounter {
 mod tests {
     use super::*;
 
+    /// (word, count) of every word of `w`, sorted.
+    fn listed(w: &CountedWords) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> =
+            (0..w.len()).map(|i| w.get(i)).map(|(b, n)| (String::from_utf8(b.to_vec()).unwrap(), n)).collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn short_keys_hold_the_length_then_the_bytes() {
         for n in 0..16usize {
@@ -521,17 +676,7 @@ mod tests {
             *want.entry(w).or_default() += n;
         }
         assert_eq!(t.len, want.len());
-        let mut got: Vec<(String, u64)> = t
-            .into_shards()
-            .into_iter()
-            .flatten()
-            .map(|(h, w, n)| {
-                assert_eq!(h, hasher.hash_one(w.as_str()));
-                (w.as_str().to_string(), n)
-            })
-            .collect();
-        got.sort();
-        assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        assert_eq!(listed(&merge_tables(vec![t])), want.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -544,9 +689,7 @@ mod tests {
             }
         }
         assert_eq!(t.len, 5);
-        let mut got: Vec<(String, u64)> =
-            t.into_shards().into_iter().flatten().map(|(_, w, n)| (w.as_str().to_string(), n)).collect();
-        got.sort();
+        let got = listed(&merge_tables(vec![t]));
         let mut want: Vec<(String, u64)> =
             words.iter().enumerate().map(|(i, w)| (String::from_utf8(w.to_vec()).unwrap(), i as u64 + 1)).collect();
         want.sort();
@@ -573,7 +716,32 @@ mod tests {
             tc.finish()
         });
         assert_eq!(many.len(), one.len());
-        assert_eq!(many.into_sorted(), one.into_sorted());
+        let one: Vec<(String, u64)> = one.into_sorted().into_iter().map(|(w, n)| (w.as_str().to_string(), n)).collect();
+        assert_eq!(listed(&many), one);
+    }
+
+    #[test]
+    fn tables_of_any_sizes_merge_into_one_list() {
+        // Tables of different sizes, hashes from a small set (long runs of full slots, words of different bytes
+        // with the same hash in one table and across tables), some at the top of the hash space (runs that wrap
+        // past the last slot to the first), short and long words.
+        let mut tables: Vec<CountTable> = [1, 40, 3000, 1].into_iter().map(CountTable::with_capacity).collect();
+        let mut want = std::collections::BTreeMap::<String, u64>::new();
+        let mut s: u64 = 11;
+        for k in 0..30_000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let w = format!("{}{}", ["", "a long word prefix: "][(s >> 60) as usize % 2], (s >> 33) % 1500);
+            // A weak hash of the word's number: 61 values, bunched at both ends of the hash space.
+            let n: u64 = w.bytes().filter(u8::is_ascii_digit).fold(0, |a, b| a * 10 + (b - b'0') as u64);
+            let h = [0, 1 << 40, u64::MAX - 5, u64::MAX][(n % 4) as usize].wrapping_add((n % 61) << 58);
+            let c = 1 + (s >> 20) % 4;
+            // The last table gets a few words only: it has fewer slots than there are ranges.
+            let t = if k % 499 == 0 { 3 } else { k % 3 };
+            tables[t].add(h, w.as_bytes(), c);
+            *want.entry(w).or_default() += c;
+        }
+        assert_eq!(listed(&merge_tables(tables)), want.into_iter().collect::<Vec<_>>());
+        assert!(merge_tables(vec![CountTable::with_capacity(5)]).is_empty());
     }
 
     #[test]

@@ -65,6 +65,76 @@ impl TokenId for u32 {
     }
 }
 
+/// Counted words as the merge loop takes them in: each distinct word once, with its count, in any order (the merges
+/// do not depend on it).
+pub trait WordList: Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes and the count of word `i`.
+    fn get(&self, i: usize) -> (&[u8], u64);
+    /// A hint that word `i` will be read soon: fetch what holds its count and where its bytes are.
+    fn prefetch(&self, _i: usize) {}
+    /// A hint that word `i`'s bytes will be read soon, once what `prefetch` fetched has come in.
+    fn prefetch_bytes(&self, _i: usize) {}
+}
+
+impl<W: AsRef<str> + Sync> WordList for [(W, u64)] {
+    fn len(&self) -> usize {
+        <[(W, u64)]>::len(self)
+    }
+
+    fn get(&self, i: usize) -> (&[u8], u64) {
+        let (w, c) = &self[i];
+        (w.as_ref().as_bytes(), *c)
+    }
+
+    fn prefetch(&self, i: usize) {
+        prefetch(&self[i]);
+    }
+
+    fn prefetch_bytes(&self, i: usize) {
+        prefetch(self[i].0.as_ref().as_bytes());
+    }
+}
+
+impl<W: AsRef<str> + Sync> WordList for Vec<(W, u64)> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn get(&self, i: usize) -> (&[u8], u64) {
+        WordList::get(self.as_slice(), i)
+    }
+
+    fn prefetch(&self, i: usize) {
+        WordList::prefetch(self.as_slice(), i)
+    }
+
+    fn prefetch_bytes(&self, i: usize) {
+        WordList::prefetch_bytes(self.as_slice(), i)
+    }
+}
+
+impl<L: WordList + ?Sized> WordList for &L {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn get(&self, i: usize) -> (&[u8], u64) {
+        (**self).get(i)
+    }
+
+    fn prefetch(&self, i: usize) {
+        (**self).prefetch(i)
+    }
+
+    fn prefetch_bytes(&self, i: usize) {
+        (**self).prefetch_bytes(i)
+    }
+}
+
 type Pair<T> = (T, T);
 type Map<K, V> = hashbrown::HashMap<K, V, FixedState>;
 
@@ -231,9 +301,9 @@ fn free_pages(v: &mut [u32]) -> usize {
     0
 }
 
-/// Ask the CPU to bring `p`'s cache line in ahead of use.
+/// Ask the CPU to bring `p`'s (first) cache line in ahead of use.
 #[inline(always)]
-pub(crate) fn prefetch<X>(p: &X) {
+pub(crate) fn prefetch<X: ?Sized>(p: &X) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, even for bad addresses, and `p` is a valid reference.
     unsafe {
@@ -247,28 +317,32 @@ impl<T: TokenId> Arena<T> {
     /// Words of one byte hold no pair and are left out. Words are laid out roughly sorted (by their first 8
     /// bytes) so that the words holding a pair sit close together in memory: the merge loop then walks the arena
     /// almost in order instead of missing the cache on every word.
-    fn new<W: AsRef<str> + Sync>(words: &[(W, u64)]) -> Result<Self> {
+    fn new<L: WordList + ?Sized>(words: &L) -> Result<Self> {
+        // How far ahead of the word it reads a loop over `words` asks for the next words (see the fill below).
+        const AHEAD: usize = 8;
         // (first 8 bytes, word, length), sorted; then each word's offset is a running sum of header + length.
-        let mut kept: Vec<(u64, u32, u32)> = words
-            .par_iter()
-            .enumerate()
-            .filter(|(_, (w, _))| w.as_ref().len() >= 2)
-            .map(|(i, (w, _))| {
-                let w = w.as_ref().as_bytes();
+        let mut kept: Vec<(u64, u32, u32)> = (0..words.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                if i + AHEAD < words.len() {
+                    words.prefetch_bytes(i + AHEAD);
+                }
+                let w = words.get(i).0;
                 let mut key = [0u8; 8];
                 let n = w.len().min(8);
                 key[..n].copy_from_slice(&w[..n]);
-                (u64::from_be_bytes(key), i as u32, w.len() as u32)
+                (w.len() >= 2).then(|| (u64::from_be_bytes(key), i as u32, w.len() as u32))
             })
             .collect();
         kept.par_sort_unstable();
         let (mut end, mut total_len) = (0usize, 0usize);
-        let offsets: Vec<usize> = kept
+        let offsets: Vec<u32> = kept
             .iter()
             .map(|&(_, _, len)| {
                 end += header::<T>() + len as usize;
                 total_len += len as usize;
-                end - header::<T>() - len as usize
+                // Past u32::MAX the run is refused below.
+                (end - header::<T>() - len as usize) as u32
             })
             .collect();
         if end > u32::MAX as usize {
@@ -280,20 +354,32 @@ impl<T: TokenId> Arena<T> {
         let mut ids: Vec<T> = Vec::with_capacity(end);
         advise_huge_pages(&ids);
         let out = SharedSlice(ids.as_mut_ptr());
-        // Fill in parallel: the reads of `words` jump around, and two threads wait on twice as many.
-        offsets.par_iter().zip(kept.par_iter()).for_each(|(&o, &(_, i, len))| {
-            let (w, c) = &words[i as usize];
-            // SAFETY: each word writes its own range `o .. o + header + len`, inside the capacity reserved above.
-            unsafe {
-                write_header(out.at(o), *c, len);
-                for (k, &b) in w.as_ref().as_bytes().iter().enumerate() {
-                    out.at(o + header::<T>() + k).write(T::from_u32(b as u32));
+        // Fill in parallel: the reads of `words` jump around, and two threads wait on twice as many. Each thread
+        // asks for the words ahead of the one it copies, in two steps (where a word is, then its bytes), so that
+        // their misses to memory overlap.
+        offsets.par_chunks(1 << 14).zip(kept.par_chunks(1 << 14)).for_each(|(offsets, kept)| {
+            for (k, (&o, &(_, i, len))) in offsets.iter().zip(kept).enumerate() {
+                if let Some(&(_, ahead, _)) = kept.get(k + 2 * AHEAD) {
+                    words.prefetch(ahead as usize);
+                }
+                if let Some(&(_, ahead, _)) = kept.get(k + AHEAD) {
+                    words.prefetch_bytes(ahead as usize);
+                }
+                let (w, c) = words.get(i as usize);
+                let o = o as usize;
+                // SAFETY: each word writes its own range `o .. o + header + len`, inside the capacity reserved
+                // above.
+                unsafe {
+                    write_header(out.at(o), c, len);
+                    for (k, &b) in w.iter().enumerate() {
+                        out.at(o + header::<T>() + k).write(T::from_u32(b as u32));
+                    }
                 }
             }
         });
         // SAFETY: the words' ranges tile `0 .. end`, and every element was written above.
         unsafe { ids.set_len(end) };
-        Ok(Arena { ids, words: offsets.into_iter().map(|o| o as u32).collect(), total_len })
+        Ok(Arena { ids, words: offsets, total_len })
     }
 
     /// The (count, ids) of the word at offset `o`.
@@ -539,10 +625,13 @@ impl<T: TokenId> Queue<T> {
         self.heap = BinaryHeap::from(hot);
     }
 
-    /// Call `f` on the list of every job in the heap (for `Lists::compact`).
+    /// Call `f` on the list in `Lists::hot` of every job in the heap, in the order the lists lie there (for
+    /// `Lists::compact`).
     fn for_each_hot_list(&mut self, f: impl FnMut(&mut ListRef)) {
-        // `BinaryHeap` has no `iter_mut`; lists do not affect its order, and rebuilding it from a vector is linear.
+        // `BinaryHeap` has no `iter_mut`; lists do not affect its order (no two jobs are equal), and rebuilding it
+        // from a vector is linear.
         let mut hot = std::mem::take(&mut self.heap).into_vec();
+        hot.sort_unstable_by_key(|j| (j.list.cold, j.list.start));
         hot.iter_mut().map(|j| &mut j.list).filter(|l| !l.cold).for_each(f);
         self.heap = BinaryHeap::from(hot);
     }
@@ -550,18 +639,30 @@ impl<T: TokenId> Queue<T> {
 
 impl Lists {
     /// Drop the dead space of `hot` still in memory once it is as large as the live lists. Only heap pairs' lists
-    /// are copied.
+    /// are moved, in place: to the front, in the order they lie, so none lands on a list not yet moved; the space
+    /// between the moved lists and the next one is dead, and its pages go back to the system as the moves go. (A
+    /// new buffer for the live lists was the peak of a whole run at nanochat's scale: the live lists twice, and the
+    /// dead space not yet given back.)
     fn compact<T: TokenId>(&mut self, queue: &mut Queue<T>, min: usize) {
         if self.dead < min || self.dead < self.hot.len() - self.freed - self.dead {
             return;
         }
-        let mut hot = Vec::with_capacity(self.hot.len() - self.dead);
+        // Give back dead space in steps of at least this many entries (4 MiB): one system call each.
+        const STEP: usize = 1 << 20;
+        let (mut end, mut given_back) = (0, 0);
         queue.for_each_hot_list(|list| {
-            let start = hot.len();
-            hot.extend_from_slice(self.get(*list));
-            list.start = start;
+            let from = end.max(given_back);
+            if list.start >= from + STEP {
+                free_pages(&mut self.hot[from..list.start]);
+                given_back = list.start;
+            }
+            let len = list.len as usize;
+            self.hot.copy_within(list.start..list.start + len, end);
+            list.start = end;
+            end += len;
         });
-        self.hot = hot;
+        free_pages(&mut self.hot[end.max(given_back)..]);
+        self.hot.truncate(end);
         self.dead = 0;
         self.freed = 0;
     }
@@ -870,17 +971,17 @@ fn apply_merge<T: TokenId>(
 }
 
 /// Learn up to `num_merges` merges from `words` (unique words with their counts). Returns fewer merges only when
-/// no pair is left.
-pub fn learn_merges<T: TokenId, W: AsRef<str> + Sync>(
-    words: &[(W, u64)],
+/// no pair is left. An owned list is freed as soon as the arena has copied it, before the pair lists are built.
+pub fn learn_merges<T: TokenId, L: WordList>(
+    words: L,
     num_merges: usize,
     progress: &Progress,
 ) -> Result<(Vec<Pair<T>>, MergeStats)> {
     learn_merges_tuned(words, num_merges, progress, TUNING)
 }
 
-fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
-    words: &[(W, u64)],
+fn learn_merges_tuned<T: TokenId, L: WordList>(
+    words: L,
     num_merges: usize,
     progress: &Progress,
     tuning: Tuning,
@@ -889,7 +990,10 @@ fn learn_merges_tuned<T: TokenId, W: AsRef<str> + Sync>(
     if 256 + num_merges as u64 > T::CAPACITY {
         return Err(crate::arg_err!("{num_merges} merges do not fit a {}-bit token id", T::BITS));
     }
-    let mut arena = Arena::<T>::new(words)?;
+    let mut arena = Arena::<T>::new(&words)?;
+    // From here on only the arena is read. At nanochat's scale the list is as big as the arena (a third of the
+    // merge loop's memory), and was held to the end.
+    drop(words);
     let (mut lists, jobs) = byte_pairs(&arena);
     let mut queue = Queue::new(jobs);
 

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::count::{TextCounter, ThreadCounts, Word, WordCounts};
+use crate::count::{CountedWords, TextCounter, ThreadCounts};
 use crate::error::Result;
 use crate::input::{InputSpec, Reader};
-use crate::merge::{learn_merges, token_bytes, MergeStats, TokenId};
+use crate::merge::{learn_merges, token_bytes, MergeStats, TokenId, WordList};
 use crate::pretokenize::Pretokenizer;
 use crate::progress::{human_bytes, Progress};
 use crate::vocab::{choose_width, Vocab};
@@ -97,7 +97,7 @@ pub fn count_files(
     input: &InputSpec,
     pretok: &Pretokenizer,
     progress: &Progress,
-) -> Result<(WordCounts, TrainSummary)> {
+) -> Result<(CountedWords, TrainSummary)> {
     let t0 = Instant::now();
     let reader = Reader::open(input)?;
     let total = reader.total_file_bytes() as f64;
@@ -152,20 +152,20 @@ pub fn count_files(
 }
 
 /// Merges from counted words, at the width `width`.
-fn merge_at_width(
-    words: &[(Word, u64)],
+fn merge_at_width<L: WordList>(
+    words: L,
     merges: usize,
     width: u32,
     progress: &Progress,
 ) -> Result<(Vec<Vec<u8>>, MergeStats)> {
-    fn go<T: TokenId>(w: &[(Word, u64)], m: usize, p: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
-        let (merges, stats) = learn_merges::<T, Word>(w, m, p)?;
+    fn go<T: TokenId, L: WordList>(w: L, m: usize, p: &Progress) -> Result<(Vec<Vec<u8>>, MergeStats)> {
+        let (merges, stats) = learn_merges::<T, L>(w, m, p)?;
         Ok((token_bytes(&merges), stats))
     }
     if width == 16 {
-        go::<u16>(words, merges, progress)
+        go::<u16, L>(words, merges, progress)
     } else {
-        go::<u32>(words, merges, progress)
+        go::<u32, L>(words, merges, progress)
     }
 }
 
@@ -174,22 +174,22 @@ pub fn train_counter(opts: &TrainOptions, counter: TextCounter) -> Result<(Vocab
     if counter.documents == 0 || counter.unique_words() == 0 {
         return Err(data_err!("empty input: the iterator gave no text"));
     }
-    let facts = TrainSummary { documents: counter.documents, chars: counter.chars, ..TrainSummary::default() };
-    train_counts(opts, counter.into_counts(), facts)
+    let (documents, chars) = (counter.documents, counter.chars);
+    let t_sort = Instant::now();
+    let words = counter.into_counts().into_vec();
+    let facts =
+        TrainSummary { documents, chars, seconds_sort: t_sort.elapsed().as_secs_f64(), ..TrainSummary::default() };
+    train_counts(opts, words, facts)
 }
 
-/// From counted words to a `Vocab`. `facts` (documents, chars, files...) go into the training record.
-pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: TrainSummary) -> Result<(Vocab, TrainSummary)> {
+/// From counted words to a `Vocab`. `facts` (documents, chars, files..., and `seconds_sort`, the time it took to list
+/// the words) go into the training record. The words are freed as soon as the merge loop has its own copy.
+pub fn train_counts<L: WordList>(opts: &TrainOptions, words: L, facts: TrainSummary) -> Result<(Vocab, TrainSummary)> {
     let (pretok, merges, width) = validate(opts)?;
     let progress = Progress::new(opts.progress);
-    let unique_words = counts.len();
-    let t_sort = std::time::Instant::now();
-    let words = counts.into_vec();
-    let seconds_sort = t_sort.elapsed().as_secs_f64();
+    let unique_words = words.len();
     cancel::check()?;
-    let (ranks, mstats) = merge_at_width(&words, merges, width, &progress)?;
-    // Freeing a million small strings takes a while; nobody needs to wait for it.
-    std::thread::spawn(move || drop(words));
+    let (ranks, mstats) = merge_at_width(words, merges, width, &progress)?;
     if mstats.merges_done < merges {
         let max_vocab = 256 + mstats.merges_done + opts.specials.len() + opts.reserve;
         return Err(data_err!(
@@ -201,7 +201,6 @@ pub fn train_counts(opts: &TrainOptions, counts: WordCounts, facts: TrainSummary
     let training = TrainSummary {
         unique_words,
         merges: mstats.merges_done,
-        seconds_sort,
         seconds_merge_setup: mstats.seconds_setup,
         seconds_merge: mstats.seconds,
         threads: rayon::current_num_threads(),
