@@ -143,7 +143,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a("--compile", action=argparse.BooleanOptionalAction, default=None)
     a("--threads", type=int, default=None, help="torch CPU threads per rank (default: cores / ranks)")
     a("--seed", type=int, default=42, help="seed of the first repetition; repetition s uses seed + s")
-    a("--report-only", action="store_true", help="write the report from the finished points; train nothing")
+    a(
+        "--report-only",
+        action="store_true",
+        help="write the report from the finished points; train nothing, no GPU needed",
+    )
     a("--json", action="store_true", help="print a JSON summary on stdout at the end")
     args = p.parse_args([x for x in argv if x != "--"])
     preset = PRESETS[args.preset] if args.preset else {}
