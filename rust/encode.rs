@@ -204,10 +204,12 @@ impl Encoder {
 
     /// Append the ids of `text` (no special tokens recognised) to `out`.
     pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) -> Result<()> {
-        // The piece cache stores ids in 2 bytes when every rank fits (see `piece_cache`): decided once per call, so
-        // the loop below is compiled for each width and tests none per piece.
+        // The piece cache stores ids in 2 or 3 bytes when every rank fits (see `piece_cache`): decided once per
+        // call, so the loop below is compiled for each width and tests none per piece.
         if self.n_ranks <= 1 << 16 {
             self.encode_pieces::<2, T>(text, out)
+        } else if self.n_ranks <= 1 << 24 {
+            self.encode_pieces::<3, T>(text, out)
         } else {
             self.encode_pieces::<4, T>(text, out)
         }

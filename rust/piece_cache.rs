@@ -9,10 +9,11 @@
 //! the first to the second, whose piece is dropped. Half-line entries hold 99.7% of the hits on English and 96.4%
 //! on German (long compounds fill whole lines); against whole-line entries in two lines per set, the same 4 MiB
 //! keep twice the pieces and a lookup touches one line, not two. Ids take 2 bytes for a vocabulary of up to 65,536
-//! tokens (see `HEAD`): Russian with a vocabulary trained on English, German and Chinese hit 76.8% → 90.5%. (A single slot per hash, before, lost a third of
-//! its misses on English to two frequent pieces sharing a slot.) A hit compares the full bytes, so the cache can
-//! only ever return the ids BPE computed for exactly these bytes. Pieces or id lists too big for a line are not
-//! cached.
+//! tokens and 3 up to 2^24 (see `HEAD`): Russian hit 76.8% → 90.5% with a 32k vocabulary trained on English, German
+//! and Chinese (4 → 2 bytes), and 76.5% → 80.2% with cl100k's (4 → 3). (A single slot per hash, before, lost a
+//! third of its misses on English to two frequent pieces sharing a slot.) A hit compares the full bytes, so the
+//! cache can only ever return the ids BPE computed for exactly these bytes. Pieces or id lists too big for a line
+//! are not cached.
 //! Each thread keeps one cache, shared by the encoders that use it: each encoder gets an epoch on the thread, which
 //! goes into every tag (so an entry only ever matches lookups of its own encoder) and salts the line index (so two
 //! encoders' entries for the same piece sit in different lines). A caller alternating two tokenizers keeps both
@@ -29,7 +30,8 @@ const RECENT: usize = 4;
 /// An entry's header: its tag (4 bytes; low bits of the hash with the epoch in bits 16..32, 0 = empty, checked
 /// before the bytes), the key's length (1; `WHOLE` marks an entry that fills the line) and the number of ids (1).
 /// The key follows, then the ids: little-endian, read as bytes (no alignment needed), `W` bytes each. An encoder
-/// whose ids all fit in 2 bytes (a vocabulary of up to 65,536 tokens) stores them in 2 (`W = 2`), else in 4: then a
+/// stores its ids in as few bytes as its largest fits (`W = 2` for a vocabulary of up to 65,536 tokens, 3 for
+/// cl100k's or o200k's, 4 beyond 2^24): then a
 /// word of a script the vocabulary has few merges for (a token per Cyrillic letter or two) still fits in half a
 /// line. Entries only ever match lookups of the encoder that wrote them (the epoch is in the tag), so each encoder
 /// reads its own width.
@@ -78,10 +80,10 @@ impl Line {
     fn first_ids_into<const W: usize, T>(&self, key_len: usize, out: &mut Vec<T>, conv: impl Fn(u32) -> T) {
         let from = HEAD + key_len;
         let ids = &self.0[from..from + W * self.0[5] as usize];
-        if W == 2 {
-            out.extend(ids.as_chunks::<2>().0.iter().map(|c| conv(u16::from_le_bytes(*c) as u32)));
-        } else {
-            out.extend(ids.as_chunks::<4>().0.iter().map(|c| conv(u32::from_le_bytes(*c))));
+        match W {
+            2 => out.extend(ids.as_chunks::<2>().0.iter().map(|c| conv(u16::from_le_bytes(*c) as u32))),
+            3 => out.extend(ids.as_chunks::<3>().0.iter().map(|c| conv(u32::from_le_bytes([c[0], c[1], c[2], 0])))),
+            _ => out.extend(ids.as_chunks::<4>().0.iter().map(|c| conv(u32::from_le_bytes(*c)))),
         }
     }
 
@@ -93,7 +95,7 @@ impl Line {
         self.0[at + HEAD..at + HEAD + piece.len()].copy_from_slice(piece);
         let from = at + HEAD + piece.len();
         for (c, &id) in self.0[from..from + W * ids.len()].chunks_exact_mut(W).zip(ids) {
-            debug_assert!(W == 4 || id <= u16::MAX as u32, "id {id} written in 2 bytes");
+            debug_assert!(W == 4 || id < 1 << (8 * W), "id {id} written in {W} bytes");
             c.copy_from_slice(&id.to_le_bytes()[..W]);
         }
     }
@@ -369,6 +371,19 @@ mod tests {
         c.insert::<2>(at, b"abc", &many);
         out.clear();
         assert!(c.get_into::<2, _>(at, b"abc", &mut out, |x| x) && out == many, "27 ids of 2 bytes fit in a line");
+    }
+
+    #[test]
+    fn three_byte_ids_hold_a_vocabulary_of_2_pow_24() {
+        let mut c = PieceCache::new();
+        let ids = [0, 65_536, (1 << 24) - 1, 100_255];
+        let at = c.probe(b"edge");
+        c.insert::<3>(at, b"edge", &ids);
+        let mut out: Vec<u32> = Vec::new();
+        assert!(c.get_into::<3, _>(at, b"edge", &mut out, |x| x));
+        assert_eq!(out, ids);
+        // 14 bytes and 4 ids: half a line with 3-byte ids (14 + 12 <= 26), a whole one with 4-byte ids.
+        assert!(fits_half::<3>(14, 4) && !fits_half::<4>(14, 4));
     }
 
     #[test]
