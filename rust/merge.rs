@@ -18,7 +18,7 @@
 //! The token type `T` (u16 or u32) is the width the tokenizer is stored in; the arena uses it directly.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::hash::Hash;
 
 use foldhash::fast::FixedState;
@@ -534,24 +534,28 @@ impl<T: TokenId> Queue<T> {
     /// heap should hold for the merges still to do.
     fn pop(&mut self, arena: &Arena<T>, lists: &mut Lists, keep: usize) -> Option<Job<T>> {
         loop {
-            let Some(mut job) = self.heap.pop() else {
+            // The top is fixed in place where it can be (`PeekMut` sifts it down once when dropped), not popped and
+            // pushed again: a pop and a push each cost a walk through the heap.
+            let Some(mut top) = self.heap.peek_mut() else {
                 if self.cold.is_empty() {
                     return None;
                 }
                 self.warm(arena, lists, keep);
                 continue;
             };
-            let current = self.counts.get(&job.pair).copied().unwrap_or(0);
-            if job.count != current {
+            let current = self.counts.get(&top.pair).copied().unwrap_or(0);
+            if top.count != current {
                 // Stale: the pair lost occurrences since this entry was pushed.
-                job.count = current;
+                if current >= self.floor && current > 0 {
+                    top.count = current;
+                    continue;
+                }
+                let mut job = PeekMut::pop(top);
+                self.counts.remove(&job.pair);
                 if current == 0 {
-                    self.counts.remove(&job.pair);
                     lists.release(job.list);
-                } else if current >= self.floor {
-                    self.heap.push(job);
                 } else {
-                    self.counts.remove(&job.pair);
+                    job.count = current;
                     job.list = lists.chill(job.list);
                     self.cold.push(job);
                 }
@@ -559,11 +563,12 @@ impl<T: TokenId> Queue<T> {
             }
             if current < self.floor {
                 // A cold pair may beat it.
-                self.heap.push(job);
+                drop(top);
                 self.warm(arena, lists, keep);
                 continue;
             }
             // Merging removes every occurrence, and no pair is ever made twice: it is done for good.
+            let job = PeekMut::pop(top);
             self.counts.remove(&job.pair);
             return Some(job);
         }
