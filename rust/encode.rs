@@ -57,6 +57,10 @@ pub struct Encoder {
     by_bytes: Map<Box<[u8]>, u32>,
     /// (left id, right id) → the token BPE makes of them: each token's last merge (see `last_merges`).
     pair_rank: Map<(u32, u32), u32>,
+    /// Whether BPE of every token's bytes gives the token (true of every vocabulary BPE training makes, cl100k's
+    /// and o200k's too). Then a piece the cache does not hold goes straight to BPE: a piece that is a token comes
+    /// out as that token, and the other nine in ten misses (English, German) skip a lookup that cannot find them.
+    tokens_are_own_bpe: bool,
     /// The rank of each single byte: where BPE starts.
     byte_rank: [u32; 256],
     /// `merged` of two single bytes' ranks, indexed by `first << 8 | second`: every piece starts as bytes, so the
@@ -98,7 +102,7 @@ impl Encoder {
             // check_ranks made sure every byte is there.
             *r = by_bytes.get(&[b as u8][..]).copied().unwrap_or(u32::MAX);
         }
-        let pair_rank = last_merges(&vocab.ranks, &by_bytes, &byte_rank);
+        let (pair_rank, tokens_are_own_bpe) = last_merges(&vocab.ranks, &by_bytes, &byte_rank);
         let byte_pair: Box<[u32]> =
             (0..1usize << 16).map(|i| merged_in(&pair_rank, byte_rank[i >> 8], byte_rank[i & 0xff])).collect();
         let sealed = SealedChars::new(&vocab.ranks, &byte_rank, |l, r| merged_in(&pair_rank, l, r));
@@ -121,6 +125,7 @@ impl Encoder {
             pretok,
             by_bytes,
             pair_rank,
+            tokens_are_own_bpe,
             byte_rank,
             byte_pair,
             sealed,
@@ -153,6 +158,9 @@ impl Encoder {
     /// part by part through the piece cache, where a part that is a token is looked up whole, as a piece is; BPE of
     /// the part must then give the same. Checked, not assumed: the vocabularies nanobpe trains pass.
     fn part_tokens_are_their_own_bpe<'a>(&self, ranks: impl Iterator<Item = &'a [u8]>) -> bool {
+        if self.tokens_are_own_bpe {
+            return true; // checked for every token when the pair table was built
+        }
         // Without repeated bytes in the vocabulary, every token is the one its bytes look up.
         let unique = self.by_bytes.len() == self.n_ranks;
         let (mut ids, mut scratch) = (Vec::new(), Vec::new());
@@ -248,7 +256,8 @@ impl Encoder {
     }
 
     /// The ids of a piece the cache does not hold (kept out of line, so the hit path stays small): its parts' if it
-    /// has cuts, else the whole piece as one token, else BPE; the result goes into the cache.
+    /// has cuts, else the whole piece as one token (looked up only if some token is not its own BPE), else BPE; the
+    /// result goes into the cache.
     #[inline(never)]
     fn encode_miss<const W: usize, T: TokenId>(
         &self,
@@ -264,7 +273,7 @@ impl Encoder {
             // characters) occur once: cached first in their set, they would push out the parts, which recur.
             self.cut_piece_ids::<W>(cache, piece, scratch);
             cache.insert_second::<W>(at, bytes, &scratch.ids);
-        } else if let Some(&r) = self.by_bytes.get(bytes) {
+        } else if let Some(&r) = (!self.tokens_are_own_bpe).then(|| self.by_bytes.get(bytes)).flatten() {
             out.push(T::from_u32(r));
             cache.insert::<W>(at, bytes, &[r]);
             return;
@@ -587,7 +596,12 @@ struct Scratch {
 /// and a token that BPE of its bytes does not give is never made. The other splits never win a step, so leaving
 /// them out changes no choice. Tokens are taken shortest first: BPE of a token's bytes only makes shorter tokens
 /// before its last merge, whose pairs are then all in the table.
-fn last_merges(ranks: &[Vec<u8>], by_bytes: &Map<Box<[u8]>, u32>, byte_rank: &[u32; 256]) -> Map<(u32, u32), u32> {
+/// Also returns whether BPE of every token's bytes gives the token (each has its pair).
+fn last_merges(
+    ranks: &[Vec<u8>],
+    by_bytes: &Map<Box<[u8]>, u32>,
+    byte_rank: &[u32; 256],
+) -> (Map<(u32, u32), u32>, bool) {
     let mut order: Vec<u32> = (0..ranks.len() as u32)
         .filter(|&r| {
             let b = &ranks[r as usize];
@@ -598,12 +612,13 @@ fn last_merges(ranks: &[Vec<u8>], by_bytes: &Map<Box<[u8]>, u32>, byte_rank: &[u
     order.sort_by_key(|&r| (ranks[r as usize].len(), r));
     let mut table: Map<(u32, u32), u32> = Map::with_capacity_and_hasher(order.len(), FixedState::with_seed(2));
     let mut bufs = (Vec::new(), Vec::new());
-    for r in order {
+    for &r in &order {
         if let Some(pair) = last_merge(&ranks[r as usize], byte_rank, &table, &mut bufs) {
             table.insert(pair, r);
         }
     }
-    table
+    let all = table.len() == order.len();
+    (table, all)
 }
 
 /// The two parts BPE of `bytes` merges last, by the pairs in `table` and tiktoken's rescan, when it ends in one
@@ -1080,6 +1095,7 @@ mod tests {
         let ranks = vocab_of(&[b"ab".to_vec(), b"bc".to_vec(), b"abc".to_vec(), b"cd".to_vec(), b"xyz".to_vec()]);
         let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
         let e = Encoder::new(&v).unwrap();
+        assert!(!e.tokens_are_own_bpe, "xyz is not its own BPE: a piece \"xyz\" is looked up whole");
         let id = |t: &[u8]| e.by_bytes[t];
         let mut pairs: Vec<((u32, u32), u32)> = e.pair_rank.iter().map(|(&k, &v)| (k, v)).collect();
         pairs.sort();
@@ -1144,6 +1160,8 @@ mod tests {
                 let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, merges));
                 let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
                 let e = Encoder::new(&v).unwrap();
+                // A trained vocabulary: every token is its own BPE, so misses skip the whole-piece lookup.
+                prop_assert!(e.tokens_are_own_bpe);
                 prop_assert!(e.safe_cuts().is_some());
                 for t in texts.iter().chain(texts.iter()) {
                     let ids: Vec<u32> = e.encode_ordinary(t).unwrap();
