@@ -4,8 +4,8 @@
 //! byte-level BPE starts from the ranks of the piece's single bytes (wherever the vocab puts them: a trained vocab
 //! has byte b at rank b, cl100k-style files do not) and merges the adjacent pair whose concatenated bytes form the
 //! lowest-ranked token, leftmost first — exactly what tiktoken's `byte_pair_merge` does. Pair ranks are looked up by
-//! id in a table built from the vocabulary (every way a token's bytes split into two tokens, so keyed by the
-//! concatenation being a token, not by how training made it). Short pieces use tiktoken's simple rescan; long pieces
+//! id in a table built from the vocabulary (`pairs`: each token's last merge in BPE of its own bytes, which gives
+//! the same ids as every way to split it, not how training made it). Short pieces use tiktoken's simple rescan; long pieces
 //! use a block min-tree over positions: O(n log n) time and about 9 bytes per input byte.
 //!
 //! A per-thread piece cache (`piece_cache`) answers before either: most pieces of real text repeat, and a hit is one
@@ -24,6 +24,7 @@ use foldhash::fast::FixedState;
 use crate::cuts::{Part, SafeCuts};
 use crate::error::Result;
 use crate::merge::TokenId;
+use crate::pairs::{self, PairTable};
 use crate::piece_cache::{self, PieceCache, Probe};
 use crate::pretokenize::Pretokenizer;
 use crate::sealed::{self, SealedChars};
@@ -55,8 +56,8 @@ pub struct Encoder {
     pretok: Pretokenizer,
     /// Token bytes → rank.
     by_bytes: Map<Box<[u8]>, u32>,
-    /// (left id, right id) → the token BPE makes of them: each token's last merge (see `last_merges`).
-    pair_rank: Map<u64, u32>,
+    /// (left id, right id) → the token BPE makes of them: each token's last merge (see `pairs`).
+    pair_rank: PairTable,
     /// Whether BPE of every token's bytes gives the token (true of every vocabulary BPE training makes, cl100k's
     /// and o200k's too). Then a piece the cache does not hold goes straight to BPE: a piece that is a token comes
     /// out as that token, and the other nine in ten misses (English, German) skip a lookup that cannot find them.
@@ -102,10 +103,10 @@ impl Encoder {
             // check_ranks made sure every byte is there.
             *r = by_bytes.get(&[b as u8][..]).copied().unwrap_or(u32::MAX);
         }
-        let (pair_rank, tokens_are_own_bpe) = last_merges(&vocab.ranks, &by_bytes, &byte_rank);
+        let (pair_rank, tokens_are_own_bpe) = pairs::last_merges(&vocab.ranks, &by_bytes, &byte_rank);
         let byte_pair: Box<[u32]> =
-            (0..1usize << 16).map(|i| merged_in(&pair_rank, byte_rank[i >> 8], byte_rank[i & 0xff])).collect();
-        let sealed = SealedChars::new(&vocab.ranks, &byte_rank, |l, r| merged_in(&pair_rank, l, r));
+            (0..1usize << 16).map(|i| pair_rank.get(byte_rank[i >> 8], byte_rank[i & 0xff])).collect();
+        let sealed = SealedChars::new(&vocab.ranks, &byte_rank, |l, r| pair_rank.get(l, r));
         let mut decoder: Vec<Box<[u8]>> = vocab.ranks.iter().map(|b| b.clone().into_boxed_slice()).collect();
         let specials: Vec<(String, u32)> = vocab.all_specials().cloned().collect();
         let mut special_ids: Map<String, u32> = Map::with_hasher(FixedState::with_seed(3));
@@ -439,7 +440,7 @@ impl Encoder {
     /// The merged token of adjacent tokens `l` and `r`, if their concatenation is a token.
     #[inline]
     fn merged(&self, l: u32, r: u32) -> u32 {
-        merged_in(&self.pair_rank, l, r)
+        self.pair_rank.get(l, r)
     }
 
     /// BPE of `bytes` (a piece that is not a token, a part of a cut piece, or a token being checked; UTF-8 unless
@@ -581,81 +582,6 @@ struct Scratch {
     parts: Vec<Part>,
     /// Where its byte-range parts are in the cache.
     probes: Vec<Probe>,
-}
-
-/// The pairs BPE can ever merge, with the token each makes: for every token that BPE of its own bytes gives, the
-/// last merge on the way. tiktoken merges any two adjacent parts whose bytes are a token, so a table of every way
-/// to split each token in two gives its ids; this one, a subset, gives the same, at about half the size (59,028 →
-/// 32,503 pairs for a 32k vocabulary, 192,962 → 99,735 for cl100k's), which keeps more of it in the CPU's cache:
-/// the lookups are most of BPE's time.
-///
-/// Why the same: while BPE runs on any text, the parts inside the bytes of a token it will make only ever merge
-/// with each other (a merge across the edge would make a part that sticks out), and they merge in the order BPE of
-/// those bytes alone would take (each merge is the lowest-ranked, leftmost pair of the whole text, so also of the
-/// pairs inside). So a token is only ever made the way BPE makes it from its own bytes, by its last merge there,
-/// and a token that BPE of its bytes does not give is never made. The other splits never win a step, so leaving
-/// them out changes no choice. Tokens are taken shortest first: BPE of a token's bytes only makes shorter tokens
-/// before its last merge, whose pairs are then all in the table.
-/// Also returns whether BPE of every token's bytes gives the token (each has its pair).
-fn last_merges(ranks: &[Vec<u8>], by_bytes: &Map<Box<[u8]>, u32>, byte_rank: &[u32; 256]) -> (Map<u64, u32>, bool) {
-    let mut order: Vec<u32> = (0..ranks.len() as u32)
-        .filter(|&r| {
-            let b = &ranks[r as usize];
-            // Of repeated bytes, only the rank a lookup gives (the last) is ever made.
-            b.len() >= 2 && by_bytes.get(b.as_slice()) == Some(&r)
-        })
-        .collect();
-    order.sort_by_key(|&r| (ranks[r as usize].len(), r));
-    let mut table: Map<u64, u32> = Map::with_capacity_and_hasher(order.len(), FixedState::with_seed(2));
-    let mut bufs = (Vec::new(), Vec::new());
-    for &r in &order {
-        if let Some(pair) = last_merge(&ranks[r as usize], byte_rank, &table, &mut bufs) {
-            table.insert(pair_key(pair.0, pair.1), r);
-        }
-    }
-    let all = table.len() == order.len();
-    (table, all)
-}
-
-/// The two parts BPE of `bytes` merges last, by the pairs in `table` and tiktoken's rescan, when it ends in one
-/// token whose pair `table` does not hold yet (two parts left); None when it ends in more.
-fn last_merge(
-    bytes: &[u8],
-    byte_rank: &[u32; 256],
-    table: &Map<u64, u32>,
-    (parts, pairs): &mut (Vec<u32>, Vec<u32>),
-) -> Option<(u32, u32)> {
-    parts.clear();
-    parts.extend(bytes.iter().map(|&b| byte_rank[b as usize]));
-    pairs.clear();
-    pairs.extend(parts.windows(2).map(|w| merged_in(table, w[0], w[1])));
-    while let Some((m, i)) = pairs.iter().enumerate().map(|(i, &m)| (m, i)).min().filter(|b| b.0 != u32::MAX) {
-        parts[i] = m;
-        parts.remove(i + 1);
-        pairs.remove(i);
-        if i > 0 {
-            pairs[i - 1] = merged_in(table, parts[i - 1], m);
-        }
-        if i < pairs.len() {
-            pairs[i] = merged_in(table, m, parts[i + 1]);
-        }
-    }
-    match parts[..] {
-        [l, r] => Some((l, r)),
-        _ => None,
-    }
-}
-
-/// The token whose bytes are those of `l` then `r`, or u32::MAX (no such token).
-#[inline]
-fn merged_in(pair_rank: &Map<u64, u32>, l: u32, r: u32) -> u32 {
-    pair_rank.get(&pair_key(l, r)).copied().unwrap_or(u32::MAX)
-}
-
-/// A pair of ids as one key: hashing one `u64` is one multiply, a tuple's two `u32` cost two.
-#[inline]
-fn pair_key(l: u32, r: u32) -> u64 {
-    (l as u64) << 32 | r as u64
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
@@ -1100,7 +1026,7 @@ mod tests {
         assert!(!e.tokens_are_own_bpe, "xyz is not its own BPE: a piece \"xyz\" is looked up whole");
         let id = |t: &[u8]| e.by_bytes[t];
         let mut pairs: Vec<((u32, u32), u32)> =
-            e.pair_rank.iter().map(|(&k, &v)| (((k >> 32) as u32, k as u32), v)).collect();
+            e.pair_rank.entries().into_iter().map(|(l, r, t)| ((l, r), t)).collect();
         pairs.sort();
         let mut want = vec![
             ((id(b"a"), id(b"b")), id(b"ab")),
