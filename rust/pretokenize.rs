@@ -182,7 +182,7 @@ fn cls_of(s: &str, i: usize) -> (char, Cls, usize) {
     (c, class(c), n)
 }
 
-#[inline]
+#[inline(always)]
 fn cls_at(s: &str, i: usize) -> Option<(Cls, usize)> {
     if i >= s.len() {
         return None;
