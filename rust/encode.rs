@@ -5,8 +5,8 @@
 //! has byte b at rank b, cl100k-style files do not) and merges the adjacent pair whose concatenated bytes form the
 //! lowest-ranked token, leftmost first — exactly what tiktoken's `byte_pair_merge` does. Pair ranks are looked up by
 //! id in a table built from the vocabulary (`pairs`: each token's last merge in BPE of its own bytes, which gives
-//! the same ids as every way to split it, not how training made it). Short pieces use tiktoken's simple rescan; long pieces
-//! use a block min-tree over positions: O(n log n) time and about 9 bytes per input byte.
+//! the same ids as every way to split it, not how training made it). Short pieces use tiktoken's simple rescan;
+//! long pieces use a block min-tree over positions: O(n log n) time and about 9 bytes per input byte.
 //!
 //! A per-thread piece cache (`piece_cache`) answers before either: most pieces of real text repeat, and a hit is one
 //! cache line, prefetched while the splitter runs a few pieces ahead. It stores only what the rules above computed
@@ -58,9 +58,9 @@ pub struct Encoder {
     by_bytes: Map<Box<[u8]>, u32>,
     /// (left id, right id) → the token BPE makes of them: each token's last merge (see `pairs`).
     pair_rank: PairTable,
-    /// Whether BPE of every token's bytes gives the token (true of every vocabulary BPE training makes, cl100k's
-    /// and o200k's too). Then a piece the cache does not hold goes straight to BPE: a piece that is a token comes
-    /// out as that token, and the other nine in ten misses (English, German) skip a lookup that cannot find them.
+    /// Whether BPE of every token's bytes gives the token (true of every vocabulary BPE training makes). Then a
+    /// piece the cache does not hold goes straight to BPE: a piece that is a token comes out as that token, and the
+    /// other nine in ten misses (English, German) skip a lookup that cannot find them.
     tokens_are_own_bpe: bool,
     /// The rank of each single byte: where BPE starts.
     byte_rank: [u32; 256],
@@ -459,7 +459,7 @@ impl Encoder {
         } else {
             self.start_units(bytes, out, ranks);
         }
-        self.merge_all(out, ranks);
+        self.pair_rank.merge_all(out, ranks);
     }
 
     /// Where BPE starts from bytes: each byte alone, and the rank of each adjacent pair (from the 256 KiB table).
@@ -467,32 +467,6 @@ impl Encoder {
     fn start_bytes(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
         out.extend(bytes.iter().map(|&b| self.byte_rank[b as usize]));
         ranks.extend(bytes.windows(2).map(|w| self.byte_pair[(w[0] as usize) << 8 | w[1] as usize]));
-    }
-
-    /// tiktoken's rescan: merge the leftmost lowest-ranked pair until none is left.
-    #[inline(always)]
-    fn merge_all(&self, out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
-        loop {
-            let mut best = (u32::MAX, usize::MAX);
-            for (i, &r) in ranks.iter().enumerate() {
-                if r < best.0 {
-                    best = (r, i);
-                }
-            }
-            if best.0 == u32::MAX {
-                return;
-            }
-            let i = best.1;
-            out[i] = best.0;
-            out.remove(i + 1);
-            ranks.remove(i);
-            if i > 0 {
-                ranks[i - 1] = self.merged(out[i - 1], out[i]);
-            }
-            if i < ranks.len() {
-                ranks[i] = self.merged(out[i], out[i + 1]);
-            }
-        }
     }
 
     /// Where BPE of a non-ASCII piece starts: sealed characters as their token, other bytes alone; and the rank of

@@ -3,7 +3,7 @@
 //! tiktoken merges any two adjacent parts whose bytes are a token, so a table of every way to split each token in
 //! two gives its ids. This one holds a subset that gives the same: for every token that BPE of its own bytes gives,
 //! the last merge on the way (`last_merges`). That is half the pairs (59,028 → 32,503 for a 32k vocabulary,
-//! 192,962 → 99,735 for cl100k's), and a slot is one `u64` holding both ids and the token where they fit in 21 bits
+//! 192,962 → 99,735 for a cl100k-style 100k one), and a slot is one `u64` holding both ids and the token where they fit in 21 bits
 //! each (vocabularies of up to 2,097,151 tokens), so the table is a quarter of the size it was and more of it stays
 //! in the CPU's cache: these lookups are most of the time of BPE on a piece the cache did not hold.
 //!
@@ -85,6 +85,33 @@ impl PairTable {
         }
     }
 
+    /// tiktoken's rescan: merge the leftmost lowest-ranked pair until none is left. `parts` are ids, `pairs[i]` the
+    /// token `parts[i]` and `parts[i + 1]` make (NONE: none); both are updated in place.
+    #[inline(always)]
+    pub fn merge_all(&self, parts: &mut Vec<u32>, pairs: &mut Vec<u32>) {
+        loop {
+            let mut best = (NONE, usize::MAX);
+            for (i, &r) in pairs.iter().enumerate() {
+                if r < best.0 {
+                    best = (r, i);
+                }
+            }
+            if best.0 == NONE {
+                return;
+            }
+            let i = best.1;
+            parts[i] = best.0;
+            parts.remove(i + 1);
+            pairs.remove(i);
+            if i > 0 {
+                pairs[i - 1] = self.get(parts[i - 1], parts[i]);
+            }
+            if i < pairs.len() {
+                pairs[i] = self.get(parts[i], parts[i + 1]);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.packed.len() + self.wide.len()
     }
@@ -138,17 +165,7 @@ fn last_merge(
     parts.extend(bytes.iter().map(|&b| byte_rank[b as usize]));
     pairs.clear();
     pairs.extend(parts.windows(2).map(|w| table.get(w[0], w[1])));
-    while let Some((m, i)) = pairs.iter().enumerate().map(|(i, &m)| (m, i)).min().filter(|b| b.0 != NONE) {
-        parts[i] = m;
-        parts.remove(i + 1);
-        pairs.remove(i);
-        if i > 0 {
-            pairs[i - 1] = table.get(parts[i - 1], m);
-        }
-        if i < pairs.len() {
-            pairs[i] = table.get(m, parts[i + 1]);
-        }
-    }
+    table.merge_all(parts, pairs);
     match parts[..] {
         [l, r] => Some((l, r)),
         _ => None,
