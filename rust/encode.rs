@@ -735,20 +735,9 @@ mod tests {
             a.extend(piece.iter().map(|&b| e.byte_rank[b as usize]));
             e.bpe_long(&mut a);
             let mut b: Vec<u32> = piece.iter().map(|&b| e.byte_rank[b as usize]).collect();
-            // Force the rescan on the long piece.
+            // Force the rescan (the short pieces' path) on the long piece.
             let mut ranks: Vec<u32> = b.windows(2).map(|w| e.merged(w[0], w[1])).collect();
-            while let Some((i, &r)) = ranks.iter().enumerate().filter(|x| *x.1 != u32::MAX).min_by_key(|x| (*x.1, x.0))
-            {
-                b[i] = r;
-                b.remove(i + 1);
-                ranks.remove(i);
-                if i > 0 {
-                    ranks[i - 1] = e.merged(b[i - 1], b[i]);
-                }
-                if i < ranks.len() {
-                    ranks[i] = e.merged(b[i], b[i + 1]);
-                }
-            }
+            e.pair_rank.merge_all(&mut b, &mut ranks);
             assert_eq!(a, b, "len {len}");
         }
     }
