@@ -19,6 +19,7 @@ pub mod loader;
 pub mod merge;
 pub mod pairs;
 pub mod piece_cache;
+pub mod piece_starts;
 pub mod pretokenize;
 pub mod progress;
 pub mod pull;

@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::piece_starts::{block_starts, BLOCK};
 use crate::unicode::{case_variants, class, class_cp, Cls};
 
 /// nanochat's split pattern: GPT-4's with `\p{N}{1,2}` instead of `\p{N}{1,3}`.
@@ -82,7 +83,34 @@ impl Pretokenizer {
     pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
         match &self.engine {
             Engine::Scan { max_digits } => {
+                let bytes = text.as_bytes();
                 let mut i = 0;
+                // 64 bytes at a time where the block decides its pieces (see `piece_starts`); the piece that runs
+                // past what a block decides starts the next one, or goes to the scanner when it was the block's
+                // only piece (a long word, a non-ASCII character), and so do the pieces after it that start with
+                // a non-ASCII character (in Chinese text, most).
+                while i + BLOCK < bytes.len() {
+                    let mut starts = block_starts(bytes, i, *max_digits) & !1;
+                    if starts == 0 {
+                        loop {
+                            let end = piece_end(text, i, *max_digits);
+                            f(&text[i..end]);
+                            i = end;
+                            if i >= bytes.len() || bytes[i] < 0x80 {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    let mut from = i;
+                    while starts != 0 {
+                        let to = i + starts.trailing_zeros() as usize;
+                        f(&text[from..to]);
+                        from = to;
+                        starts &= starts - 1;
+                    }
+                    i = from;
+                }
                 while i < text.len() {
                     let end = piece_end(text, i, *max_digits);
                     f(&text[i..end]);
@@ -496,6 +524,80 @@ mod tests {
             }
             both(NANOCHAT_PATTERN, &text);
             both(GPT4_PATTERN, &text);
+        }
+    }
+
+    #[test]
+    fn blocks_equal_regex_on_long_random_text() {
+        // Texts long enough for the 64-byte blocks of `piece_starts`, mostly ASCII (where blocks decide pieces),
+        // with the characters that end what a block decides (non-ASCII whitespace, letters, digits, marks) now and
+        // then, and runs of one class that cross block edges at every offset.
+        let alphabet: Vec<char> =
+            "abcxyzABC'sStTlLvVeErRdDmM0123456789     \t\n\n\r\x0b\x0c!?.,-_()#'\"\u{a0}é中ſ²\u{3000}\u{301}😀"
+                .chars()
+                .collect();
+        let mut state: u64 = 0x853C49E6748FEA9B;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..4000 {
+            let len = (next() % 400) as usize;
+            let ascii_only = round % 2 == 0;
+            let mut text = String::new();
+            while text.len() < len {
+                let r = next();
+                let c = alphabet[(r % alphabet.len() as u64) as usize];
+                if ascii_only && !c.is_ascii() {
+                    continue;
+                }
+                let reps = if (r >> 40) % 5 == 0 { 1 + (r >> 44) % 70 } else { 1 };
+                (0..reps).for_each(|_| text.push(c));
+            }
+            both(NANOCHAT_PATTERN, &text);
+            both(GPT4_PATTERN, &text);
+        }
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Characters of every kind the splitter treats apart: ASCII, the whitespace and contraction letters it
+        /// checks, Latin letters and CJK ideographs (which blocks sort without decoding, with the symbols just
+        /// below U+4E00), numbers that are not ASCII, and anything.
+        fn a_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                4 => (0x20u8..0x7F).prop_map(char::from),
+                2 => proptest::sample::select(vec![
+                    '\n', '\r', ' ', ' ', '\t', '\x0b', '\'', 's', 'S', 'l', 'e', 'ſ', '\u{a0}', '\u{3000}', '\u{85}',
+                    '\u{2028}', '٣', '²', '½', '\u{301}', '’', '“', '\u{fffd}', '😀',
+                ]),
+                1 => (0xC0u32..0x250).prop_filter_map("a char", char::from_u32),
+                2 => (0x4DB0u32..0xA010).prop_filter_map("a char", char::from_u32),
+                1 => any::<char>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+            /// Texts of up to a few hundred bytes in runs (some longer than a block), so pieces and runs cross
+            /// the 64-byte blocks at every offset.
+            #[test]
+            fn scanner_equals_regex_on_generated_text(
+                runs in proptest::collection::vec((a_char(), prop_oneof![3 => Just(1usize), 1 => 1usize..90]), 0..60)
+            ) {
+                let text: String = runs.iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
+                for pattern in [NANOCHAT_PATTERN, GPT4_PATTERN] {
+                    let scan = Pretokenizer::new(pattern).unwrap();
+                    let re = Pretokenizer::regex_only(pattern).unwrap();
+                    prop_assert_eq!(scan.split(&text).unwrap(), re.split(&text).unwrap());
+                }
+            }
         }
     }
 
