@@ -57,7 +57,8 @@ impl Masks {
     }
 }
 
-/// The classes of `bytes[..64]`, 16 bytes per SSE2 compare (SSE2 is part of every x86-64 CPU).
+/// The classes of `bytes[..64]`, 16 bytes per SSE2 compare (SSE2 is part of every x86-64 CPU; `classify_avx512`
+/// where the CPU has more).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn classify(bytes: &[u8; BLOCK]) -> Masks {
@@ -85,6 +86,38 @@ fn classify(bytes: &[u8; BLOCK]) -> Masks {
         }
     }
     m
+}
+
+/// The same with one 64-byte AVX-512 compare per class (callers check that the CPU has AVX-512BW).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn classify_avx512(bytes: &[u8; BLOCK]) -> Masks {
+    use std::arch::x86_64::*;
+    // SAFETY: 64 bytes of the array.
+    let v = unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) };
+    let eq = |c: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c as i8));
+    // lo <= x < lo + n as one unsigned compare: x - lo < n.
+    let in_range = |x: __m512i, lo: u8, n: u8| {
+        _mm512_cmplt_epu8_mask(_mm512_sub_epi8(x, _mm512_set1_epi8(lo as i8)), _mm512_set1_epi8(n as i8))
+    };
+    let newline = eq(b'\r') | eq(b'\n');
+    Masks {
+        letter: in_range(_mm512_or_si512(v, _mm512_set1_epi8(0x20)), b'a', 26),
+        digit: in_range(v, b'0', 10),
+        space: eq(b' '),
+        tab: in_range(v, b'\t', 5) & !newline, // \t \n \x0b \x0c \r
+        newline,
+        apostrophe: eq(b'\''),
+        high: _mm512_movepi8_mask(v),
+        continuation: in_range(v, 0x80, 0x40),
+    }
+}
+
+/// Whether this CPU has AVX-512BW (detected once; then a load and a test).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bw")
 }
 
 /// The same, a byte at a time (other targets, and a test's reference for the vector version).
@@ -199,7 +232,8 @@ fn ascii_space(b: u8) -> bool {
 pub fn block_starts(bytes: &[u8], at: usize, max_digits: usize) -> u64 {
     let block: &[u8; BLOCK] = bytes[at..at + BLOCK].try_into().expect("64 bytes");
     #[cfg(target_arch = "x86_64")]
-    let mut m = classify(block);
+    // SAFETY: only where the CPU has AVX-512BW.
+    let mut m = if has_avx512() { unsafe { classify_avx512(block) } } else { classify(block) };
     #[cfg(not(target_arch = "x86_64"))]
     let mut m = classify_scalar(block);
     if m.high != 0 {
@@ -329,16 +363,17 @@ mod tests {
             let mut block = [b'x'; BLOCK];
             for pos in [0, 1, 15, 16, 31, 47, 63] {
                 block[pos] = b;
-                let (s, v) = (classify_scalar(&block), {
-                    #[cfg(target_arch = "x86_64")]
-                    let v = classify(&block);
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let v = classify_scalar(&block);
-                    v
-                });
                 let fields =
                     |m: &Masks| [m.letter, m.digit, m.space, m.tab, m.newline, m.apostrophe, m.high, m.continuation];
-                assert_eq!(fields(&s), fields(&v), "byte {b:#x} at {pos}");
+                let want = fields(&classify_scalar(&block));
+                #[cfg(target_arch = "x86_64")]
+                {
+                    assert_eq!(fields(&classify(&block)), want, "SSE2: byte {b:#x} at {pos}");
+                    if has_avx512() {
+                        // SAFETY: the CPU has AVX-512BW.
+                        assert_eq!(fields(&unsafe { classify_avx512(&block) }), want, "AVX-512: byte {b:#x} at {pos}");
+                    }
+                }
                 block[pos] = b'x';
             }
         }
