@@ -424,6 +424,16 @@ mod tests {
         assert_eq!(scan.split(text).unwrap(), re.split(text).unwrap(), "pattern {pattern:?} text {text:?}");
     }
 
+    /// A small deterministic generator (xorshift64) for the random-text tests.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     const TRICKY: &[&str] = &[
         "",
         "Hello world",
@@ -463,13 +473,7 @@ mod tests {
         // A small deterministic generator over characters that exercise every alternative.
         let alphabet: Vec<char> =
             "aZé中ſ'sStTlLvVeErRdDmM0129²½ \t\n\r\u{a0}\u{3000}\u{85}!?.,-_()😀\u{301}𝐀𝟎#".chars().collect();
-        let mut state: u64 = 0x9E3779B97F4A7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9E3779B97F4A7C15);
         for _ in 0..3000 {
             let len = (next() % 40) as usize;
             let text: String = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
@@ -497,13 +501,7 @@ mod tests {
     fn scanner_equals_regex_on_random_unicode() {
         // Any code point (weighted towards ASCII, Latin-1, Cyrillic and CJK) in runs, so long letter runs cross the
         // 8-byte blocks of the ASCII fast path at every offset.
-        let mut state: u64 = 0x2545F4914F6CDD1D;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545F4914F6CDD1D);
         for _ in 0..3000 {
             let len = (next() % 60) as usize;
             let mut text = String::new();
@@ -518,7 +516,7 @@ mod tests {
                     _ => ((r >> 8) % 0x11_0000) as u32,
                 };
                 if let Some(c) = char::from_u32(c) {
-                    let reps = if (r >> 40) % 4 == 0 { 1 + (r >> 44) % 12 } else { 1 };
+                    let reps = if (r >> 40).is_multiple_of(4) { 1 + (r >> 44) % 12 } else { 1 };
                     (0..reps).for_each(|_| text.push(c));
                 }
             }
@@ -536,13 +534,7 @@ mod tests {
             "abcxyzABC'sStTlLvVeErRdDmM0123456789     \t\n\n\r\x0b\x0c!?.,-_()#'\"\u{a0}é中ſ²\u{3000}\u{301}😀"
                 .chars()
                 .collect();
-        let mut state: u64 = 0x853C49E6748FEA9B;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x853C49E6748FEA9B);
         for round in 0..4000 {
             let len = (next() % 400) as usize;
             let ascii_only = round % 2 == 0;
@@ -553,7 +545,7 @@ mod tests {
                 if ascii_only && !c.is_ascii() {
                     continue;
                 }
-                let reps = if (r >> 40) % 5 == 0 { 1 + (r >> 44) % 70 } else { 1 };
+                let reps = if (r >> 40).is_multiple_of(5) { 1 + (r >> 44) % 70 } else { 1 };
                 (0..reps).for_each(|_| text.push(c));
             }
             both(NANOCHAT_PATTERN, &text);
