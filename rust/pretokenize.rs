@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::piece_starts::{block_starts, BLOCK};
-use crate::unicode::{case_variants, class, class_cp, Cls};
+use crate::unicode::{case_variants, class, class_cp, decode_utf8, Cls};
 
 /// nanochat's split pattern: GPT-4's with `\p{N}{1,2}` instead of `\p{N}{1,3}`.
 pub const NANOCHAT_PATTERN: &str =
@@ -174,29 +174,9 @@ static ASCII_CLS: [Cls; 128] = {
     t
 };
 
-/// The code point starting at byte `i` of `s` and its length (`i` is always on a char boundary: the scanner
-/// advances by whole chars).
-#[inline(always)]
-fn decode(s: &str, i: usize) -> (u32, usize) {
-    let b = s.as_bytes();
-    let b0 = b[i];
-    if b0 < 0x80 {
-        return (b0 as u32, 1);
-    }
-    // By hand: `s` is valid UTF-8, so the lead byte gives the length and the continuation bytes exist.
-    let cont = |k: usize| (b[i + k] & 0x3F) as u32;
-    if b0 < 0xE0 {
-        (((b0 & 0x1F) as u32) << 6 | cont(1), 2)
-    } else if b0 < 0xF0 {
-        (((b0 & 0x0F) as u32) << 12 | cont(1) << 6 | cont(2), 3)
-    } else {
-        (((b0 & 0x07) as u32) << 18 | cont(1) << 12 | cont(2) << 6 | cont(3), 4)
-    }
-}
-
 #[inline]
 fn char_at(s: &str, i: usize) -> (char, usize) {
-    let (cp, n) = decode(s, i);
+    let (cp, n) = decode_utf8(s.as_bytes(), i);
     (char::from_u32(cp).unwrap_or('\u{FFFD}'), n)
 }
 
@@ -215,7 +195,7 @@ fn cls_at(s: &str, i: usize) -> Option<(Cls, usize)> {
     if i >= s.len() {
         return None;
     }
-    let (cp, n) = decode(s, i);
+    let (cp, n) = decode_utf8(s.as_bytes(), i);
     let k = if cp < 0x80 { ASCII_CLS[cp as usize] } else { class_cp(cp) };
     Some((k, n))
 }
@@ -240,7 +220,7 @@ fn letter_run_end(s: &str, mut i: usize) -> usize {
     loop {
         let Some(&b0) = b.get(i) else { return i };
         if b0 >= 0x80 {
-            let (cp, n) = decode(s, i);
+            let (cp, n) = decode_utf8(s.as_bytes(), i);
             if class_cp(cp) != Cls::Letter {
                 return i;
             }

@@ -85,6 +85,25 @@ pub fn class_cp(cp: u32) -> Cls {
     }
 }
 
+/// The code point of the UTF-8 character that starts at byte `i` of `b`, and its length in bytes. `b` holds valid
+/// UTF-8 there (the splitters pass text that was a `str`, at character starts): decoded by hand, without checks.
+#[inline(always)]
+pub fn decode_utf8(b: &[u8], i: usize) -> (u32, usize) {
+    let b0 = b[i];
+    if b0 < 0x80 {
+        return (b0 as u32, 1);
+    }
+    // The lead byte gives the length; each continuation byte adds 6 bits.
+    let cont = |k: usize| (b[i + k] & 0x3F) as u32;
+    if b0 < 0xE0 {
+        (((b0 & 0x1F) as u32) << 6 | cont(1), 2)
+    } else if b0 < 0xF0 {
+        (((b0 & 0x0F) as u32) << 12 | cont(1) << 6 | cont(2), 3)
+    } else {
+        (((b0 & 0x07) as u32) << 18 | cont(1) << 12 | cont(2) << 6 | cont(3), 4)
+    }
+}
+
 /// Characters that `(?i:x)` matches for the ASCII letter `x` (e.g. `s` also matches `S` and `ſ` U+017F).
 pub fn case_variants(x: char) -> Vec<char> {
     class_ranges(&format!("(?i:[{x}])")).into_iter().flat_map(|(lo, hi)| (lo..=hi).filter_map(char::from_u32)).collect()
