@@ -17,6 +17,7 @@ pub mod hub;
 pub mod input;
 pub mod loader;
 pub mod merge;
+pub mod pages;
 pub mod pairs;
 pub mod piece_cache;
 pub mod piece_starts;

@@ -24,6 +24,8 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::pages::{Zeroable, ZeroedTable};
+
 /// How many encoders per thread keep their epoch (and so their entries) between uses.
 const RECENT: usize = 4;
 
@@ -43,17 +45,23 @@ const SMALL: usize = HALF - HEAD;
 const BIG: usize = LINE - HEAD;
 /// Key-length flag of a whole-line entry (keys are at most `BIG` < 128 bytes).
 const WHOLE: u8 = 0x80;
-/// 2^16 lines of 64 bytes: 4 MiB per thread, up to 2^17 entries. Hit rates over all pieces of 20/10/6 MB of
-/// English/German/Chinese and 23 MB of `bench_scale.py`'s simulated text (V = 32768): with 64-byte entries, two
-/// per set, 4 MiB held 93.7/89.6/66.6/77.9%, 8 MiB 95.0/90.5/67.8/81.5%, 16 MiB 95.6/91.0/68.3/83.8% (but Chinese
-/// ran 7% slower: more pages than the TLB covers); these lines, in 4 MiB, 94.8/89.9/67.6/81.0%.
-const LINE_BITS: u32 = 16;
+/// 2^17 lines of 64 bytes: 8 MiB per thread, up to 2^18 entries, on 2 MB pages where Linux gives them (`pages`).
+/// Over the one-pass slices of `bench_encode.py` (50 MB English, 50 MB German, 31 MB Chinese; V = 32768), 4 MiB
+/// held 93.6/91.6/70.2% of lookups, 8 MiB 94.8/92.8/71.0%, 16 MiB 95.4/93.6/71.5%: a third of the misses at 4 MiB
+/// were pieces seen before and pushed out. Encode speed with 2 MB pages, 8 MiB over 4 MiB: +4.5% English, +4.3%
+/// German, −0.5% Chinese (median of 5); 16 MiB lost 5–7% on Chinese, whose hits are mostly short parts looked up
+/// right after their probe, so a line from beyond the 4 MiB L2 is waited for. (On 4 kB pages 8 MiB had lost 5% on
+/// Chinese: the page walks.)
+const LINE_BITS: u32 = 17;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line([u8; LINE]);
 
 const EMPTY: Line = Line([0; LINE]);
+
+// SAFETY: a line is plain bytes; all zeros is the empty line.
+unsafe impl Zeroable for Line {}
 
 impl Line {
     #[inline]
@@ -102,7 +110,7 @@ impl Line {
 }
 
 pub struct PieceCache {
-    lines: Box<[Line]>,
+    lines: ZeroedTable<Line>,
     /// The encoder using the cache now, and its epoch (mixed into tags and line indices; never 0).
     owner: u64,
     epoch: u16,
@@ -176,7 +184,7 @@ impl Default for PieceCache {
 impl PieceCache {
     pub fn new() -> Self {
         PieceCache {
-            lines: vec![EMPTY; 1 << LINE_BITS].into_boxed_slice(),
+            lines: ZeroedTable::new(1 << LINE_BITS),
             owner: 0,
             epoch: 0,
             salt: 0,

@@ -1,0 +1,161 @@
+//! Zeroed tables on 2 MB pages, for the encoder's per-thread piece cache.
+//!
+//! The cache is read at random all over its megabytes, once per piece. On 4 kB pages every lookup of a 16 MiB
+//! table needs its own TLB entry (4096 pages, more than the second-level TLB holds), and the page walks cost more
+//! than the bigger table saves; on 2 MB pages it is 8 entries. Linux backs memory with 2 MB pages only where asked
+//! (`madvise(MADV_HUGEPAGE)`, with transparent huge pages in `madvise` mode, the default of many distributions)
+//! and only if asked before the pages are first touched: a `Vec` filled with zeros touches them all as it is made.
+//! So the table is mapped here, advised, and left to the kernel to zero. Elsewhere, or if mapping fails, it is a
+//! plain zeroed `Vec`: same contents, only the page size differs.
+
+use std::ops::{Deref, DerefMut};
+
+/// `n` values of `T`, all bytes zero (so `T` must be valid as all zeros: `Zeroable`).
+pub struct ZeroedTable<T: Zeroable> {
+    #[cfg(target_os = "linux")]
+    mapped: Option<Mapping>,
+    vec: Vec<T>,
+    n: usize,
+}
+
+/// A type whose all-zero bytes are a valid value.
+///
+/// # Safety
+/// Implement only for plain data (integers and arrays or `repr(C)` structs of them).
+pub unsafe trait Zeroable: Copy {}
+
+unsafe impl Zeroable for u8 {}
+unsafe impl<const N: usize> Zeroable for [u8; N] {}
+
+#[cfg(target_os = "linux")]
+struct Mapping {
+    base: *mut libc::c_void,
+    len: usize,
+    /// The first 2 MB boundary inside the mapping: the table starts here.
+    start: *mut u8,
+}
+
+// SAFETY: the mapping is owned by one `ZeroedTable`, which hands out references only through `&self`/`&mut self`.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Mapping {}
+
+const HUGE: usize = 2 << 20;
+
+impl<T: Zeroable> ZeroedTable<T> {
+    pub fn new(n: usize) -> Self {
+        let bytes = n * std::mem::size_of::<T>();
+        #[cfg(target_os = "linux")]
+        if bytes >= HUGE && std::mem::align_of::<T>() <= HUGE {
+            if let Some(mapped) = Mapping::new(bytes) {
+                return ZeroedTable { mapped: Some(mapped), vec: Vec::new(), n };
+            }
+        }
+        let _ = bytes;
+        // SAFETY: `T: Zeroable`, so zeroed bytes are a valid `T`; the memory is allocated zeroed for `n` of them.
+        let vec = unsafe {
+            let layout = std::alloc::Layout::array::<T>(n).expect("table size fits in memory");
+            if layout.size() == 0 {
+                Vec::new()
+            } else {
+                let p = std::alloc::alloc_zeroed(layout) as *mut T;
+                if p.is_null() {
+                    std::alloc::handle_alloc_error(layout);
+                }
+                Vec::from_raw_parts(p, n, n)
+            }
+        };
+        ZeroedTable {
+            #[cfg(target_os = "linux")]
+            mapped: None,
+            vec,
+            n,
+        }
+    }
+
+    /// Whether the table lives in its own mapping advised for 2 MB pages (for tests).
+    pub fn is_mapped(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.mapped.is_some();
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Mapping {
+    /// A private anonymous mapping with `bytes` at a 2 MB boundary, advised for huge pages; None if mapping fails.
+    fn new(bytes: usize) -> Option<Mapping> {
+        let len = bytes + HUGE;
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let start = (base as usize).div_ceil(HUGE) * HUGE;
+        // SAFETY: [start, start + bytes) lies inside the mapping. The advice is a hint: failure changes nothing.
+        unsafe { libc::madvise(start as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE) };
+        Some(Mapping { base, len, start: start as *mut u8 })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; nothing borrows the table once it is dropped.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+impl<T: Zeroable> Deref for ZeroedTable<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        #[cfg(target_os = "linux")]
+        if let Some(m) = &self.mapped {
+            // SAFETY: the mapping holds `n` zero-initialised (or since written) `T`s from the aligned `start`.
+            return unsafe { std::slice::from_raw_parts(m.start as *const T, self.n) };
+        }
+        &self.vec
+    }
+}
+
+impl<T: Zeroable> DerefMut for ZeroedTable<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        #[cfg(target_os = "linux")]
+        if let Some(m) = &self.mapped {
+            // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+            return unsafe { std::slice::from_raw_parts_mut(m.start as *mut T, self.n) };
+        }
+        &mut self.vec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_start_zeroed_and_keep_what_is_written() {
+        for n in [0, 1, 4096, 3 * HUGE + 5] {
+            let mut t = ZeroedTable::<[u8; 64]>::new(n);
+            assert_eq!(t.len(), n);
+            assert!(t.iter().all(|x| x.iter().all(|&b| b == 0)));
+            if n > 0 {
+                t[n - 1][63] = 7;
+                t[0][0] = 9;
+                assert_eq!((t[n - 1][63], t[0][0]), (7, 9));
+            }
+            #[cfg(target_os = "linux")]
+            assert_eq!(t.is_mapped(), n * 64 >= HUGE, "n = {n}");
+        }
+    }
+}
