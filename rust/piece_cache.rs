@@ -47,11 +47,11 @@ const BIG: usize = LINE - HEAD;
 const WHOLE: u8 = 0x80;
 /// 2^17 lines of 64 bytes: 8 MiB per thread, up to 2^18 entries, on 2 MB pages where Linux gives them (`pages`).
 /// Over the one-pass slices of `bench_encode.py` (50 MB English, 50 MB German, 31 MB Chinese; V = 32768), 4 MiB
-/// held 93.6/91.6/70.2% of lookups, 8 MiB 94.8/92.8/71.0%, 16 MiB 95.4/93.6/71.5%: a third of the misses at 4 MiB
-/// were pieces seen before and pushed out. Encode speed with 2 MB pages, 8 MiB over 4 MiB: +4.5% English, +4.3%
-/// German, −0.5% Chinese (median of 5); 16 MiB lost 5–7% on Chinese, whose hits are mostly short parts looked up
-/// right after their probe, so a line from beyond the 4 MiB L2 is waited for. (On 4 kB pages 8 MiB had lost 5% on
-/// Chinese: the page walks.)
+/// held 93.6/91.6/70.2% of lookups, 8 MiB 94.8/92.8/71.0%, 16 MiB 95.4/93.6/71.5%: on English and German a third of
+/// the misses at 4 MiB were pieces seen before and pushed out. Encode speed with 2 MB pages, 8 MiB over 4 MiB: +4.5%
+/// English, +4.3% German, −0.5% Chinese (median of 5); 16 MiB lost 5–7% on Chinese, whose hits are mostly short
+/// parts looked up right after their probe, so a line from beyond the 4 MiB L2 is waited for. (On 4 kB pages 8 MiB
+/// had lost 5% on Chinese: the page walks.)
 const LINE_BITS: u32 = 17;
 
 #[derive(Clone, Copy)]
