@@ -10,6 +10,10 @@ same ids, and times a single piece with no split points (one repeated letter, an
 and 1 MB, to show that nanobpe's time grows about linearly (heap-based merges for long pieces), and the
 microseconds per call on 2,000 short texts (one tokenizer, then two alternating), where per-call overhead decides.
 
+Then one pass over a long stream (`--stream-mb`, default 60 MB: whole documents in file order, validation shard
+first, every language as it comes, as a training pipeline reads them): tiktoken on one thread, nanobpe's
+`encode_batch` on one thread and on all cores (`--stream-only` runs just this table).
+
 Then, per language slice (English, German as the other Latin-script language, Chinese, and any other script with at
 least 1 MB of text: Japanese, Korean, Cyrillic, Greek, Arabic, Hebrew, Indic, Thai; labelled as `nanobpe eval`
 does), one pass over up to `--slice-mb` MB of each (validation shard first, then the train shards): tiktoken's and
@@ -189,8 +193,15 @@ def main() -> None:
         "and on all cores",
     )
     ap.add_argument("--slices-only", action="store_true", help="only the per-language-slice table")
+    ap.add_argument("--stream-only", action="store_true", help="only the long-stream table")
     ap.add_argument("--skip", nargs="*", default=[], choices=["rustbpe", "hf"])
     ap.add_argument("--slice-mb", type=float, default=50.0, help="MB per language slice (0: skip the slices)")
+    ap.add_argument(
+        "--stream-mb",
+        type=float,
+        default=60.0,
+        help="MB of the long-stream table: documents in file order, all languages (0: skip it)",
+    )
     ap.add_argument("--threads", default=None, help="only the thread-scaling table, at these counts (e.g. 1,2,4,8)")
     args = ap.parse_args()
 
@@ -204,6 +215,9 @@ def main() -> None:
     if args.slices_only:
         slice_rows = slices(args, threads)
         save_json("encode", {"slices": slice_rows})
+        return
+    if args.stream_only:
+        save_json("encode", {"stream": long_stream(args, threads)})
         return
     val = nanobpe._nanobpe.validation_file(args.data) if os.path.isdir(args.data) else args.data
     docs = [d for b in nanobpe.read_texts(val) for d in b]
@@ -300,8 +314,12 @@ def main() -> None:
         ],
     )
     call_rows = short_calls(tok, enc, docs)
+    stream_rows = long_stream(args, threads)
     slice_rows = slices(args, threads)
-    save_json("encode", {"batch": rows, "long_piece": long_rows, "short_calls": call_rows, "slices": slice_rows})
+    save_json(
+        "encode",
+        {"batch": rows, "long_piece": long_rows, "short_calls": call_rows, "stream": stream_rows, "slices": slice_rows},
+    )
     _ = np
 
 
@@ -317,14 +335,68 @@ def slices(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     return language_slices(encoders, args.data, args.slice_mb, threads)
 
 
+def corpus_files(data: str) -> list[str]:
+    """The parquet files of `data` (a folder or one file): the validation shard first, then the others in order."""
+    import nanobpe
+
+    if not os.path.isdir(data):
+        return [data]
+    val = nanobpe._nanobpe.validation_file(data)
+    return [val] + sorted(str(p) for p in Path(data).glob("*.parquet") if str(p) != val)
+
+
+def long_stream(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
+    """One pass over a long stream, as a training pipeline reads it: whole documents in file order (validation
+    shard first, then the train shards), every language as it comes, until `--stream-mb` MB. tiktoken on one thread
+    is the reference; nanobpe's `encode_batch` on one thread and on all cores, a freshly loaded tokenizer for each
+    pass, so its caches warm within the stream only."""
+    import nanobpe
+
+    if args.stream_mb <= 0:
+        return []
+    docs: list[str] = []
+    size = 0
+    for f in corpus_files(args.data):
+        for d in (d for b in nanobpe.read_texts(f) for d in b):
+            docs.append(d)
+            size += len(d.encode())
+            if size >= args.stream_mb * 1e6:
+                break
+        if size >= args.stream_mb * 1e6:
+            break
+    mb = size / 1e6
+    tik, ours = tiktoken_encoder(args.tokenizer), nanobpe_encoder(args.tokenizer)
+    warm_process([tik, ours], docs[:64], threads)
+    rows: list[dict[str, Any]] = []
+    ref: Flat | None = None
+    for e, n in ((tik, None), (ours, None), (ours, threads)):
+        secs, _, got = one_pass(e, docs, n)
+        ref = got if ref is None else ref
+        name = f"{e.name}, {n or 1} thread{'s' if n and n > 1 else ''}"
+        differ = differing_docs(got, ref)
+        rows.append({"encoder": name, "mbs": mb / secs, "same": f"NO ({differ} docs differ)" if differ else "yes"})
+        print(f"# long stream, {name}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
+    for r in rows:
+        r["ratio"] = r["mbs"] / rows[0]["mbs"]
+    print(f"\nOne pass over a long stream: {len(docs)} documents, {mb:.1f} MB, in file order (all languages):\n")
+    print_table(
+        rows,
+        [
+            ("encoder", "encoder", ""),
+            ("mbs", "MB/s", ".2f"),
+            ("ratio", "× tiktoken 1 thread", ".2f"),
+            ("same", "ids = tiktoken", ""),
+        ],
+    )
+    return rows
+
+
 def read_slices(data: str, slice_mb: float) -> dict[str, list[str]]:
     """Up to `slice_mb` MB of whole documents per language, validation shard first, then the train shards."""
     import nanobpe
     from nanobpe.evaluate import LANGUAGES, language
 
-    files = [nanobpe._nanobpe.validation_file(data)] if os.path.isdir(data) else [data]
-    if os.path.isdir(data):
-        files += sorted(str(p) for p in Path(data).glob("*.parquet") if str(p) not in files)
+    files = corpus_files(data)
     limit = slice_mb * 1e6
     slices: dict[str, list[str]] = {name: [] for name in LANGUAGES}
     sizes = dict.fromkeys(slices, 0)
