@@ -267,26 +267,6 @@ unsafe fn write_header<T>(p: *mut T, count: u64, len: u32) {
     std::ptr::write_unaligned(b.add(8) as *mut u32, len);
 }
 
-/// Ask Linux to back a big buffer with 2 MB pages: the merge loop jumps around tens of MB, and with 4 kB pages
-/// most of its time would go to TLB misses. A hint only; failure changes nothing.
-fn advise_huge_pages<X>(v: &Vec<X>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let end = start + v.capacity() * std::mem::size_of::<X>();
-        let aligned = start.div_ceil(HUGE) * HUGE;
-        if end > aligned + HUGE {
-            // SAFETY: the range lies inside the vector's allocation; MADV_HUGEPAGE does not change its contents.
-            unsafe {
-                libc::madvise(aligned as *mut libc::c_void, (end - aligned) / HUGE * HUGE, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
-}
-
 /// Give the whole pages inside `v` back to the system (they read as zeros afterwards); returns how many elements
 /// they held. For buffers big enough to be mapped on their own, as the list buffer is, whose dead parts are never
 /// read again.
@@ -361,7 +341,7 @@ impl<T: TokenId> Arena<T> {
         }
         let pad = ARENA_PAD / std::mem::size_of::<T>();
         let mut ids: Vec<T> = Vec::with_capacity(end + pad);
-        advise_huge_pages(&ids);
+        crate::pages::advise_huge_pages(&ids);
         let out = SharedSlice(ids.as_mut_ptr());
         // Fill in parallel: the reads of `words` jump around, and two threads wait on twice as many. Each thread
         // asks for the words ahead of the one it copies, in two steps (where a word is, then its bytes), so that

@@ -1,4 +1,5 @@
-//! Zeroed tables on 2 MB pages, for the encoder's per-thread piece cache.
+//! Big tables on 2 MB pages: zeroed tables mapped for them (the encoder's per-thread piece cache), and advice for
+//! buffers that already exist (the merge loop's).
 //!
 //! The cache is read at random all over its megabytes, once per piece. On 4 kB pages every lookup of a 16 MiB
 //! table needs its own TLB entry (4096 pages, more than the second-level TLB holds), and the page walks cost more
@@ -101,10 +102,32 @@ impl Mapping {
             return None;
         }
         let start = (base as usize).div_ceil(HUGE) * HUGE;
-        // SAFETY: [start, start + bytes) lies inside the mapping. The advice is a hint: failure changes nothing.
-        unsafe { libc::madvise(start as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE) };
+        advise(start, start + bytes);
         Some(Mapping { base, len, start: start as *mut u8 })
     }
+}
+
+/// Ask Linux to back the whole 2 MB pages inside [start, end) with huge pages. A hint only: failure changes nothing.
+#[cfg(target_os = "linux")]
+fn advise(start: usize, end: usize) {
+    let aligned = start.div_ceil(HUGE) * HUGE;
+    if end >= aligned + HUGE {
+        // SAFETY: callers pass a range inside memory they own; MADV_HUGEPAGE does not change its contents.
+        unsafe { libc::madvise(aligned as *mut libc::c_void, (end - aligned) / HUGE * HUGE, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// Ask Linux to back a big buffer with 2 MB pages: the merge loop jumps around tens of MB, and with 4 kB pages
+/// most of its time would go to TLB misses. Pages already touched stay as they are (khugepaged may merge them
+/// later); the ones touched after the advice come as 2 MB pages. A hint only: failure changes nothing.
+pub fn advise_huge_pages<X>(v: &Vec<X>) {
+    #[cfg(target_os = "linux")]
+    {
+        let start = v.as_ptr() as usize;
+        advise(start, start + v.capacity() * std::mem::size_of::<X>());
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 #[cfg(target_os = "linux")]
