@@ -270,19 +270,7 @@ def main() -> None:
     add("nanobpe encode_batch → numpy, 1 thread", secs, out)
     secs, out = timed(lambda: tok.encode_batch(docs, num_threads=threads))
     add(f"nanobpe encode_batch → numpy, {threads} threads", secs, out)
-    base = rows[0]["mbs"]
-    for r_ in rows:
-        r_["ratio"] = r_["mbs"] / base
-    print(f"\nEncoding {mb:.1f} MB (validation shard), V = {tok.n_vocab}:\n")
-    print_table(
-        rows,
-        [
-            ("encoder", "encoder", ""),
-            ("mbs", "MB/s", ".2f"),
-            ("ratio", "× tiktoken 1 thread", ".2f"),
-            ("same", "ids = tiktoken", ""),
-        ],
-    )
+    print_ratios(f"Encoding {mb:.1f} MB (validation shard), V = {tok.n_vocab}", rows)
 
     # One piece with no split points.
     rng = random.Random(0)
@@ -376,9 +364,17 @@ def long_stream(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
         differ = differing_docs(got, ref)
         rows.append({"encoder": name, "mbs": mb / secs, "same": f"NO ({differ} docs differ)" if differ else "yes"})
         print(f"# long stream, {name}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
+    print_ratios(
+        f"One pass over a long stream: {len(docs)} documents, {mb:.1f} MB, in file order (all languages)", rows
+    )
+    return rows
+
+
+def print_ratios(title: str, rows: list[dict[str, Any]]) -> None:
+    """Each row's MB/s as a multiple of the first row's (tiktoken's one thread, added as "ratio"), then the table."""
     for r in rows:
         r["ratio"] = r["mbs"] / rows[0]["mbs"]
-    print(f"\nOne pass over a long stream: {len(docs)} documents, {mb:.1f} MB, in file order (all languages):\n")
+    print(f"\n{title}:\n")
     print_table(
         rows,
         [
@@ -388,7 +384,6 @@ def long_stream(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
             ("same", "ids = tiktoken", ""),
         ],
     )
-    return rows
 
 
 def read_slices(data: str, slice_mb: float) -> dict[str, list[str]]:

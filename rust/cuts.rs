@@ -397,6 +397,19 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Tokens for the generated vocabularies: byte ranges (at, len) of `source`, wrapped and clipped to it, so
+        /// whole characters, parts of them and ranges across their edges.
+        fn byte_ranges(source: &str, ranges: &[(usize, usize)]) -> Vec<Vec<u8>> {
+            let src = source.as_bytes();
+            ranges
+                .iter()
+                .map(|&(at, len)| {
+                    let at = at % src.len();
+                    src[at..(at + len).min(src.len())].to_vec()
+                })
+                .collect()
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -408,12 +421,8 @@ mod tests {
                 ranges in proptest::collection::vec((0usize..200, 1usize..8), 0..60),
                 texts in proptest::collection::vec("[ a]?[中文国人民，。あ한]{0,30}", 1..6),
             ) {
-                let src = source.as_bytes();
                 let mut tokens = vocab(&[]);
-                tokens.extend(ranges.iter().map(|&(at, len)| {
-                    let at = at % src.len();
-                    src[at..(at + len).min(src.len())].to_vec()
-                }));
+                tokens.extend(byte_ranges(&source, &ranges));
                 // Some characters have a token of their own.
                 let c = SafeCuts::new(tokens.iter().map(Vec::as_slice), |ch| if ch % 3 == 0 { ch } else { u32::MAX });
                 for text in &texts {
@@ -437,14 +446,7 @@ mod tests {
                 ranges in proptest::collection::vec((0usize..200, 1usize..8), 0..60),
                 texts in proptest::collection::vec("[中文国人民éüабa]{0,30}", 1..4),
             ) {
-                let src = source.as_bytes();
-                let tokens: Vec<Vec<u8>> = ranges
-                    .iter()
-                    .map(|&(at, len)| {
-                        let at = at % src.len();
-                        src[at..(at + len).min(src.len())].to_vec()
-                    })
-                    .collect();
+                let tokens = byte_ranges(&source, &ranges);
                 let c = new(&vocab(&tokens.iter().map(|t| t.as_slice()).collect::<Vec<_>>()));
                 for text in &texts {
                     let b = text.as_bytes();
