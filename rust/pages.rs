@@ -1,9 +1,11 @@
 //! Big tables on 2 MB pages: zeroed tables mapped for them (the encoder's per-thread piece cache), and advice for
 //! buffers that already exist (the merge loop's).
 //!
-//! The cache is read at random all over its megabytes, once per piece. On 4 kB pages every lookup of a 16 MiB
-//! table needs its own TLB entry (4096 pages, more than the second-level TLB holds), and the page walks cost more
-//! than the bigger table saves; on 2 MB pages it is 8 entries. Linux backs memory with 2 MB pages only where asked
+//! The cache is read at random all over its megabytes, once per piece: 8 MiB are 2048 pages of 4 kB, as many TLB
+//! entries as a second-level TLB holds, and each TLB miss is a page walk (a two-level one in a virtual machine); on
+//! 2 MB pages they are 4 entries. On this project's 2-core VM the two page sizes measured alike (8 and 16 MiB
+//! caches; English, German and Chinese within noise), so this is insurance for machines whose TLB the table
+//! overflows, not a gain measured here. Linux backs memory with 2 MB pages only where asked
 //! (`madvise(MADV_HUGEPAGE)`, with transparent huge pages in `madvise` mode, the default of many distributions)
 //! and only if asked before the pages are first touched: a `Vec` filled with zeros touches them all as it is made.
 //! So the table is mapped here, advised, and left to the kernel to zero. Elsewhere, or if mapping fails, it is a

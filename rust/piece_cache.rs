@@ -50,8 +50,9 @@ const WHOLE: u8 = 0x80;
 /// held 93.6/91.6/70.2% of lookups, 8 MiB 94.8/92.8/71.0%, 16 MiB 95.4/93.6/71.5%: on English and German a third of
 /// the misses at 4 MiB were pieces seen before and pushed out. Encode speed with 2 MB pages, 8 MiB over 4 MiB: +4.5%
 /// English, +4.3% German, −0.5% Chinese (median of 5); 16 MiB lost 5–7% on Chinese, whose hits are mostly short
-/// parts looked up right after their probe, so a line from beyond the 4 MiB L2 is waited for. (On 4 kB pages 8 MiB
-/// had lost 5% on Chinese: the page walks.)
+/// parts looked up right after their probe, so a line from beyond L2 (2 MiB a core here) is waited for. 4 kB and
+/// 2 MB pages measured alike, at 8 and 16 MiB (an earlier landing, with the slower splitter of then, had 8 MiB on
+/// 4 kB pages at −5% on Chinese; not seen again).
 const LINE_BITS: u32 = 17;
 
 #[derive(Clone, Copy)]
