@@ -223,15 +223,20 @@ impl Encoder {
             // prefetched by `probe`, has arrived when its turn comes.
             let mut ring = [(Probe::default(), ""); LAG];
             let mut n = 0usize;
-            self.pretok.for_each(text, |piece| {
-                let at = cache.probe(piece.as_bytes());
-                let slot = &mut ring[n % LAG];
-                if n >= LAG {
-                    self.encode_piece::<W, T>(cache, slot.0, slot.1, out, &mut scratch);
-                }
-                *slot = (at, piece);
-                n += 1;
-            })?;
+            // Inlined into the splitter's loop, like the hit path within (see `encode_piece`).
+            self.pretok.for_each(
+                text,
+                #[inline(always)]
+                |piece| {
+                    let at = cache.probe(piece.as_bytes());
+                    let slot = &mut ring[n % LAG];
+                    if n >= LAG {
+                        self.encode_piece::<W, T>(cache, slot.0, slot.1, out, &mut scratch);
+                    }
+                    *slot = (at, piece);
+                    n += 1;
+                },
+            )?;
             for k in n.saturating_sub(LAG)..n {
                 let (at, piece) = ring[k % LAG];
                 self.encode_piece::<W, T>(cache, at, piece, out, &mut scratch);
@@ -240,8 +245,12 @@ impl Encoder {
         })
     }
 
-    /// The ids of one piece: from the cache, else from `encode_miss`.
-    #[inline]
+    /// The ids of one piece: from the cache, else from `encode_miss`. Always inlined, with the hit path within and
+    /// the closure that calls it: as calls, passing arguments and saving registers cost ~33 instructions a piece.
+    /// With the inline key compare (`piece_cache::same`), encoding 5 MB of English took 18% fewer instructions
+    /// (cachegrind: 376M → 307M; 5% fewer on Chinese and on foreign UI text); the wall time of this 2-core VM did
+    /// not move beyond its noise, as the hit path waits on its cache line more than on instructions.
+    #[inline(always)]
     fn encode_piece<const W: usize, T: TokenId>(
         &self,
         cache: &mut PieceCache,
