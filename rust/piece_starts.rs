@@ -26,7 +26,7 @@
 //! block's end) or the block's end, less a whitespace run that reaches it (it may go on). Tests compare the pieces
 //! with fancy-regex's, on the validation shard's documents and generated text.
 
-use crate::unicode::{class_cp, decode_utf8, Cls};
+use crate::unicode::{bmp_classes, class_cp, decode_utf8, Cls};
 
 /// Bytes classified per block.
 pub const BLOCK: usize = 64;
@@ -257,31 +257,57 @@ pub fn block_starts(bytes: &[u8], at: usize, max_digits: usize) -> u64 {
 /// past the block. `high` keeps the bytes from there on.
 #[inline(never)]
 fn resolve_non_ascii(m: &mut Masks, block: &[u8; BLOCK]) {
+    // The two masks this loop changes, in registers (through `m` each step waited on the last one's store).
+    let (mut letter, mut high) = (m.letter, m.high);
+    scan_non_ascii(&mut letter, &mut high, block);
+    (m.letter, m.high) = (letter, high);
+}
+
+/// `resolve_non_ascii` on the two masks it changes: `letter` gains the bytes of letters, `high` keeps the bytes
+/// from the first character it leaves on.
+#[inline(always)]
+fn scan_non_ascii(letter: &mut u64, high: &mut u64, block: &[u8; BLOCK]) {
+    // 2- and 3-byte characters (Latin-1 to Cyrillic, Greek, Hebrew, Arabic; Indic, Thai, kana) are decoded here
+    // straight into the class table: on Arabic and Hebrew text, the general decode and lookup per character were
+    // most of the split's time.
+    let bmp = bmp_classes();
     let mut han_done = false;
-    while m.high != 0 {
-        let p = m.high.trailing_zeros() as usize;
+    while *high != 0 {
+        let p = high.trailing_zeros() as usize;
         // `p` is a lead byte: blocks start on characters, and each character is passed over whole.
         let lead = block[p];
         if !han_done && (0xE4..=0xE9).contains(&lead) {
             // The first CJK ideograph: all of them at once (other text pays for nothing).
             let han = han_letters(block);
-            m.letter |= han;
-            m.high &= !han;
+            *letter |= han;
+            *high &= !han;
             han_done = true;
             continue;
         }
-        let len = 1 + (lead >= 0xC0) as usize + (lead >= 0xE0) as usize + (lead >= 0xF0) as usize;
-        if p + len > BLOCK {
-            return;
-        }
-        let (cp, _) = decode_utf8(block, p);
+        let cont = |k: usize| (block[p + k] & 0x3F) as usize;
+        let (cls, len) = if lead < 0xE0 {
+            if p + 2 > BLOCK {
+                return;
+            }
+            (bmp[((lead & 0x1F) as usize) << 6 | cont(1)], 2)
+        } else if lead < 0xF0 {
+            if p + 3 > BLOCK {
+                return;
+            }
+            (bmp[((lead & 0x0F) as usize) << 12 | cont(1) << 6 | cont(2)], 3)
+        } else {
+            if p + 4 > BLOCK {
+                return;
+            }
+            (class_cp(decode_utf8(block, p).0), 4)
+        };
         let bits = ((1u64 << len) - 1) << p;
-        match class_cp(cp) {
-            Cls::Letter => m.letter |= bits,
+        match cls {
+            Cls::Letter => *letter |= bits,
             Cls::Other => {}
             _ => return,
         }
-        m.high &= !bits;
+        *high &= !bits;
     }
 }
 

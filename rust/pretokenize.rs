@@ -540,7 +540,8 @@ mod tests {
 
         /// Characters of every kind the splitter treats apart: ASCII, the whitespace and contraction letters it
         /// checks, Latin letters and CJK ideographs (which blocks sort without decoding, with the symbols just
-        /// below U+4E00), numbers that are not ASCII, and anything.
+        /// below U+4E00), the other 2- and 3-byte characters that blocks look up by their bytes (Greek, Cyrillic,
+        /// Hebrew, Arabic with its digits and marks; Indic, Thai, kana), numbers that are not ASCII, and anything.
         fn a_char() -> impl Strategy<Value = char> {
             prop_oneof![
                 4 => (0x20u8..0x7F).prop_map(char::from),
@@ -549,6 +550,8 @@ mod tests {
                     '\u{2028}', '٣', '²', '½', '\u{301}', '’', '“', '\u{fffd}', '😀',
                 ]),
                 1 => (0xC0u32..0x250).prop_filter_map("a char", char::from_u32),
+                1 => (0x250u32..0x800).prop_filter_map("a char", char::from_u32),
+                1 => (0x800u32..0x3100).prop_filter_map("a char", char::from_u32),
                 2 => (0x4DB0u32..0xA010).prop_filter_map("a char", char::from_u32),
                 1 => any::<char>(),
             ]

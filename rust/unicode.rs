@@ -23,7 +23,7 @@ pub enum Cls {
 
 struct Tables {
     /// Classes of the Basic Multilingual Plane, one byte per code point.
-    bmp: Vec<Cls>,
+    bmp: Box<[Cls; 0x10000]>,
     /// Sorted, disjoint (start, end, class) ranges above the BMP that are not `Other`.
     astral: Vec<(u32, u32, Cls)>,
 }
@@ -54,8 +54,15 @@ fn tables() -> &'static Tables {
         bmp['\r' as usize] = Cls::Newline;
         bmp['\n' as usize] = Cls::Newline;
         astral.sort_unstable();
-        Tables { bmp, astral }
+        Tables { bmp: bmp.into_boxed_slice().try_into().expect("0x10000 classes"), astral }
     })
+}
+
+/// The classes of the Basic Multilingual Plane, by code point: for loops that look up many characters (the table
+/// is fetched once, and a code point built from its UTF-8 bytes' low bits needs no bounds check).
+#[inline]
+pub fn bmp_classes() -> &'static [Cls; 0x10000] {
+    &tables().bmp
 }
 
 /// The class of `c`.
