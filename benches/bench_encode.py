@@ -15,8 +15,8 @@ first, every language as it comes, as a training pipeline reads them): tiktoken 
 `encode_batch` on one thread and on all cores (`--stream-only` runs just this table).
 
 Then, per language slice (English, German as the other Latin-script language, Chinese, and any other script with at
-least 1 MB of text: Japanese, Korean, Cyrillic, Greek, Arabic, Hebrew, Indic, Thai; labelled as `nanobpe eval`
-does), one pass over up to `--slice-mb` MB of each (validation shard first, then the train shards): tiktoken's and
+least 1 MB of text, or `--min-slice-mb`: Japanese, Korean, Cyrillic, Greek, Arabic, Hebrew, Indic, Thai; labelled
+as `nanobpe eval` does), one pass over up to `--slice-mb` MB of each (validation shard first, then the train shards): tiktoken's and
 nanobpe's single-thread MB/s and their ratio, with the ids checked equal. The cache and the splitter are tuned per
 script, so one overall number can hide a slow slice; `--data` takes any folder of parquet shards, to time text of
 your own. Every pass uses a freshly built encoder (cold caches: they may
@@ -197,6 +197,12 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["rustbpe", "hf"])
     ap.add_argument("--slice-mb", type=float, default=50.0, help="MB per language slice (0: skip the slices)")
     ap.add_argument(
+        "--min-slice-mb",
+        type=float,
+        default=MIN_SLICE_MB,
+        help="time a language slice only if it has this many MB (default: %(default)s)",
+    )
+    ap.add_argument(
         "--stream-mb",
         type=float,
         default=60.0,
@@ -318,9 +324,9 @@ def slices(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
         return []
     encoders = [tiktoken_encoder(args.tokenizer), nanobpe_encoder(args.tokenizer)]
     if args.peers is None:
-        return language_slices(encoders, args.data, args.slice_mb)
+        return language_slices(encoders, args.data, args.slice_mb, min_mb=args.min_slice_mb)
     encoders += peer_encoders(args.tokenizer, args.peers or PEERS)
-    return language_slices(encoders, args.data, args.slice_mb, threads)
+    return language_slices(encoders, args.data, args.slice_mb, threads, min_mb=args.min_slice_mb)
 
 
 def corpus_files(data: str) -> list[str]:
@@ -407,7 +413,7 @@ def read_slices(data: str, slice_mb: float) -> dict[str, list[str]]:
     return slices
 
 
-# Slices smaller than this (or than --slice-mb) are not timed.
+# Slices smaller than this (or than --slice-mb) are not timed, unless --min-slice-mb says otherwise.
 MIN_SLICE_MB = 1.0
 
 SLICE_NAMES = {
@@ -426,7 +432,7 @@ SLICE_NAMES = {
 
 
 def language_slices(
-    encoders: list[Encoder], data: str, slice_mb: float, threads: int | None = None
+    encoders: list[Encoder], data: str, slice_mb: float, threads: int | None = None, min_mb: float = MIN_SLICE_MB
 ) -> list[dict[str, Any]]:
     """MB/s of each encoder on each language slice, one pass each, with a freshly built encoder for every pass.
 
@@ -437,7 +443,7 @@ def language_slices(
     for lang, docs in read_slices(data, slice_mb).items():
         mb = sum(len(d.encode()) for d in docs) / 1e6
         # A few stray documents (the corpus has five in kana or Hangul) would only time noise.
-        if mb >= min(MIN_SLICE_MB, slice_mb):
+        if mb >= min(min_mb, slice_mb):
             slices[lang] = docs
         elif docs:
             print(f"# {SLICE_NAMES[lang]}: {len(docs)} docs, {mb:.2f} MB: too little to time, skipped", file=sys.stderr)
