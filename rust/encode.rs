@@ -228,7 +228,8 @@ impl Encoder {
                 text,
                 #[inline(always)]
                 |piece| {
-                    let at = cache.probe(piece.as_bytes());
+                    let start = piece.as_ptr() as usize - text.as_ptr() as usize;
+                    let at = cache.probe_in(text.as_bytes(), start, piece.len());
                     let slot = &mut ring[n % LAG];
                     if n >= LAG {
                         self.encode_piece::<W, T>(cache, slot.0, slot.1, out, &mut scratch);
@@ -325,7 +326,7 @@ impl Encoder {
         // Start the parts' cache slots on their way first: they are looked up right after.
         probes.clear();
         probes.extend(parts.iter().filter_map(|p| match *p {
-            Part::Bytes(s, e) => Some(cache.probe(range(s, e))),
+            Part::Bytes(s, e) => Some(cache.probe_in(bytes, s as usize, (e - s) as usize)),
             Part::Token(_) => None,
         }));
         ids.clear();

@@ -75,15 +75,24 @@ impl Line {
         self.0[4] & WHOLE != 0
     }
 
-    /// Whether the entry at `half` (0 or 1) is `piece`, tagged `tag`, with key length byte `key_len`.
-    #[inline]
-    fn holds(&self, half: usize, tag: u32, key_len: u8, piece: &[u8]) -> bool {
+    /// Whether the entry at `half` (0 or 1) is `piece`, tagged `tag`, with key length byte `key_len`; `short`:
+    /// the piece's words when it has at most `SHORT` bytes.
+    #[inline(always)]
+    fn holds(&self, half: usize, tag: u32, key_len: u8, piece: &[u8], short: Short) -> bool {
         let at = half * HALF;
+        if self.tag(half) != tag || self.0[at + 4] != key_len {
+            return false;
+        }
         let key = &self.0[at + HEAD..];
-        self.tag(half) == tag
-            && self.0[at + 4] == key_len
-            && key.len() >= piece.len()
-            && same(&key[..piece.len()], piece)
+        let n = piece.len();
+        if n <= SHORT {
+            // The key's 16 bytes (ids or the next entry follow a shorter key), masked to its length.
+            let k: &[u8; 16] = key[..16].try_into().expect("16 bytes");
+            let m = Short::masks(n);
+            let word = |i: usize| u64::from_le_bytes(k[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            return ((word(0) ^ short.0[0]) & m[0]) | ((word(1) ^ short.0[1]) & m[1]) == 0;
+        }
+        key.len() >= n && same(&key[..n], piece)
     }
 
     /// Append the ids of the first entry, whose key is `key_len` bytes long, to `out` (a hit is always first: see
@@ -156,30 +165,43 @@ fn fits<const W: usize>(key_len: usize, n_ids: usize) -> bool {
     key_len + W * n_ids <= BIG
 }
 
-/// FxHash-style multiply-rotate over 8-byte words: cheap for the short pieces that get here. The last word is read
-/// overlapping the one before it (or, below 8 bytes, from two overlapping halves), never through a copy: a stack
-/// copy here stalled every lookup on store forwarding.
-#[inline]
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(K).rotate_left(26)
+}
+
+/// The hash of a piece of `n <= SHORT` bytes, from its words: two mixes whatever its length.
+#[inline(always)]
+fn hash_short(n: usize, s: Short) -> u64 {
+    mix(mix(n as u64, s.0[0]), s.0[1]).wrapping_mul(K)
+}
+
+/// The hash of a piece: `hash_short` up to `SHORT` bytes, else FxHash-style multiply-rotate over 8-byte words, the
+/// last read overlapping the one before it.
+#[cfg(test)]
 fn hash(b: &[u8]) -> u64 {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(26);
-    let n = b.len();
-    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let half = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64;
-    let mut h = n as u64;
-    if n >= 8 {
-        let mut at = 0;
-        while at + 8 < n {
-            h = mix(h, word(at));
-            at += 8;
-        }
-        h = mix(h, word(n - 8));
-    } else if n >= 4 {
-        h = mix(h, half(0) | half(n - 4) << 32);
-    } else if n > 0 {
-        h = mix(h, b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16);
+    if b.len() <= SHORT {
+        hash_short(b.len(), Short::from_piece(b))
+    } else {
+        hash_long(b)
     }
-    h.wrapping_mul(K)
+}
+
+/// The hash of a piece longer than `SHORT` bytes.
+#[inline]
+fn hash_long(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!(n > SHORT);
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let mut h = n as u64;
+    let mut at = 0;
+    while at + 8 < n {
+        h = mix(h, word(at));
+        at += 8;
+    }
+    mix(h, word(n - 8)).wrapping_mul(K)
 }
 
 /// `a == b` for slices of equal length, inline: the words and halves `hash` reads, compared with no call (a call to
@@ -206,11 +228,60 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// Where a piece lives in the cache: its line and the tag that marks it there (from `PieceCache::probe`).
+/// Where a piece lives in the cache: its line and the tag that marks it there (from `PieceCache::probe`), and for a
+/// piece of up to `SHORT` bytes its bytes as two words, zero past its end (see `Short`).
 #[derive(Clone, Copy, Default)]
 pub struct Probe {
     index: usize,
     tag: u32,
+    short: Short,
+}
+
+/// Pieces up to this many bytes (97% of English pieces) are hashed and compared as two words read from the text,
+/// with no branch on their length. The general paths branched on the length (8+, 4..8, below 4 bytes; then a loop
+/// over words) in the hash and again in the compare, and pieces of mixed lengths mispredicted those branches:
+/// cachegrind's branch model counted 1.3 fewer mispredicts a piece on English for 36 more instructions, and one
+/// pass went 100.4 → 131.3 MB/s on English, 84.4 → 96.5 on German, 86.3 → 100.0 on the long stream (medians of 7
+/// interleaved runs; Chinese, whose hits are parts of cut pieces, unchanged).
+const SHORT: usize = 16;
+
+/// A piece of up to `SHORT` bytes: bytes 0..8 and 8..16, little-endian, zero past its end.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct Short([u64; 2]);
+
+/// Masks of the low `k` bytes of a word, k = 0..=8.
+const LOW_BYTES: [u64; 9] = {
+    let mut m = [0u64; 9];
+    let mut k = 1;
+    while k <= 8 {
+        m[k] = u64::MAX >> (64 - 8 * k);
+        k += 1;
+    }
+    m
+};
+
+impl Short {
+    /// The masks of a piece of `n <= SHORT` bytes for its two words.
+    #[inline(always)]
+    fn masks(n: usize) -> [u64; 2] {
+        [LOW_BYTES[n.min(8)], LOW_BYTES[n.saturating_sub(8).min(8)]]
+    }
+
+    /// `bytes[at..at + n]` (n <= SHORT) read as two words from a buffer with 16 bytes from `at` on: no branch on n.
+    #[inline(always)]
+    fn from_buffer(bytes: &[u8], at: usize, n: usize) -> Self {
+        let w: &[u8; 16] = bytes[at..at + 16].try_into().expect("16 bytes");
+        let m = Short::masks(n);
+        let word = |k: usize| u64::from_le_bytes(w[8 * k..8 * k + 8].try_into().expect("8 bytes")) & m[k];
+        Short([word(0), word(1)])
+    }
+
+    /// The same from the piece alone (near a buffer's end, where 16 bytes are not there to read).
+    fn from_piece(b: &[u8]) -> Self {
+        let mut w = [0u8; 16];
+        w[..b.len()].copy_from_slice(b);
+        Short([u64::from_le_bytes(w[..8].try_into().expect("8")), u64::from_le_bytes(w[8..].try_into().expect("8"))])
+    }
 }
 
 impl Default for PieceCache {
@@ -267,12 +338,25 @@ impl PieceCache {
     /// waited for the hit check).
     #[inline]
     pub fn probe(&self, piece: &[u8]) -> Probe {
-        let h = hash(piece);
+        self.probe_in(piece, 0, piece.len())
+    }
+
+    /// `probe` of the piece `buf[at..at + n]`: a short piece with 16 bytes of `buf` from `at` on is read as two
+    /// words from there, with no branch on its length.
+    #[inline(always)]
+    pub fn probe_in(&self, buf: &[u8], at: usize, n: usize) -> Probe {
+        let (h, short) = if n <= SHORT {
+            let short =
+                if at + 16 <= buf.len() { Short::from_buffer(buf, at, n) } else { Short::from_piece(&buf[at..at + n]) };
+            (hash_short(n, short), short)
+        } else {
+            (hash_long(&buf[at..at + n]), Short::default())
+        };
         let index = ((h ^ self.salt) >> (64 - LINE_BITS)) as usize;
         crate::merge::prefetch(&self.lines[index]);
         // Low bits of the hash for the tag (independent of the index bits), with bit 0 set, so it is never 0 (an
         // empty entry). The same piece under another epoch gets another tag: the xor changes only bits 16..32.
-        Probe { index, tag: ((h as u32) | 1) ^ (self.epoch as u32) << 16 }
+        Probe { index, tag: ((h as u32) | 1) ^ (self.epoch as u32) << 16, short }
     }
 
     /// Append the cached ids of `piece` (probed as `at`) to `out` and return true, or return false on a miss. `W`:
@@ -291,10 +375,10 @@ impl PieceCache {
         }
         let line = &mut self.lines[at.index];
         let hit = if line.whole() {
-            line.holds(0, at.tag, n as u8 | WHOLE, piece)
-        } else if line.holds(0, at.tag, n as u8, piece) {
+            line.holds(0, at.tag, n as u8 | WHOLE, piece, at.short)
+        } else if line.holds(0, at.tag, n as u8, piece, at.short) {
             true
-        } else if n <= SMALL && line.holds(1, at.tag, n as u8, piece) {
+        } else if n <= SMALL && line.holds(1, at.tag, n as u8, piece, at.short) {
             // Most recently used first.
             line.0.rotate_left(HALF);
             true
@@ -385,6 +469,46 @@ mod tests {
                 assert_ne!(hash(&base), hash(&other), "length {n}, byte {i}");
             }
             assert_ne!(hash(&base), hash(&[base.as_slice(), b"a"].concat()), "length {n} vs {}", n + 1);
+        }
+    }
+
+    #[test]
+    fn a_piece_probes_alike_from_its_text_and_alone() {
+        // Read from the text as two masked words, or copied out near its end: the same line, tag and words, so an
+        // entry written through one is found through the other.
+        let text: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(97) % 251) as u8).collect();
+        let mut c = PieceCache::new();
+        for n in 0..=40 {
+            for at in [0, 1, 7, 100, 200 - n.max(1), 200 - n] {
+                if at + n > text.len() {
+                    continue;
+                }
+                let (from_text, alone) = (c.probe_in(&text, at, n), c.probe(&text[at..at + n]));
+                assert_eq!((from_text.index, from_text.tag), (alone.index, alone.tag), "n {n} at {at}");
+                assert_eq!(from_text.short, alone.short, "n {n} at {at}");
+                c.insert::<2>(from_text, &text[at..at + n], &[n as u32]);
+                let mut out: Vec<u32> = Vec::new();
+                assert!(c.get_into::<2, _>(alone, &text[at..at + n], &mut out, |x| x), "n {n} at {at}");
+                assert_eq!(out, [n as u32]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_key_compare_sees_every_byte() {
+        // Same tag and length, one byte off: the masked word compare must tell, whatever bytes follow the key.
+        for n in 1..=SHORT {
+            let piece: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(53) ^ 0xA5).collect();
+            for half in 0..2 {
+                let mut line = Line([0xEE; LINE]);
+                line.write::<2>(half, 7, n as u8, &piece, &[1, 2, 3]);
+                assert!(line.holds(half, 7, n as u8, &piece, Short::from_piece(&piece)), "n {n} half {half}");
+                for i in 0..n {
+                    let mut other = piece.clone();
+                    other[i] ^= 0x10;
+                    assert!(!line.holds(half, 7, n as u8, &other, Short::from_piece(&other)), "n {n} byte {i}");
+                }
+            }
         }
     }
 
