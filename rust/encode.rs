@@ -28,6 +28,7 @@ use crate::pairs::{self, PairTable};
 use crate::piece_cache::{self, PieceCache, Probe};
 use crate::pretokenize::Pretokenizer;
 use crate::sealed::{self, SealedChars};
+use crate::text::{self, AsUtf8};
 use crate::vocab::Vocab;
 use crate::{arg_err, data_err};
 
@@ -413,17 +414,19 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Encode many texts in parallel, optionally with a BOS id in front of each.
-    pub fn encode_batch<T: TokenId>(&self, texts: &[impl AsRef<str> + Sync], bos: Option<u32>) -> Result<Vec<Vec<T>>> {
-        let lens: Vec<usize> = texts.iter().map(|t| t.as_ref().len()).collect();
+    /// Encode many texts in parallel, optionally with a BOS id in front of each. Texts that are not UTF-8 yet
+    /// (`text::Text`) are transcoded by the thread that encodes them.
+    pub fn encode_batch<T: TokenId>(&self, texts: &[impl AsUtf8], bos: Option<u32>) -> Result<Vec<Vec<T>>> {
+        let lens: Vec<usize> = texts.iter().map(|t| t.size_hint()).collect();
         longest_first(&lens, |i| {
-            let t = texts[i].as_ref();
-            let mut v = Vec::with_capacity(t.len() / 3 + 1);
-            if let Some(b) = bos {
-                v.push(T::from_u32(b));
-            }
-            self.encode_ordinary_into(t, &mut v)?;
-            Ok(v)
+            text::with_utf8(&texts[i], |t| {
+                let mut v = Vec::with_capacity(t.len() / 3 + 1);
+                if let Some(b) = bos {
+                    v.push(T::from_u32(b));
+                }
+                self.encode_ordinary_into(t, &mut v)?;
+                Ok(v)
+            })
         })
     }
 

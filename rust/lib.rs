@@ -26,6 +26,7 @@ pub mod progress;
 pub mod pull;
 pub mod sealed;
 pub mod shards;
+pub mod text;
 pub mod trainer;
 pub mod unicode;
 pub mod vocab;

@@ -29,6 +29,7 @@ use crate::input::InputSpec;
 use crate::loader::LoaderState;
 use crate::merge::TokenId;
 use crate::pretokenize::{Pretokenizer, GPT4_PATTERN, NANOCHAT_PATTERN};
+use crate::text::Text;
 use crate::trainer::{self, TrainOptions, TrainSummary};
 use crate::vocab::{Vocab, NANOCHAT_SPECIALS};
 use crate::{arg_err, cancel};
@@ -232,9 +233,8 @@ fn detached<T: Send>(
         .map_err(to_pyerr)
 }
 
-/// The str items of `texts` (any iterable), checked, lone surrogates replaced as tiktoken does (by
-/// `nanobpe.tokenizer._fix_surrogates`, on the rare text that has them). Holding the objects lets the heavy work borrow
-/// each one's UTF-8 (`str_refs`) without the GIL instead of copying every text first.
+/// The str items of `texts` (any iterable), checked. Holding the objects lets the heavy work read each one's
+/// characters (`texts_of`) without the GIL instead of copying every text first.
 fn str_items<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString>>> {
     if texts.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err("texts must be a sequence of str, not one str (wrap it in a list)"));
@@ -246,20 +246,42 @@ fn str_items<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString
             let kind = item.get_type().name()?;
             return Err(PyTypeError::new_err(format!("texts[{i}] is {kind}, not str")));
         }
-        let s = item.cast_into::<PyString>()?;
-        if s.to_str().is_ok() {
-            out.push(s);
-        } else {
-            let fix = texts.py().import("nanobpe.tokenizer")?.getattr("_fix_surrogates")?;
-            out.push(fix.call1((s,))?.cast_into::<PyString>()?);
-        }
+        out.push(item.cast_into::<PyString>()?);
     }
     Ok(out)
 }
 
-/// Each text's UTF-8, borrowed from the Python object (which caches it): `str_items` made sure it exists.
-fn str_refs<'a>(items: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
-    items.iter().map(|s| s.to_str()).collect()
+/// Each text's characters as Python stores them, borrowed from the object, for the workers to transcode (see
+/// `text`): its UTF-8 where Python already has it (an ASCII str is its own; others keep it once made), else its
+/// Latin-1, UCS-2 or UCS-4 units. Nothing is converted here, on the one thread that holds the GIL. (CPython's own
+/// layout: the extension is built for CPython, not its limited API.)
+fn texts_of<'a>(items: &'a [Bound<'_, PyString>]) -> PyResult<Vec<Text<'a>>> {
+    use pyo3::types::string::PyStringData;
+    /// The UTF-8 Python made of a str that is not ASCII (`PyUnicode_AsUTF8` keeps it on the object), if it has.
+    fn cached_utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a str> {
+        // SAFETY: only called for str objects that are not ASCII (their kind is 2 or 4 bytes), whose struct is a
+        // `PyCompactUnicodeObject` or extends it; `utf8` is null or points at `utf8_length` bytes of valid UTF-8
+        // that live as long as the (immutable) object, which `s` holds; the GIL is held while reading the fields.
+        unsafe {
+            let o = &*(s.as_ptr() as *const pyo3::ffi::PyCompactUnicodeObject);
+            (!o.utf8.is_null()).then(|| {
+                let bytes = std::slice::from_raw_parts(o.utf8 as *const u8, o.utf8_length as usize);
+                std::str::from_utf8_unchecked(bytes)
+            })
+        }
+    }
+    items
+        .iter()
+        .map(|s| {
+            // SAFETY: x86_64 and aarch64 CPython (what the wheels are built for); pyo3 reads the kind and data of a
+            // canonical str, and the slices live as long as `s`.
+            Ok(match unsafe { s.data() }? {
+                PyStringData::Ucs1(b) => Text::Latin1(b), // ASCII too: the worker checks, and reads it as it is
+                PyStringData::Ucs2(u) => cached_utf8(s).map_or(Text::Ucs2(u), Text::Utf8),
+                PyStringData::Ucs4(u) => cached_utf8(s).map_or(Text::Ucs4(u), Text::Utf8),
+            })
+        })
+        .collect()
 }
 
 /// Long work: run on a worker thread while this thread waits without the GIL and checks for Ctrl-C, which asks the
@@ -513,7 +535,7 @@ impl PyTokenizer {
         threads: Option<usize>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let items = str_items(texts)?;
-        let texts = str_refs(&items)?;
+        let texts = texts_of(&items)?;
         let enc = self.enc.clone();
         with_token_type!(self.vocab.width, |T| {
             let out = detached(py, threads, || enc.encode_batch::<T>(&texts, bos))?;
@@ -542,7 +564,7 @@ impl PyTokenizer {
             (ids, offsets)
         }
         let items = str_items(texts)?;
-        let texts = str_refs(&items)?;
+        let texts = texts_of(&items)?;
         let enc = self.enc.clone();
         with_token_type!(self.vocab.width, |T| {
             let (ids, off) = detached(py, threads, || Ok(flat(enc.encode_batch::<T>(&texts, bos)?)))?;
@@ -562,7 +584,7 @@ impl PyTokenizer {
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let items = str_items(texts)?;
-        let texts = str_refs(&items)?;
+        let texts = texts_of(&items)?;
         let enc = self.enc.clone();
         let parts = detached(py, threads, || {
             let mut parts = enc.encode_batch::<u32>(&texts, prepend)?;

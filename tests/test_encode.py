@@ -290,3 +290,34 @@ def test_export_and_eval_errors_name_the_culprit(corpus, tokdir, tmp_path):
     assert proc.returncode == 1 and "missing" in proc.stderr
     proc = run_cli("eval", tokdir, "--data", tmp_path / "nodata")
     assert proc.returncode == 1 and "nodata" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "plain ASCII, long enough to be read sixteen at a time " * 3,
+        "Grüße aus Köln, ça va? " * 5,  # Latin-1: one byte a character in Python
+        "„Anführungszeichen“ – und 中文 dazwischen " * 5,  # two bytes a character
+        "emoji 😀 make it four bytes a character 👍🏽 " * 5,
+        "lone \ud800 surrogate, and a pair split in two: \ud83d\ude00 " * 3,
+    ],
+)
+def test_batch_reads_every_storage_of_str_with_or_without_utf8_made(tok, enc, sample):
+    """Python stores a str in 1, 2 or 4 bytes a character and makes its UTF-8 only when asked (then keeps it). The
+    batch calls read the characters as stored, whichever way, and transcode on their worker threads."""
+
+    def want(text: str) -> list[int]:
+        return enc.encode_ordinary(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+    fresh = "".join(list(sample))  # a new object, its UTF-8 not made yet
+    got = tok.encode_batch([fresh, fresh[3:], "x"], num_threads=2)
+    assert [a.tolist() for a in got] == [want(fresh), want(fresh[3:]), want("x")]
+    if "\ud800" not in sample:
+        tok.encode_ordinary(fresh)  # makes (and keeps) the str's UTF-8, which the batch then reads
+    assert tok.encode_batch([fresh])[0].tolist() == want(sample)
+    assert tok.encode_ordinary_batch([fresh]) == [want(sample)]
+
+    class Sub(str):
+        pass
+
+    assert tok.encode_batch([Sub(sample)])[0].tolist() == want(sample)

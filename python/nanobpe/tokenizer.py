@@ -30,7 +30,7 @@ def _threads(num_threads: int | None) -> int | None:
 
 def _fix_surrogates(text: str) -> str:
     """What tiktoken does with strings Python cannot encode as UTF-8 (lone surrogates): replace them. The extension's
-    batch calls use it too (`str_items` in rust/py.rs looks it up by name)."""
+    batch calls do the same in Rust, on their worker threads (rust/text.rs)."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
