@@ -176,6 +176,13 @@ def peer_encoders(tok_dir: str, names: Sequence[str]) -> list[Encoder]:
     return out
 
 
+def new_strs(docs: list[str]) -> list[str]:
+    """New str objects with the same text, as a pipeline's reader hands over. CPython makes a str's UTF-8 the first
+    time an extension asks for it and keeps it on the object: on the same objects, every pass after the first would
+    skip that work, which an encoder fed by a reader never can. Every timed pass gets its own."""
+    return [d.encode().decode() for d in docs]
+
+
 def fresh(e: Encoder, threads: int | None = None) -> Any:
     """A new instance of `e`, with any lazily built state made by calls on "a" (a byte token: nothing to merge,
     nothing for a cache to keep) through the API about to be timed, so that construction is not timed as encoding.

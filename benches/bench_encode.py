@@ -20,7 +20,10 @@ as `nanobpe eval` does), one pass over up to `--slice-mb` MB of each (validation
 nanobpe's single-thread MB/s and their ratio, with the ids checked equal. The cache and the splitter are tuned per
 script, so one overall number can hide a slow slice; `--data` takes any folder of parquet shards, to time text of
 your own. Every pass uses a freshly built encoder (cold caches: they may
-warm within the pass, never from an earlier one); building it is not timed.
+warm within the pass, never from an earlier one); building it is not timed. Every timed pass, in every table, also
+gets new str objects of the same text (`new_strs`): CPython keeps a str's UTF-8 once an extension has asked for it,
+so on the same objects each pass after the first would skip that conversion, which an encoder fed by a reader
+(nanochat's loader) never can.
 
 With `--peers`, the slice table adds the fastest encoders on PyPI (gigatoken, fastokens: `pip install ".[bench]"`;
 see _encoders.py for how each loads nanobpe's ranks file and why quicktok is not among them) and times every encoder
@@ -58,12 +61,19 @@ from _encoders import (
     differing_docs,
     fresh,
     nanobpe_encoder,
+    new_strs,
     peer_encoders,
     tiktoken_encoder,
     warm_process,
 )
 
 T = TypeVar("T")
+
+
+def timed_on(fn: Callable[[list[str]], T], docs: list[str]) -> tuple[float, T]:
+    """`timed(fn(docs))` on new str objects of `docs` (`new_strs`, made before the clock starts)."""
+    docs = new_strs(docs)
+    return timed(lambda: fn(docs))
 
 
 def timed(fn: Callable[[], T], repeat: int = 1) -> tuple[float, T]:
@@ -134,12 +144,12 @@ def thread_scaling(tokenizer_dir: str, enc: Any, docs: list[str], mb: float, cou
     for n in counts:
         tok = nanobpe.load(tokenizer_dir)  # new owner: the pool threads' caches start cold for it
         tok.encode_batch(["a"] * (4 * n), num_threads=n)  # builds the n-thread pool, untimed
-        secs, out = timed(partial(tok.encode_batch, docs, num_threads=n))
+        secs, out = timed_on(partial(tok.encode_batch, num_threads=n), docs)
         outs.append(out)
         rows.append({"threads": n, "mbs": mb / secs})
         print(f"# nanobpe, {n} threads: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
     for r in rows:
-        t_secs, t_out = timed(partial(enc.encode_ordinary_batch, docs, num_threads=r["threads"]))
+        t_secs, t_out = timed_on(partial(enc.encode_ordinary_batch, num_threads=r["threads"]), docs)
         del t_out
         r["tiktoken_mbs"] = mb / t_secs
         print(f"# tiktoken, {r['threads']} threads: {mb / t_secs:.1f} MB/s", file=sys.stderr, flush=True)
@@ -243,9 +253,9 @@ def main() -> None:
         print(f"# {name}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
 
     out: Any
-    secs, out = timed(lambda: [enc.encode_ordinary(d) for d in docs])
+    secs, out = timed_on(lambda ds: [enc.encode_ordinary(d) for d in ds], docs)
     add("tiktoken encode_ordinary, 1 thread", secs, out)
-    secs, out = timed(lambda: enc.encode_ordinary_batch(docs, num_threads=threads))
+    secs, out = timed_on(lambda ds: enc.encode_ordinary_batch(ds, num_threads=threads), docs)
     add(f"tiktoken encode_ordinary_batch, {threads} threads", secs, out)
     if "rustbpe" not in args.skip:
         import rustbpe
@@ -259,7 +269,7 @@ def main() -> None:
         )
         if [bytes(b) for b, _ in r.get_mergeable_ranks()] != [b for b, _ in tok.get_mergeable_ranks()]:
             print("# WARNING: rustbpe's merges differ", file=sys.stderr)
-        secs, out = timed(lambda: r.batch_encode(docs))
+        secs, out = timed_on(r.batch_encode, docs)
         add(f"rustbpe batch_encode, {threads} threads", secs, out)
     if "hf" not in args.skip:
         from tokenizers import Tokenizer as HFTokenizer
@@ -268,13 +278,13 @@ def main() -> None:
 
         path = export_hf(tok, tempfile.mkdtemp(prefix="nanobpe-hf-"))
         hf = HFTokenizer.from_file(path)
-        secs, out = timed(lambda: [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)])
+        secs, out = timed_on(lambda ds: [e.ids for e in hf.encode_batch(ds, add_special_tokens=False)], docs)
         add(f"HF tokenizers encode_batch, {threads} threads", secs, out)
-    secs, out = timed(lambda: [tok.encode_ordinary(d) for d in docs])
+    secs, out = timed_on(lambda ds: [tok.encode_ordinary(d) for d in ds], docs)
     add("nanobpe encode_ordinary, 1 thread", secs, out)
-    secs, out = timed(lambda: tok.encode_batch(docs, num_threads=1))
+    secs, out = timed_on(lambda ds: tok.encode_batch(ds, num_threads=1), docs)
     add("nanobpe encode_batch → numpy, 1 thread", secs, out)
-    secs, out = timed(lambda: tok.encode_batch(docs, num_threads=threads))
+    secs, out = timed_on(lambda ds: tok.encode_batch(ds, num_threads=threads), docs)
     add(f"nanobpe encode_batch → numpy, {threads} threads", secs, out)
     print_ratios(f"Encoding {mb:.1f} MB (validation shard), V = {tok.n_vocab}", rows)
 
@@ -493,7 +503,9 @@ def language_slices(
 
 def one_pass(e: Encoder, docs: list[str], threads: int | None) -> tuple[float, float, Flat]:
     """Wall seconds and process CPU seconds for one pass of a freshly built `e` over `docs` (on one thread, or its
-    batch API with `threads`), and the ids it gave (flattened outside the timing)."""
+    batch API with `threads`), and the ids it gave (flattened outside the timing). The docs are new str objects
+    for each pass (`new_strs`)."""
+    docs = new_strs(docs)
     instance = fresh(e, threads)
     cpu, t = time.process_time(), time.perf_counter()
     out = e.one(instance, docs) if threads is None else e.many(instance, docs, threads)
