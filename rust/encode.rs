@@ -462,6 +462,9 @@ impl Encoder {
     fn bpe_bytes(&self, bytes: &[u8], out: &mut Vec<u32>, ranks: &mut Vec<u32>) {
         out.clear();
         ranks.clear();
+        // Room for `merge_all`'s fixed-size moves (see `pairs::remove_at`).
+        out.reserve(bytes.len() + 16);
+        ranks.reserve(bytes.len() + 16);
         if bytes.len() > LONG_PIECE {
             out.extend(bytes.iter().map(|&b| self.byte_rank[b as usize]));
             self.bpe_long(out);
