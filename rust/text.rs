@@ -164,18 +164,27 @@ unsafe fn scalar<U: Unit>(units: &[U], mut i: usize, end: usize, mut n: usize, d
     (i, n)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-mod units {
-    impl super::Unit for u8 {
-        const MOST: usize = 2;
-    }
-    impl super::Unit for u16 {
-        const MOST: usize = 3;
-    }
-    impl super::Unit for u32 {
-        const MOST: usize = 4;
-    }
+/// The three widths Python stores: at most `MOST` bytes of UTF-8 a unit, and the vector loop for the width.
+macro_rules! unit {
+    ($t:ty, $most:expr, $step:ident) => {
+        impl Unit for $t {
+            const MOST: usize = $most;
+
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn vector(units: &[$t], dst: *mut u8) -> (usize, usize) {
+                if !avx512::available() {
+                    return (0, 0);
+                }
+                // SAFETY: the CPU has what the loop uses (checked above); the room is passed on from the caller.
+                unsafe { avx512::$step(units, dst) }
+            }
+        }
+    };
 }
+
+unit!(u8, 2, latin1);
+unit!(u16, 3, ucs2);
+unit!(u32, 4, ucs4);
 
 /// The vector path: 16 to 64 units a step, without a branch per character. Each step widens its units to lanes of
 /// 16 or 32 bits, builds every lane's UTF-8 in place (1 to 4 bytes, chosen by masks, not branches), and packs the
@@ -185,11 +194,11 @@ mod units {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{scalar, Unit};
+    use super::scalar;
 
     /// Whether this CPU has what the vector path uses (detected once; then a load and a test).
     #[inline(always)]
-    pub fn available() -> bool {
+    pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi2")
     }
 
@@ -261,21 +270,9 @@ mod avx512 {
         _mm512_cmpeq_epi32_mask(top, _mm512_set1_epi32(0xD800)) != 0
     }
 
-    impl Unit for u8 {
-        const MOST: usize = 2;
-
-        unsafe fn vector(units: &[u8], dst: *mut u8) -> (usize, usize) {
-            if !available() {
-                return (0, 0);
-            }
-            // SAFETY: checked above; the room is passed on from the caller.
-            unsafe { latin1(units, dst) }
-        }
-    }
-
     /// 64 Latin-1 characters a step: stored as they are when ASCII, else widened to 16 bits in two halves.
     #[target_feature(enable = "avx512bw,avx512vbmi2")]
-    unsafe fn latin1(units: &[u8], dst: *mut u8) -> (usize, usize) {
+    pub(super) unsafe fn latin1(units: &[u8], dst: *mut u8) -> (usize, usize) {
         let (mut i, mut n) = (0, 0);
         while i + 64 <= units.len() {
             // SAFETY: 64 units from i are in `units`; the room holds 2 bytes a unit plus 64.
@@ -294,22 +291,10 @@ mod avx512 {
         (i, n)
     }
 
-    impl Unit for u16 {
-        const MOST: usize = 3;
-
-        unsafe fn vector(units: &[u16], dst: *mut u8) -> (usize, usize) {
-            if !available() {
-                return (0, 0);
-            }
-            // SAFETY: checked above; the room is passed on from the caller.
-            unsafe { ucs2(units, dst) }
-        }
-    }
-
     /// 32 UCS-2 units a step: narrowed when ASCII, two bytes at most in 16-bit lanes, else in two halves of 32-bit
     /// lanes; a step with a surrogate goes to `scalar`.
     #[target_feature(enable = "avx512bw,avx512vbmi2")]
-    unsafe fn ucs2(units: &[u16], dst: *mut u8) -> (usize, usize) {
+    pub(super) unsafe fn ucs2(units: &[u16], dst: *mut u8) -> (usize, usize) {
         let w = _mm512_set1_epi16;
         let (mut i, mut n) = (0, 0);
         while i + 32 <= units.len() {
@@ -335,21 +320,9 @@ mod avx512 {
         (i, n)
     }
 
-    impl Unit for u32 {
-        const MOST: usize = 4;
-
-        unsafe fn vector(units: &[u32], dst: *mut u8) -> (usize, usize) {
-            if !available() {
-                return (0, 0);
-            }
-            // SAFETY: checked above; the room is passed on from the caller.
-            unsafe { ucs4(units, dst) }
-        }
-    }
-
     /// 16 UCS-4 units a step: narrowed when ASCII, else in 32-bit lanes; a step with a surrogate goes to `scalar`.
     #[target_feature(enable = "avx512bw,avx512vbmi2")]
-    unsafe fn ucs4(units: &[u32], dst: *mut u8) -> (usize, usize) {
+    pub(super) unsafe fn ucs4(units: &[u32], dst: *mut u8) -> (usize, usize) {
         let (mut i, mut n) = (0, 0);
         while i + 16 <= units.len() {
             // SAFETY: 16 units from i are in `units`; the room holds 4 bytes a unit plus 64.
