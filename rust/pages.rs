@@ -17,9 +17,17 @@ use std::ops::{Deref, DerefMut};
 pub struct ZeroedTable<T: Zeroable> {
     #[cfg(target_os = "linux")]
     mapped: Option<Mapping>,
-    vec: Vec<T>,
+    /// Owns the values when the table is not mapped (read through `first`).
+    _vec: Vec<T>,
     n: usize,
+    /// The first value, in the mapping or in `vec`: kept so that `deref` (once per lookup of the piece cache) is
+    /// a slice of it, with no branch on where the table lives.
+    first: *mut T,
 }
+
+// SAFETY: `first` points into memory owned by this table (its mapping or `vec`), reached only through `&self` or
+// `&mut self`, as a `Vec<T>` would be.
+unsafe impl<T: Zeroable + Send> Send for ZeroedTable<T> {}
 
 /// A type whose all-zero bytes are a valid value.
 ///
@@ -50,12 +58,13 @@ impl<T: Zeroable> ZeroedTable<T> {
         #[cfg(target_os = "linux")]
         if bytes >= HUGE && std::mem::align_of::<T>() <= HUGE {
             if let Some(mapped) = Mapping::new(bytes) {
-                return ZeroedTable { mapped: Some(mapped), vec: Vec::new(), n };
+                let first = mapped.start as *mut T;
+                return ZeroedTable { mapped: Some(mapped), _vec: Vec::new(), n, first };
             }
         }
         let _ = bytes;
         // SAFETY: `T: Zeroable`, so zeroed bytes are a valid `T`; the memory is allocated zeroed for `n` of them.
-        let vec = unsafe {
+        let mut vec = unsafe {
             let layout = std::alloc::Layout::array::<T>(n).expect("table size fits in memory");
             if layout.size() == 0 {
                 Vec::new()
@@ -67,11 +76,13 @@ impl<T: Zeroable> ZeroedTable<T> {
                 Vec::from_raw_parts(p, n, n)
             }
         };
+        let first = vec.as_mut_ptr();
         ZeroedTable {
             #[cfg(target_os = "linux")]
             mapped: None,
-            vec,
+            _vec: vec,
             n,
+            first,
         }
     }
 
@@ -144,23 +155,17 @@ impl<T: Zeroable> Deref for ZeroedTable<T> {
     type Target = [T];
 
     fn deref(&self) -> &[T] {
-        #[cfg(target_os = "linux")]
-        if let Some(m) = &self.mapped {
-            // SAFETY: the mapping holds `n` zero-initialised (or since written) `T`s from the aligned `start`.
-            return unsafe { std::slice::from_raw_parts(m.start as *const T, self.n) };
-        }
-        &self.vec
+        // SAFETY: `first` is the start of `n` zero-initialised (or since written) `T`s: the mapping's from its
+        // aligned `start`, or `vec`'s buffer (never resized, so it stays where it is; dangling and aligned when
+        // n = 0, which a slice of length 0 allows).
+        unsafe { std::slice::from_raw_parts(self.first, self.n) }
     }
 }
 
 impl<T: Zeroable> DerefMut for ZeroedTable<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        #[cfg(target_os = "linux")]
-        if let Some(m) = &self.mapped {
-            // SAFETY: as in `deref`; `&mut self` makes this the only reference.
-            return unsafe { std::slice::from_raw_parts_mut(m.start as *mut T, self.n) };
-        }
-        &mut self.vec
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.first, self.n) }
     }
 }
 

@@ -81,6 +81,14 @@ impl Pretokenizer {
     /// Call `f` on each piece of `text`, in order. The pieces cover `text` exactly.
     #[inline]
     pub fn for_each<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
+        self.for_each_span(text, |from, to| f(&text[from..to]))
+    }
+
+    /// Call `f` on the byte range (start, end) of each piece of `text`, in order: `for_each` without making a
+    /// `&str` of each piece (which checks both ends are character boundaries), for the encoder's hit path, which
+    /// reads the bytes only.
+    #[inline]
+    pub fn for_each_span(&self, text: &str, mut f: impl FnMut(usize, usize)) -> Result<()> {
         match &self.engine {
             Engine::Scan { max_digits } => {
                 let bytes = text.as_bytes();
@@ -94,7 +102,7 @@ impl Pretokenizer {
                     if starts == 0 {
                         loop {
                             let end = piece_end(text, i, *max_digits);
-                            f(&text[i..end]);
+                            f(i, end);
                             i = end;
                             if i >= bytes.len() || bytes[i] < 0x80 {
                                 break;
@@ -105,7 +113,7 @@ impl Pretokenizer {
                     let mut from = i;
                     while starts != 0 {
                         let to = i + starts.trailing_zeros() as usize;
-                        f(&text[from..to]);
+                        f(from, to);
                         from = to;
                         starts &= starts - 1;
                     }
@@ -113,7 +121,7 @@ impl Pretokenizer {
                 }
                 while i < text.len() {
                     let end = piece_end(text, i, *max_digits);
-                    f(&text[i..end]);
+                    f(i, end);
                     i = end;
                 }
                 Ok(())
@@ -123,7 +131,7 @@ impl Pretokenizer {
                     let m = m.map_err(|e| {
                         Error::Data(format!("split pattern failed on a document ({e}); simplify the --pattern"))
                     })?;
-                    f(m.as_str());
+                    f(m.start(), m.end());
                 }
                 Ok(())
             }
