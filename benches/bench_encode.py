@@ -23,7 +23,9 @@ your own. Every pass uses a freshly built encoder (cold caches: they may
 warm within the pass, never from an earlier one); building it is not timed. Every timed pass, in every table, also
 gets new str objects of the same text (`new_strs`): CPython keeps a str's UTF-8 once an extension has asked for it,
 so on the same objects each pass after the first would skip that conversion, which an encoder fed by a reader
-(nanochat's loader) never can.
+(nanochat's loader) never can. The stream and slice tables run `--rounds` rounds (default 3) of a pass of every
+encoder in turn and give medians, each round's ratio taken against tiktoken in the same round: this VM's speed
+drifts over seconds, and single passes timed one after the other moved by a third from run to run.
 
 With `--peers`, the slice table adds the fastest encoders on PyPI (gigatoken, fastokens: `pip install ".[bench]"`;
 see _encoders.py for how each loads nanobpe's ranks file and why quicktok is not among them) and times every encoder
@@ -44,10 +46,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,6 +72,8 @@ from _encoders import (
 )
 
 T = TypeVar("T")
+# Rounds of passes in the stream and slice tables (see `passes`).
+ROUNDS = 3
 
 
 def timed_on(fn: Callable[[list[str]], T], docs: list[str]) -> tuple[float, T]:
@@ -218,6 +224,13 @@ def main() -> None:
         default=60.0,
         help="MB of the long-stream table: documents in file order, all languages (0: skip it)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="rounds of passes in the stream and slice tables, each a fresh pass of every encoder in turn; the "
+        "tables give medians (default: %(default)s)",
+    )
     ap.add_argument("--threads", default=None, help="only the thread-scaling table, at these counts (e.g. 1,2,4,8)")
     args = ap.parse_args()
 
@@ -334,9 +347,9 @@ def slices(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
         return []
     encoders = [tiktoken_encoder(args.tokenizer), nanobpe_encoder(args.tokenizer)]
     if args.peers is None:
-        return language_slices(encoders, args.data, args.slice_mb, min_mb=args.min_slice_mb)
+        return language_slices(encoders, args.data, args.slice_mb, min_mb=args.min_slice_mb, rounds=args.rounds)
     encoders += peer_encoders(args.tokenizer, args.peers or PEERS)
-    return language_slices(encoders, args.data, args.slice_mb, threads, min_mb=args.min_slice_mb)
+    return language_slices(encoders, args.data, args.slice_mb, threads, min_mb=args.min_slice_mb, rounds=args.rounds)
 
 
 def corpus_files(data: str) -> list[str]:
@@ -373,15 +386,36 @@ def long_stream(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     warm_process([tik, ours], docs[:64], threads)
     rows: list[dict[str, Any]] = []
     ref: Flat | None = None
-    for e, n in ((tik, None), (ours, None), (ours, threads)):
-        secs, _, got = one_pass(e, docs, n)
-        ref = got if ref is None else ref
+    runs: list[Run] = [(tik, None), (ours, None), (ours, threads)]
+    timed = passes(runs, docs, args.rounds)
+    for (e, n), t in zip(runs, timed, strict=True):
+        ref = t.ids if ref is None else ref
         name = f"{e.name}, {n or 1} thread{'s' if n and n > 1 else ''}"
-        differ = differing_docs(got, ref)
-        rows.append({"encoder": name, "mbs": mb / secs, "same": f"NO ({differ} docs differ)" if differ else "yes"})
-        print(f"# long stream, {name}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
-    print_ratios(
-        f"One pass over a long stream: {len(docs)} documents, {mb:.1f} MB, in file order (all languages)", rows
+        differ = differing_docs(t.ids, ref)
+        mbs = [mb / s for s in t.secs]
+        rows.append(
+            {
+                "encoder": name,
+                "mbs": statistics.median(mbs),
+                "ratio": median_ratio(t, timed[0]),
+                "rounds": ", ".join(f"{x / (mb / s):.2f}" for x, s in zip(mbs, timed[0].secs, strict=True)),
+                "same": f"NO ({differ} docs differ)" if differ else "yes",
+            }
+        )
+        print(f"# long stream, {name}: {', '.join(f'{x:.1f}' for x in mbs)} MB/s", file=sys.stderr, flush=True)
+    print(
+        f"\nOne pass over a long stream: {len(docs)} documents, {mb:.1f} MB, in file order (all languages); "
+        f"medians of {args.rounds} rounds:\n"
+    )
+    print_table(
+        rows,
+        [
+            ("encoder", "encoder", ""),
+            ("mbs", "MB/s", ".2f"),
+            ("ratio", "× tiktoken 1 thread", ".2f"),
+            ("rounds", "each round", ""),
+            ("same", "ids = tiktoken", ""),
+        ],
     )
     return rows
 
@@ -442,7 +476,12 @@ SLICE_NAMES = {
 
 
 def language_slices(
-    encoders: list[Encoder], data: str, slice_mb: float, threads: int | None = None, min_mb: float = MIN_SLICE_MB
+    encoders: list[Encoder],
+    data: str,
+    slice_mb: float,
+    threads: int | None = None,
+    min_mb: float = MIN_SLICE_MB,
+    rounds: int = ROUNDS,
 ) -> list[dict[str, Any]]:
     """MB/s of each encoder on each language slice, one pass each, with a freshly built encoder for every pass.
 
@@ -462,28 +501,37 @@ def language_slices(
     for lang, docs in slices.items():
         mb = sum(len(d.encode()) for d in docs) / 1e6
         ref: Flat | None = None
-        base = 0.0
+        runs: list[Run] = [(e, threads if mode == "many" else None) for e in encoders for mode in modes]
+        timed = passes(runs, docs, rounds)
+        timed_runs = iter(timed)
         for e in encoders:
             row: dict[str, Any] = {"slice": SLICE_NAMES[lang], "mb": mb, "encoder": e.name}
             differ = []
             for mode in modes:
-                secs, cpu, got = one_pass(e, docs, threads if mode == "many" else None)
+                t = next(timed_runs)
+                got = t.ids
+                mbs = [mb / s for s in t.secs]
                 if ref is None:
-                    ref, base = got, mb / secs
-                row[f"{mode}_mbs"] = mb / secs
-                row[f"{mode}_ratio"] = mb / secs / base
-                row[f"{mode}_cpu"] = cpu / secs
+                    ref = got
+                row[f"{mode}_mbs"] = statistics.median(mbs)
+                row[f"{mode}_ratio"] = median_ratio(t, timed[0])
+                row[f"{mode}_rounds"] = ", ".join(f"{r / b:.2f}" for b, r in zip(t.secs, timed[0].secs, strict=True))
+                row[f"{mode}_cpu"] = sum(t.cpus) / sum(t.secs)
                 n = differing_docs(got, ref)
                 row[f"{mode}_differ"] = n
                 if n:
                     differ.append(f"{'1' if mode == 'one' else threads} thr: {n}")
-                print(f"# {SLICE_NAMES[lang]}, {e.name}, {mode}: {mb / secs:.1f} MB/s", file=sys.stderr, flush=True)
+                each = ", ".join(f"{x:.1f}" for x in mbs)
+                print(f"# {SLICE_NAMES[lang]}, {e.name}, {mode}: {each} MB/s", file=sys.stderr, flush=True)
             row["same"] = f"NO ({', '.join(differ)} of {len(docs)} docs differ)" if differ else "yes"
             rows.append(row)
     if threads is None:
-        print_slices_two(rows)
+        print_slices_two(rows, rounds)
     else:
-        print(f"\nPer language slice, one pass each, a fresh encoder per pass; 1 thr and {threads} thr (batch API):\n")
+        print(
+            f"\nPer language slice, medians of {rounds} rounds of a pass each, a fresh encoder per pass; 1 thr and "
+            f"{threads} thr (batch API):\n"
+        )
         print_table(
             rows,
             [
@@ -501,19 +549,49 @@ def language_slices(
     return rows
 
 
-def one_pass(e: Encoder, docs: list[str], threads: int | None) -> tuple[float, float, Flat]:
-    """Wall seconds and process CPU seconds for one pass of a freshly built `e` over `docs` (on one thread, or its
-    batch API with `threads`), and the ids it gave (flattened outside the timing). The docs are new str objects
-    for each pass (`new_strs`)."""
-    docs = new_strs(docs)
-    instance = fresh(e, threads)
-    cpu, t = time.process_time(), time.perf_counter()
-    out = e.one(instance, docs) if threads is None else e.many(instance, docs, threads)
-    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
-    return secs, cpu, (e.flat if threads is None else e.flat_many or e.flat)(out)
+Run = tuple[Encoder, "int | None"]
 
 
-def print_slices_two(rows: list[dict[str, Any]]) -> None:
+@dataclass
+class Timed:
+    """One run's passes over the same documents: wall and process CPU seconds per round, and the ids of the
+    first (flattened outside the timing)."""
+
+    secs: list[float]
+    cpus: list[float]
+    ids: Flat
+
+
+def passes(runs: list[Run], docs: list[str], rounds: int) -> list[Timed]:
+    """`rounds` rounds of one pass of each run (an encoder on one thread, or its batch API with that many threads)
+    over `docs`, the runs in turn within each round. Every pass gets a fresh instance and new str objects
+    (`new_strs`), and goes through the documents in order, once, so its caches warm within the pass only.
+
+    This VM's speed drifts over seconds: the same pass ran at 5.9 and 9.4 × tiktoken in two runs of one round.
+    Callers report medians over the rounds, with each round's ratio taken against tiktoken in the same round."""
+    import numpy as np
+
+    out: list[Timed] = [Timed([], [], (np.zeros(0, np.int64), np.zeros(0, np.int64))) for _ in runs]
+    for r in range(rounds):
+        for (e, n), timed in zip(runs, out, strict=True):
+            texts = new_strs(docs)
+            instance = fresh(e, n)
+            cpu, t = time.process_time(), time.perf_counter()
+            got = e.one(instance, texts) if n is None else e.many(instance, texts, n)
+            timed.secs.append(time.perf_counter() - t)
+            timed.cpus.append(time.process_time() - cpu)
+            if r == 0:
+                timed.ids = (e.flat if n is None else e.flat_many or e.flat)(got)
+            del got, texts, instance
+    return out
+
+
+def median_ratio(timed: Timed, ref: Timed) -> float:
+    """The median over rounds of the speed of `timed` as a multiple of `ref`'s in the same round."""
+    return statistics.median(r / t for t, r in zip(timed.secs, ref.secs, strict=True))
+
+
+def print_slices_two(rows: list[dict[str, Any]], rounds: int) -> None:
     """The tiktoken-vs-nanobpe table, one line per slice."""
     table = []
     for t, n in zip(rows[0::2], rows[1::2]):
@@ -524,10 +602,13 @@ def print_slices_two(rows: list[dict[str, Any]]) -> None:
                 "tiktoken": t["one_mbs"],
                 "nanobpe": n["one_mbs"],
                 "ratio": n["one_ratio"],
+                "rounds": n["one_rounds"],
                 "same": n["same"],
             }
         )
-    print("\nPer language slice, one pass each, 1 thread (nanobpe `encode_batch` → numpy):\n")
+    print(
+        f"\nPer language slice, 1 thread (nanobpe `encode_batch` → numpy), medians of {rounds} rounds of a pass each:\n"
+    )
     print_table(
         table,
         [
@@ -536,6 +617,7 @@ def print_slices_two(rows: list[dict[str, Any]]) -> None:
             ("tiktoken", "tiktoken MB/s", ".2f"),
             ("nanobpe", "nanobpe MB/s", ".2f"),
             ("ratio", "× tiktoken", ".2f"),
+            ("rounds", "each round", ""),
             ("same", "ids = tiktoken", ""),
         ],
     )
