@@ -233,6 +233,8 @@ def main() -> None:
     )
     ap.add_argument("--threads", default=None, help="only the thread-scaling table, at these counts (e.g. 1,2,4,8)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1 (got {args.rounds})")
 
     threads = os.cpu_count() or 1
     if args.tokenizer is None:
@@ -398,7 +400,7 @@ def long_stream(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
                 "encoder": name,
                 "mbs": statistics.median(mbs),
                 "ratio": median_ratio(t, timed[0]),
-                "rounds": ", ".join(f"{x / (mb / s):.2f}" for x, s in zip(mbs, timed[0].secs, strict=True)),
+                "rounds": ", ".join(f"{x:.2f}" for x in round_ratios(t, timed[0])),
                 "same": f"NO ({differ} docs differ)" if differ else "yes",
             }
         )
@@ -515,7 +517,7 @@ def language_slices(
                     ref = got
                 row[f"{mode}_mbs"] = statistics.median(mbs)
                 row[f"{mode}_ratio"] = median_ratio(t, timed[0])
-                row[f"{mode}_rounds"] = ", ".join(f"{r / b:.2f}" for b, r in zip(t.secs, timed[0].secs, strict=True))
+                row[f"{mode}_rounds"] = ", ".join(f"{x:.2f}" for x in round_ratios(t, timed[0]))
                 row[f"{mode}_cpu"] = sum(t.cpus) / sum(t.secs)
                 n = differing_docs(got, ref)
                 row[f"{mode}_differ"] = n
@@ -586,9 +588,14 @@ def passes(runs: list[Run], docs: list[str], rounds: int) -> list[Timed]:
     return out
 
 
+def round_ratios(timed: Timed, ref: Timed) -> list[float]:
+    """The speed of `timed` in each round as a multiple of `ref`'s in the same round."""
+    return [r / t for t, r in zip(timed.secs, ref.secs, strict=True)]
+
+
 def median_ratio(timed: Timed, ref: Timed) -> float:
-    """The median over rounds of the speed of `timed` as a multiple of `ref`'s in the same round."""
-    return statistics.median(r / t for t, r in zip(timed.secs, ref.secs, strict=True))
+    """The median over rounds of `round_ratios`."""
+    return statistics.median(round_ratios(timed, ref))
 
 
 def print_slices_two(rows: list[dict[str, Any]], rounds: int) -> None:
