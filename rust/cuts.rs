@@ -17,7 +17,9 @@
 //! pair of keys (a shared bit only means a place is not cut); flags on the characters say which kinds of keys they
 //! have, so a place is checked against only those. Only places between two 2- or 3-byte characters are cut, where
 //! the check is a table lookup and, for characters in some crossing token, a bit or two of the filter. The same table entry holds the token a character is on
-//! its own (what BPE of its bytes gives, from `sealed`), so a part that is one character needs no other lookup.
+//! its own (what BPE of its bytes gives, from `sealed`), so a part that is one character needs no other lookup; a
+//! part that is two Han characters is mostly one token, found in a small table of such pairs (`pair_token`) rather
+//! than in the piece cache.
 
 /// Characters below this have an entry (every 2- and 3-byte character).
 const TABLE: usize = 0x1_0000;
@@ -29,21 +31,46 @@ const STARTS_PAIR: u8 = 1;
 /// Bits in the filter of pairs: 128 KiB, so it stays in cache; with the ~6k pairs of a 32k vocabulary, 0.6% of
 /// other pairs share a bit with one and are not cut, which costs a little speed, never exactness.
 const PAIR_BITS: u32 = 20;
+const PAIR_WORDS: usize = 1 << (PAIR_BITS - 6);
 /// Some token holds the whole character and the first bytes of the next one (look up which).
 const CROSSED_AFTER: u8 = 2;
 /// Some token holds the last bytes of the character before and the whole character (look up which).
 const CROSSED_BEFORE: u8 = 4;
+/// Some token holds only bytes of the characters on both sides of a place and ends in this character's last byte
+/// (`partial_before`), or starts with its first byte (`partial_after`): kept per character, so the walk over runs
+/// tests them with the other flags, without two more loads.
+const ENDS_PARTIAL: u8 = 8;
+const STARTS_PARTIAL: u8 = 16;
+
+/// A part's entry in `Parts::ids` when it is a byte range to encode: `RANGE | k` for `Parts::ranges[k]`. Tokens
+/// in `ids` are below 2^24 (`SOLO_NONE`), so the bit is free.
+pub const RANGE: u32 = 1 << 31;
 
 pub struct SafeCuts {
     /// Per character: its flags (bits 24..32) and the token it is on its own (bits 0..24). One load gives the walk
     /// both whether a place may be cut and, for a part that is one character, its id.
-    chars: Box<[u32]>,
+    chars: Box<[u32; TABLE]>,
     /// A bit per hash of (a, b) for the pairs of whole characters inside tokens: set means "maybe crossed".
-    pairs: Box<[u64]>,
+    pairs: Box<[u64; PAIR_WORDS]>,
     /// Tokens holding only bytes of the characters on both sides exist with this last byte before the place / first
     /// after it (a cheap test before looking up their keys).
     partial_before: [bool; 256],
     partial_after: [bool; 256],
+    /// The pairs of whole 3-byte characters inside tokens, until `add_pair_tokens` turns them into `pair_tokens`.
+    whole_pairs: Vec<(u32, u32)>,
+    /// Two-character parts that are one token: a part of a cut piece, when it is two characters, is mostly one of
+    /// these (seven in ten of the byte ranges of cut Chinese pieces). Open addressing, `pair << 32 | token`,
+    /// EMPTY where free; a power of two long, at most half full. 16k entries (128 KiB) at 32k tokens, so it stays
+    /// in cache where the piece cache (8 MiB) does not.
+    pair_tokens: Box<[u64]>,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+/// Where the pair (a, c) of 3-byte characters starts its search in a table of `len` (a power of two) entries.
+#[inline]
+fn pair_slot(key: u32, len: usize) -> usize {
+    (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> (64 - len.trailing_zeros())
 }
 
 /// Where the pair (a, b) sits in the filter.
@@ -90,22 +117,73 @@ fn one_char(b: &[u8]) -> Option<u32> {
     chars.next().is_none().then_some(c as u32)
 }
 
-/// A part of a cut piece: the token of a character that is one on its own, or a byte range to encode.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Part {
-    Token(u32),
-    Bytes(u32, u32),
+/// The parts of a cut piece, in order: one entry a part in `ids()`, the token of a part that is one character with
+/// a token of its own, or `RANGE | k` for a part to encode, whose bytes are `ranges()[k]` (start, end). The buffers
+/// only grow: the walk writes into them without checking their room.
+#[derive(Clone, Debug, Default)]
+pub struct Parts {
+    ids: Vec<u32>,
+    ranges: Vec<(u32, u32)>,
+    n_ids: usize,
+    n_ranges: usize,
+}
+
+impl Parts {
+    pub fn ids(&self) -> &[u32] {
+        &self.ids[..self.n_ids]
+    }
+
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges[..self.n_ranges]
+    }
+
+    fn clear(&mut self) {
+        (self.n_ids, self.n_ranges) = (0, 0);
+    }
+
+    /// Room for `n` parts and byte ranges.
+    fn room(&mut self, n: usize) {
+        if self.ids.len() < n {
+            self.ids.resize(n, 0);
+            self.ranges.resize(n, (0, 0));
+        }
+    }
+
+    /// Add a part: `solo` when it is one character with a token of its own, else the bytes `start..end`.
+    fn push(&mut self, solo: Option<u32>, start: usize, end: usize) {
+        self.room(self.n_ids + 1);
+        match solo {
+            Some(id) => self.ids[self.n_ids] = id,
+            None => {
+                self.ids[self.n_ids] = RANGE | self.n_ranges as u32;
+                self.ranges[self.n_ranges] = (start as u32, end as u32);
+                self.n_ranges += 1;
+            }
+        }
+        self.n_ids += 1;
+    }
+}
+
+impl PartialEq for Parts {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids() == other.ids() && self.ranges() == other.ranges()
+    }
 }
 
 impl SafeCuts {
     /// The cuts for the vocabulary `ranks`; `solo(c)` is the one token character `c` (2 or 3 bytes) is when BPE'd
     /// on its own, or u32::MAX.
     pub fn new<'a>(ranks: impl IntoIterator<Item = &'a [u8]>, solo: impl Fn(u32) -> u32) -> Self {
+        let chars: Box<[u32]> =
+            (0..TABLE as u32).map(|c| if c < 0x80 { SOLO_NONE } else { solo(c).min(SOLO_NONE) }).collect();
+        // Fixed sizes, so that indexing by a 16-bit character or a filter bit needs no bounds check.
         let mut cuts = SafeCuts {
-            chars: (0..TABLE as u32).map(|c| if c < 0x80 { SOLO_NONE } else { solo(c).min(SOLO_NONE) }).collect(),
-            pairs: vec![0u64; 1 << (PAIR_BITS - 6)].into_boxed_slice(),
+            chars: chars.try_into().expect("one entry per character below TABLE"),
+            pairs: vec![0u64; PAIR_WORDS].into_boxed_slice().try_into().expect("PAIR_WORDS words"),
             partial_before: [false; 256],
             partial_after: [false; 256],
+            whole_pairs: Vec::new(),
+            pair_tokens: vec![EMPTY; 2].into_boxed_slice(),
         };
         for t in ranks {
             for q in 1..t.len() {
@@ -118,6 +196,14 @@ impl SafeCuts {
                     cuts.record(before, after, t[q - 1], t[q]);
                 }
             }
+        }
+        for c in 0x80..TABLE as u32 {
+            // The character's first and last bytes in UTF-8.
+            let first = if c < 0x800 { 0xC0 | c >> 6 } else { 0xE0 | c >> 12 };
+            let last = 0x80 | (c & 0x3F);
+            let f = (cuts.partial_before[last as usize] as u8 * ENDS_PARTIAL)
+                | (cuts.partial_after[first as usize] as u8 * STARTS_PARTIAL);
+            cuts.flag(c, f);
         }
         cuts
     }
@@ -153,6 +239,9 @@ impl SafeCuts {
         let (l, r) = match (before, after) {
             (Side::Char(a), Side::Char(b)) if in_table(a) && in_table(b) => {
                 self.flag(a, STARTS_PAIR);
+                if a >= 0x800 && b >= 0x800 {
+                    self.whole_pairs.push((a, b));
+                }
                 (a, b)
             }
             (Side::Char(a), Side::Bytes(r)) if in_table(a) => {
@@ -174,6 +263,60 @@ impl SafeCuts {
         self.pairs[bit / 64] |= 1 << (bit % 64);
     }
 
+    /// Fill `pair_tokens` from the pairs of 3-byte characters that sit inside tokens: `bpe(bytes)` is the one token
+    /// that BPE of the two characters' bytes gives, if it gives one.
+    pub fn add_pair_tokens(&mut self, mut bpe: impl FnMut(&[u8]) -> Option<u32>) {
+        let mut pairs = std::mem::take(&mut self.whole_pairs);
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut found = Vec::new();
+        for &(a, c) in &pairs {
+            let (Some(a_ch), Some(c_ch)) = (char::from_u32(a), char::from_u32(c)) else {
+                continue;
+            };
+            let mut buf = [0u8; 6];
+            a_ch.encode_utf8(&mut buf[..3]);
+            c_ch.encode_utf8(&mut buf[3..]);
+            if let Some(id) = bpe(&buf) {
+                found.push((a << 16 | c, id));
+            }
+        }
+        let len = (2 * found.len()).next_power_of_two().max(2);
+        let mut table = vec![EMPTY; len];
+        for (key, id) in found {
+            let mut i = pair_slot(key, len);
+            while table[i] != EMPTY {
+                i = (i + 1) & (len - 1);
+            }
+            table[i] = (key as u64) << 32 | id as u64;
+        }
+        self.pair_tokens = table.into_boxed_slice();
+    }
+
+    /// The one token that `part` (6 bytes of text) is as a part of a cut piece, if it is two 3-byte characters that
+    /// BPE makes one token. Other 6 bytes (three 2-byte characters, say) could read as some pair's key: they are
+    /// told apart by their first and fourth bytes.
+    #[inline(always)]
+    pub fn pair_token(&self, part: &[u8; 6]) -> Option<u32> {
+        if (part[0] & part[3]) & 0xF0 != 0xE0 || (part[0] | part[3]) & 0x10 != 0 {
+            return None;
+        }
+        let cp = |x: &[u8]| ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32;
+        let key = cp(&part[..3]) << 16 | cp(&part[3..]);
+        let len = self.pair_tokens.len();
+        let mut i = pair_slot(key, len);
+        loop {
+            let e = self.pair_tokens[i];
+            if e == EMPTY {
+                return None;
+            }
+            if (e >> 32) as u32 == key {
+                return Some(e as u32);
+            }
+            i = (i + 1) & (len - 1);
+        }
+    }
+
     fn flag(&mut self, c: u32, f: u8) {
         self.chars[c as usize] |= (f as u32) << SOLO_BITS;
     }
@@ -189,7 +332,7 @@ impl SafeCuts {
     /// (entry `ec`, `nc` bytes), both 2- or 3-byte characters. The flags say which kinds of crossing tokens the
     /// characters have; only those keys are looked up: the two whole characters, a whole one with the first or
     /// last bytes of the other, or (rare) bytes of both.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn safe(&self, b: &[u8], i: usize, a: u32, ea: u32, na: usize, c: u32, ec: u32, nc: usize) -> bool {
         let (fa, fc) = ((ea >> SOLO_BITS) as u8, (ec >> SOLO_BITS) as u8);
@@ -214,72 +357,99 @@ impl SafeCuts {
         true
     }
 
+    /// `safe` for two 3-byte characters, with their partial keys spelled out (the run walk's case: no loops over
+    /// key lengths, fewer instructions per place that takes it, about one in ten between Han characters).
+    #[inline(always)]
+    fn safe3(&self, b: &[u8; 6], a: u32, fa: u8, c: u32, fc: u8) -> bool {
+        let (t1, t2) = (bytes_key(&b[2..3]), bytes_key(&b[1..3]));
+        let (h1, h2) = (bytes_key(&b[3..4]), bytes_key(&b[3..5]));
+        let crossed = fa & STARTS_PAIR != 0 && self.maybe(a, c)
+            || fa & CROSSED_AFTER != 0 && (self.maybe(a, h1) || self.maybe(a, h2))
+            || fc & CROSSED_BEFORE != 0 && (self.maybe(t1, c) || self.maybe(t2, c))
+            || self.partial_before[b[2] as usize]
+                && self.partial_after[b[3] as usize]
+                && (self.maybe(t1, h1) || self.maybe(t1, h2) || self.maybe(t2, h1) || self.maybe(t2, h2));
+        !crossed
+    }
+
     /// Cut `piece` where no token crosses, into its parts in order (`out`, emptied first); whether there was a cut.
     /// One walk over the characters: each 2- or 3-byte character's entry is loaded once, for the places on both
     /// sides of it and, when it is a part on its own, for its token.
-    pub fn parts(&self, piece: &str, out: &mut Vec<Part>) -> bool {
+    pub fn parts(&self, piece: &str, out: &mut Parts) -> bool {
         out.clear();
         let b = piece.as_bytes();
         // Most pieces that get here are a run of 3-byte characters (Han, kana, Hangul, CJK punctuation), perhaps
         // after one ASCII character (a space): those take the walk below without its per-character branches.
         let lead = b.first().is_some_and(|&x| x < 0x80) as usize;
-        let run = &b[lead..];
-        if run.len().is_multiple_of(3) && run.iter().step_by(3).fold(true, |all, &x| all & (x & 0xF0 == 0xE0)) {
-            return self.parts_of_run(b, lead, out);
+        match (b.len() - lead).is_multiple_of(3).then(|| self.parts_of_run(b, lead, out)) {
+            Some(Some(cut)) => cut,
+            _ => {
+                out.clear();
+                self.parts_any(b, out)
+            }
         }
-        self.parts_any(b, out)
     }
 
-    /// `parts` for `b` = `lead` ASCII bytes (0 or 1) then 3-byte characters only. The same cuts as `parts_any`; what
-    /// differs is how. Whether a place is cut is computed without branching on it (it is unpredictable: about seven
-    /// in ten places between Han characters are cut), and every place writes a part, kept only when the place is
-    /// cut. Places whose characters have keys other than whole-character pairs (rare) take `safe`.
-    fn parts_of_run(&self, b: &[u8], lead: usize, out: &mut Vec<Part>) -> bool {
-        let n = (b.len() - lead) / 3;
-        let cp = |i: usize| ((b[i] & 0x0F) as u32) << 12 | ((b[i + 1] & 0x3F) as u32) << 6 | (b[i + 2] & 0x3F) as u32;
-        out.resize(n + 1, Part::Token(0));
-        let (mut len, mut start) = (0usize, 0usize);
-        let mut a = if n > 0 { cp(lead) } else { 0 };
+    /// `parts` for `b` = `lead` ASCII bytes (0 or 1) then 3-byte characters; None when the rest is not all 3-byte
+    /// characters (found on the way). The same cuts as `parts_any`; what differs is how. Whether a place is cut is
+    /// computed without branching on it (it is unpredictable: about seven in ten places between Han characters are
+    /// cut), and every place writes a part, kept only when the place is cut. Places whose characters have keys other
+    /// than whole-character pairs (rare) take `safe`.
+    fn parts_of_run(&self, b: &[u8], lead: usize, out: &mut Parts) -> Option<bool> {
+        // A 3-byte character's code point is below 2^16, so the table lookups below need no bounds checks.
+        let cp = |x: &[u8; 3]| ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32;
+        let Some((first, chars)) = b[lead..].as_chunks::<3>().0.split_first() else {
+            return Some(false);
+        };
+        // At most one part, and one byte range, per character.
+        out.room(chars.len() + 1);
+        let (ids, ranges) = (&mut out.ids[..], &mut out.ranges[..]);
+        // Parts so far, byte ranges among them, and where the part being built starts.
+        let (mut len, mut n_ranges, mut start, mut i) = (0usize, 0usize, 0usize, lead);
+        let mut a = cp(first);
         let mut ea = self.chars[a as usize];
-        for i in (lead + 3..b.len()).step_by(3) {
-            let c = cp(i);
+        // Bits where some character's first byte differs from 1110xxxx.
+        let mut not_3_byte = (first[0] ^ 0xE0) & 0xF0;
+        for x in chars {
+            i += 3;
+            not_3_byte |= (x[0] ^ 0xE0) & 0xF0;
+            let c = cp(x);
             let ec = self.chars[c as usize];
             let (fa, fc) = ((ea >> SOLO_BITS) as u8, (ec >> SOLO_BITS) as u8);
-            let other_keys = fa & CROSSED_AFTER != 0
-                || fc & CROSSED_BEFORE != 0
-                || self.partial_before[b[i - 1] as usize] && self.partial_after[b[i] as usize];
+            let other_keys = fa & CROSSED_AFTER | fc & CROSSED_BEFORE | fa & ENDS_PARTIAL & (fc >> 1) != 0;
             let cut = if other_keys {
-                self.safe(b, i, a, ea, 3, c, ec, 3)
+                let around: &[u8; 6] = b[i - 3..i + 3].try_into().expect("six bytes around the place");
+                self.safe3(around, a, fa, c, fc)
             } else {
                 (fa & STARTS_PAIR == 0) | !self.maybe(a, c)
             };
-            // The part before the place: the token of `a` when it is `a` alone and has one.
+            // The part before the place: the token of `a` when it is `a` alone and has one, else its bytes.
             let solo = ea & SOLO_NONE;
-            out[len] = if i - start == 3 && solo != SOLO_NONE {
-                Part::Token(solo)
-            } else {
-                Part::Bytes(start as u32, i as u32)
-            };
+            let single = (i - start == 3) & (solo != SOLO_NONE);
+            ids[len] = if single { solo } else { RANGE | n_ranges as u32 };
+            ranges[n_ranges] = (start as u32, i as u32);
+            n_ranges += (cut & !single) as usize;
             len += cut as usize;
             start = if cut { i } else { start };
             (a, ea) = (c, ec);
         }
+        // Not all 3-byte characters: the walk read garbage, harmlessly (any 16 bits have an entry).
+        if not_3_byte != 0 {
+            return None;
+        }
         if len == 0 {
-            out.clear();
-            return false;
+            return Some(false);
         }
         let solo = ea & SOLO_NONE;
-        out[len] = if b.len() - start == 3 && solo != SOLO_NONE {
-            Part::Token(solo)
-        } else {
-            Part::Bytes(start as u32, b.len() as u32)
-        };
-        out.truncate(len + 1);
-        true
+        let single = (b.len() - start == 3) & (solo != SOLO_NONE);
+        ids[len] = if single { solo } else { RANGE | n_ranges as u32 };
+        ranges[n_ranges] = (start as u32, b.len() as u32);
+        (out.n_ids, out.n_ranges) = (len + 1, n_ranges + !single as usize);
+        Some(true)
     }
 
     /// `parts` for any piece: one walk over the characters.
-    fn parts_any(&self, b: &[u8], out: &mut Vec<Part>) -> bool {
+    fn parts_any(&self, b: &[u8], out: &mut Parts) -> bool {
         // The part being built starts at `start`; `single` is its token while it is one character with a token of
         // its own. The previous character, if it has an entry: (code point, entry).
         let (mut start, mut single) = (0usize, None);
@@ -297,7 +467,7 @@ impl SafeCuts {
             let cur = cur.map(|c| (c, self.chars[c as usize], n));
             if let (Some((a, ea, na)), Some((c, ec, nc))) = (prev, cur) {
                 if self.safe(b, i, a, ea, na, c, ec, nc) {
-                    out.push(single.map_or(Part::Bytes(start as u32, i as u32), Part::Token));
+                    out.push(single, start, i);
                     start = i;
                 }
             }
@@ -308,29 +478,29 @@ impl SafeCuts {
             prev = cur;
             i += n;
         }
-        if out.is_empty() {
+        if out.n_ids == 0 {
             return false;
         }
-        out.push(single.map_or(Part::Bytes(start as u32, b.len() as u32), Part::Token));
+        out.push(single, start, b.len());
         true
     }
 
     /// The byte offsets inside `piece` where it may be cut (for tests).
     #[cfg(test)]
     fn cuts(&self, piece: &str) -> Vec<usize> {
-        let mut parts = Vec::new();
+        let mut parts = Parts::default();
         if !self.parts(piece, &mut parts) {
             return Vec::new();
         }
         let mut at = Vec::new();
         let mut end = 0;
-        for p in &parts[..parts.len() - 1] {
-            end += match *p {
-                Part::Token(_) => piece[end..].chars().next().map_or(0, char::len_utf8),
-                Part::Bytes(s, e) => {
-                    assert_eq!(s as usize, end);
-                    (e - s) as usize
-                }
+        for &p in &parts.ids()[..parts.n_ids - 1] {
+            end = if p & RANGE == 0 {
+                end + piece[end..].chars().next().map_or(0, char::len_utf8)
+            } else {
+                let (s, e) = parts.ranges()[(p & !RANGE) as usize];
+                assert_eq!(s as usize, end);
+                e as usize
             };
             at.push(end);
         }
@@ -387,6 +557,30 @@ mod tests {
     }
 
     #[test]
+    fn pair_tokens_are_found_for_two_3_byte_characters_only() {
+        // 上 (U+4E0A) and 䅋 (U+414B) in a token; the bytes of Ըʄŋ (three 2-byte characters: d4 b8 | ca 84 | c5 8b)
+        // read as the same key if taken for two 3-byte characters.
+        let pair = "上䅋".as_bytes();
+        let mut c = new(&vocab(&[pair]));
+        c.add_pair_tokens(|b| (b == pair).then_some(777));
+        assert_eq!(c.pair_token(pair.try_into().unwrap()), Some(777));
+        assert_eq!(c.pair_token("䅋上".as_bytes().try_into().unwrap()), None);
+        let lookalike: &[u8; 6] = "Ըʄŋ".as_bytes().try_into().unwrap();
+        let cp = |x: &[u8]| ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32;
+        assert_eq!((cp(&lookalike[..3]), cp(&lookalike[3..])), (0x4E0A, 0x414B), "the lookalike reads as the key");
+        assert_eq!(c.pair_token(lookalike), None);
+        // Many pairs: the table grows and probes past collisions.
+        let han: Vec<char> = (0x4E00..0x4E40).filter_map(char::from_u32).collect();
+        let pairs: Vec<String> = han.windows(2).map(|w| w.iter().collect()).collect();
+        let mut c = new(&vocab(&pairs.iter().map(|p| p.as_bytes()).collect::<Vec<_>>()));
+        c.add_pair_tokens(|b| pairs.iter().position(|p| p.as_bytes() == b).map(|i| i as u32 + 1000));
+        for (i, p) in pairs.iter().enumerate() {
+            assert_eq!(c.pair_token(p.as_bytes().try_into().unwrap()), Some(i as u32 + 1000), "{p}");
+        }
+        assert_eq!(c.pair_token("丁丁".as_bytes().try_into().unwrap()), None);
+    }
+
+    #[test]
     fn characters_outside_the_table_are_never_cut() {
         let c = new(&vocab(&[]));
         assert_eq!(c.cuts("中😀国"), Vec::<usize>::new());
@@ -428,13 +622,34 @@ mod tests {
                 for text in &texts {
                     let b = text.as_bytes();
                     let lead = (b.first().is_some_and(|&x| x < 0x80)) as usize;
-                    let (mut run, mut any) = (Vec::new(), Vec::new());
-                    let cut = c.parts_of_run(b, lead, &mut run);
+                    let (mut run, mut any) = (Parts::default(), Parts::default());
+                    let cut = c.parts_of_run(b, lead, &mut run).expect("a run of 3-byte characters");
                     prop_assert_eq!(cut, c.parts_any(b, &mut any), "{:?}", text);
                     prop_assert_eq!(&run, &any, "{:?}", text);
-                    let mut via = Vec::new();
+                    let mut via = Parts::default();
                     prop_assert_eq!(c.parts(text, &mut via), cut);
                     prop_assert_eq!(&via, &any);
+                }
+            }
+
+            /// `parts` takes the run walk only for runs of 3-byte characters, and gives the general walk's parts for
+            /// any text (4-byte characters, 2-byte ones, ASCII, in lengths that are multiples of 3 or not).
+            #[test]
+            fn parts_gives_the_general_walk_s_parts_for_any_text(
+                source in "[中文国人民，é😀]{2,30}",
+                ranges in proptest::collection::vec((0usize..200, 1usize..8), 0..60),
+                texts in proptest::collection::vec("[ a]?[中文国人民，é😀a]{0,20}", 1..8),
+            ) {
+                let mut tokens = vocab(&[]);
+                tokens.extend(byte_ranges(&source, &ranges));
+                let c = SafeCuts::new(tokens.iter().map(Vec::as_slice), |ch| if ch % 2 == 0 { ch } else { u32::MAX });
+                // One `Parts` for all texts, as the encoder reuses its buffers.
+                let mut via = Parts::default();
+                for text in &texts {
+                    let mut any = Parts::default();
+                    let cut = c.parts_any(text.as_bytes(), &mut any);
+                    prop_assert_eq!(c.parts(text, &mut via), cut, "{:?}", text);
+                    prop_assert_eq!(&via, &any, "{:?}", text);
                 }
             }
 

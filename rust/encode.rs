@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
 
-use crate::cuts::{Part, SafeCuts};
+use crate::cuts::{Parts, SafeCuts, RANGE};
 use crate::error::Result;
 use crate::merge::TokenId;
 use crate::pairs::{self, PairTable};
@@ -150,8 +150,13 @@ impl Encoder {
                 // On this thread only: in a rayon worker, a parallel loop here could steal another piece's encode
                 // job, which would wait on this very cell.
                 let ranks = || self.decoder[..self.n_ranks].iter().map(|b| &b[..]);
-                self.part_tokens_are_their_own_bpe(ranks())
-                    .then(|| SafeCuts::new(ranks(), |c| self.sealed.get(c, sealed::EDGE, sealed::EDGE)))
+                self.part_tokens_are_their_own_bpe(ranks()).then(|| {
+                    let mut cuts = SafeCuts::new(ranks(), |c| self.sealed.get(c, sealed::EDGE, sealed::EDGE));
+                    // BPE of two characters gives one token only if their bytes are a token, and then that token:
+                    // the check just above holds for every such token.
+                    cuts.add_pair_tokens(|b| self.by_bytes.get(b).copied());
+                    cuts
+                })
             })
             .as_ref()
     }
@@ -301,13 +306,15 @@ impl Encoder {
 
     /// Cut `piece` where no token crosses (into `parts`); whether it was cut.
     #[inline]
-    fn cut(&self, piece: &str, parts: &mut Vec<Part>) -> bool {
+    fn cut(&self, piece: &str, parts: &mut Parts) -> bool {
         // Only pieces with a character of U+3000..U+DFFF (lead byte e3..ed: kana, CJK, Hangul) are walked. In
         // alphabets, adjacent letters sit inside some token nearly everywhere, and other 3-byte characters are mostly
         // punctuation and U+FFFD (whose runs, in German man pages, cost walks that found nothing).
-        // The test is a loop without early exits, which vectorizes.
-        let cjk = |piece: &str| piece.bytes().fold(false, |any, b| any | (b.wrapping_sub(0xE3) <= 0xED - 0xE3));
-        if piece.len() < 5 || !cjk(piece) {
+        // Most such pieces start with one (or after a space), so the first two bytes are tried first; the test over
+        // the rest is a loop without early exits, which vectorizes.
+        let cjk = |b: u8| b.wrapping_sub(0xE3) <= 0xED - 0xE3;
+        let b = piece.as_bytes();
+        if b.len() < 5 || !(cjk(b[0]) || cjk(b[1]) || b.iter().fold(false, |any, &x| any | cjk(x))) {
             return false;
         }
         let cuts = match self.cuts.get() {
@@ -326,25 +333,40 @@ impl Encoder {
     fn cut_piece_ids<const W: usize>(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
         let Scratch { ids, ranks, part: tmp, parts, probes } = scratch;
         let bytes = piece.as_bytes();
-        let range = |s: u32, e: u32| &bytes[s as usize..e as usize];
-        // Start the parts' cache slots on their way first: they are looked up right after.
-        probes.clear();
-        probes.extend(parts.iter().filter_map(|p| match *p {
-            Part::Bytes(s, e) => Some(cache.probe_in(bytes, s as usize, (e - s) as usize)),
-            Part::Token(_) => None,
-        }));
         ids.clear();
-        cache.count_lookups(probes.len());
-        let mut probes = probes.iter();
-        for p in parts.iter() {
-            let (s, e) = match *p {
-                Part::Token(id) => {
+        let (part_ids, ranges) = (parts.ids(), parts.ranges());
+        if ranges.is_empty() {
+            ids.extend_from_slice(part_ids);
+            return;
+        }
+        // A range of two 3-byte characters is mostly one token (`SafeCuts::pair_token`); the others' cache slots
+        // are started on their way first: they are looked up right after.
+        let cuts = self.cuts.get().and_then(Option::as_ref);
+        let pair_token = |s: u32, e: u32| {
+            let six: Option<&[u8; 6]> = bytes[s as usize..e as usize].try_into().ok();
+            cuts.zip(six).and_then(|(c, six)| c.pair_token(six))
+        };
+        probes.clear();
+        probes.extend(ranges.iter().map(|&(s, e)| match pair_token(s, e) {
+            Some(id) => RangeIds::Token(id),
+            None => RangeIds::Cache(cache.probe_in(bytes, s as usize, (e - s) as usize)),
+        }));
+        cache.count_lookups(probes.iter().filter(|p| matches!(p, RangeIds::Cache(_))).count());
+        for &p in part_ids {
+            if p & RANGE == 0 {
+                ids.push(p);
+                continue;
+            }
+            let k = (p & !RANGE) as usize;
+            let at = match probes[k] {
+                RangeIds::Token(id) => {
                     ids.push(id);
                     continue;
                 }
-                Part::Bytes(s, e) => (s, e),
+                RangeIds::Cache(at) => at,
             };
-            let (part, &at) = (range(s, e), probes.next().expect("a probe per byte range"));
+            let (s, e) = ranges[k];
+            let part = &bytes[s as usize..e as usize];
             if !cache.get_into::<W, u32>(at, part, ids, |x| x) {
                 // No whole-token lookup first: BPE of a part that is a token gives that token (checked at build).
                 self.bpe_bytes(part, tmp, ranks);
@@ -573,9 +595,18 @@ struct Scratch {
     /// One part's ids, for a cut piece.
     part: Vec<u32>,
     /// The piece's parts, when it is cut.
-    parts: Vec<Part>,
-    /// Where its byte-range parts are in the cache.
-    probes: Vec<Probe>,
+    parts: Parts,
+    /// Per byte-range part, where its ids come from.
+    probes: Vec<RangeIds>,
+}
+
+/// Where the ids of a byte-range part of a cut piece come from.
+#[derive(Clone, Copy)]
+enum RangeIds {
+    /// It is two characters that are this one token (`SafeCuts::pair_token`).
+    Token(u32),
+    /// The piece cache, at this slot, else BPE.
+    Cache(Probe),
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
@@ -948,9 +979,9 @@ mod tests {
         let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
         let e = Encoder::new(&v).unwrap();
         let cuts = e.safe_cuts().expect("a trained vocabulary gets cuts");
-        let mut parts = Vec::new();
+        let mut parts = Parts::default();
         assert!(cuts.parts("的中国人民是", &mut parts), "the piece has places no token crosses");
-        assert!(parts.iter().any(|p| matches!(p, Part::Token(_))), "a part is one character's token: {parts:?}");
+        assert!(parts.ids().iter().any(|&p| p & RANGE == 0), "a part is one character's token: {parts:?}");
         // Twice each: the second time the parts (and whole pieces) come from the cache.
         for text in ["的中国人民是", "中国人民", "人民的中国", "中国", "人", "的中国人民是", "是是是的的", "中国人民"]
         {
