@@ -17,9 +17,7 @@
 //! pair of keys (a shared bit only means a place is not cut); flags on the characters say which kinds of keys they
 //! have, so a place is checked against only those. Only places between two 2- or 3-byte characters are cut, where
 //! the check is a table lookup and, for characters in some crossing token, a bit or two of the filter. The same table entry holds the token a character is on
-//! its own (what BPE of its bytes gives, from `sealed`), so a part that is one character needs no other lookup; a
-//! part that is two Han characters is mostly one token, found in a small table of such pairs (`pair_token`) rather
-//! than in the piece cache.
+//! its own (what BPE of its bytes gives, from `sealed`), so a part that is one character needs no other lookup.
 
 /// Characters below this have an entry (every 2- and 3-byte character).
 const TABLE: usize = 0x1_0000;
@@ -56,21 +54,6 @@ pub struct SafeCuts {
     /// after it (a cheap test before looking up their keys).
     partial_before: [bool; 256],
     partial_after: [bool; 256],
-    /// The pairs of whole 3-byte characters inside tokens, until `add_pair_tokens` turns them into `pair_tokens`.
-    whole_pairs: Vec<(u32, u32)>,
-    /// Two-character parts that are one token: a part of a cut piece, when it is two characters, is mostly one of
-    /// these (seven in ten of the byte ranges of cut Chinese pieces). Open addressing, `pair << 32 | token`,
-    /// EMPTY where free; a power of two long, at most half full. 16k entries (128 KiB) at 32k tokens, so it stays
-    /// in cache where the piece cache (8 MiB) does not.
-    pair_tokens: Box<[u64]>,
-}
-
-const EMPTY: u64 = u64::MAX;
-
-/// Where the pair (a, c) of 3-byte characters starts its search in a table of `len` (a power of two) entries.
-#[inline]
-fn pair_slot(key: u32, len: usize) -> usize {
-    (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> (64 - len.trailing_zeros())
 }
 
 /// Where the pair (a, b) sits in the filter.
@@ -182,8 +165,6 @@ impl SafeCuts {
             pairs: vec![0u64; PAIR_WORDS].into_boxed_slice().try_into().expect("PAIR_WORDS words"),
             partial_before: [false; 256],
             partial_after: [false; 256],
-            whole_pairs: Vec::new(),
-            pair_tokens: vec![EMPTY; 2].into_boxed_slice(),
         };
         for t in ranks {
             for q in 1..t.len() {
@@ -239,9 +220,6 @@ impl SafeCuts {
         let (l, r) = match (before, after) {
             (Side::Char(a), Side::Char(b)) if in_table(a) && in_table(b) => {
                 self.flag(a, STARTS_PAIR);
-                if a >= 0x800 && b >= 0x800 {
-                    self.whole_pairs.push((a, b));
-                }
                 (a, b)
             }
             (Side::Char(a), Side::Bytes(r)) if in_table(a) => {
@@ -261,60 +239,6 @@ impl SafeCuts {
         };
         let bit = pair_bit(l, r);
         self.pairs[bit / 64] |= 1 << (bit % 64);
-    }
-
-    /// Fill `pair_tokens` from the pairs of 3-byte characters that sit inside tokens: `bpe(bytes)` is the one token
-    /// that BPE of the two characters' bytes gives, if it gives one.
-    pub fn add_pair_tokens(&mut self, mut bpe: impl FnMut(&[u8]) -> Option<u32>) {
-        let mut pairs = std::mem::take(&mut self.whole_pairs);
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut found = Vec::new();
-        for &(a, c) in &pairs {
-            let (Some(a_ch), Some(c_ch)) = (char::from_u32(a), char::from_u32(c)) else {
-                continue;
-            };
-            let mut buf = [0u8; 6];
-            a_ch.encode_utf8(&mut buf[..3]);
-            c_ch.encode_utf8(&mut buf[3..]);
-            if let Some(id) = bpe(&buf) {
-                found.push((a << 16 | c, id));
-            }
-        }
-        let len = (2 * found.len()).next_power_of_two().max(2);
-        let mut table = vec![EMPTY; len];
-        for (key, id) in found {
-            let mut i = pair_slot(key, len);
-            while table[i] != EMPTY {
-                i = (i + 1) & (len - 1);
-            }
-            table[i] = (key as u64) << 32 | id as u64;
-        }
-        self.pair_tokens = table.into_boxed_slice();
-    }
-
-    /// The one token that `part` (6 bytes of text) is as a part of a cut piece, if it is two 3-byte characters that
-    /// BPE makes one token. Other 6 bytes (three 2-byte characters, say) could read as some pair's key: they are
-    /// told apart by their first and fourth bytes.
-    #[inline(always)]
-    pub fn pair_token(&self, part: &[u8; 6]) -> Option<u32> {
-        if (part[0] & part[3]) & 0xF0 != 0xE0 || (part[0] | part[3]) & 0x10 != 0 {
-            return None;
-        }
-        let cp = |x: &[u8]| ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32;
-        let key = cp(&part[..3]) << 16 | cp(&part[3..]);
-        let len = self.pair_tokens.len();
-        let mut i = pair_slot(key, len);
-        loop {
-            let e = self.pair_tokens[i];
-            if e == EMPTY {
-                return None;
-            }
-            if (e >> 32) as u32 == key {
-                return Some(e as u32);
-            }
-            i = (i + 1) & (len - 1);
-        }
     }
 
     fn flag(&mut self, c: u32, f: u8) {
@@ -554,30 +478,6 @@ mod tests {
         // Bytes no valid text has at a character's edge (a lead byte then ASCII) cross nothing.
         let c = new(&vocab(&[b"\xe4\xba\xba\xe6a"]));
         assert_eq!(c.cuts("人民"), vec![3]);
-    }
-
-    #[test]
-    fn pair_tokens_are_found_for_two_3_byte_characters_only() {
-        // 上 (U+4E0A) and 䅋 (U+414B) in a token; the bytes of Ըʄŋ (three 2-byte characters: d4 b8 | ca 84 | c5 8b)
-        // read as the same key if taken for two 3-byte characters.
-        let pair = "上䅋".as_bytes();
-        let mut c = new(&vocab(&[pair]));
-        c.add_pair_tokens(|b| (b == pair).then_some(777));
-        assert_eq!(c.pair_token(pair.try_into().unwrap()), Some(777));
-        assert_eq!(c.pair_token("䅋上".as_bytes().try_into().unwrap()), None);
-        let lookalike: &[u8; 6] = "Ըʄŋ".as_bytes().try_into().unwrap();
-        let cp = |x: &[u8]| ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32;
-        assert_eq!((cp(&lookalike[..3]), cp(&lookalike[3..])), (0x4E0A, 0x414B), "the lookalike reads as the key");
-        assert_eq!(c.pair_token(lookalike), None);
-        // Many pairs: the table grows and probes past collisions.
-        let han: Vec<char> = (0x4E00..0x4E40).filter_map(char::from_u32).collect();
-        let pairs: Vec<String> = han.windows(2).map(|w| w.iter().collect()).collect();
-        let mut c = new(&vocab(&pairs.iter().map(|p| p.as_bytes()).collect::<Vec<_>>()));
-        c.add_pair_tokens(|b| pairs.iter().position(|p| p.as_bytes() == b).map(|i| i as u32 + 1000));
-        for (i, p) in pairs.iter().enumerate() {
-            assert_eq!(c.pair_token(p.as_bytes().try_into().unwrap()), Some(i as u32 + 1000), "{p}");
-        }
-        assert_eq!(c.pair_token("丁丁".as_bytes().try_into().unwrap()), None);
     }
 
     #[test]

@@ -150,13 +150,8 @@ impl Encoder {
                 // On this thread only: in a rayon worker, a parallel loop here could steal another piece's encode
                 // job, which would wait on this very cell.
                 let ranks = || self.decoder[..self.n_ranks].iter().map(|b| &b[..]);
-                self.part_tokens_are_their_own_bpe(ranks()).then(|| {
-                    let mut cuts = SafeCuts::new(ranks(), |c| self.sealed.get(c, sealed::EDGE, sealed::EDGE));
-                    // BPE of two characters gives one token only if their bytes are a token, and then that token:
-                    // the check just above holds for every such token.
-                    cuts.add_pair_tokens(|b| self.by_bytes.get(b).copied());
-                    cuts
-                })
+                self.part_tokens_are_their_own_bpe(ranks())
+                    .then(|| SafeCuts::new(ranks(), |c| self.sealed.get(c, sealed::EDGE, sealed::EDGE)))
             })
             .as_ref()
     }
@@ -339,32 +334,17 @@ impl Encoder {
             ids.extend_from_slice(part_ids);
             return;
         }
-        // A range of two 3-byte characters is mostly one token (`SafeCuts::pair_token`); the others' cache slots
-        // are started on their way first: they are looked up right after.
-        let cuts = self.cuts.get().and_then(Option::as_ref);
-        let pair_token = |s: u32, e: u32| {
-            let six: Option<&[u8; 6]> = bytes[s as usize..e as usize].try_into().ok();
-            cuts.zip(six).and_then(|(c, six)| c.pair_token(six))
-        };
+        // Start the byte ranges' cache slots on their way first: they are looked up right after.
         probes.clear();
-        probes.extend(ranges.iter().map(|&(s, e)| match pair_token(s, e) {
-            Some(id) => RangeIds::Token(id),
-            None => RangeIds::Cache(cache.probe_in(bytes, s as usize, (e - s) as usize)),
-        }));
-        cache.count_lookups(probes.iter().filter(|p| matches!(p, RangeIds::Cache(_))).count());
+        probes.extend(ranges.iter().map(|&(s, e)| cache.probe_in(bytes, s as usize, (e - s) as usize)));
+        cache.count_lookups(probes.len());
         for &p in part_ids {
             if p & RANGE == 0 {
                 ids.push(p);
                 continue;
             }
             let k = (p & !RANGE) as usize;
-            let at = match probes[k] {
-                RangeIds::Token(id) => {
-                    ids.push(id);
-                    continue;
-                }
-                RangeIds::Cache(at) => at,
-            };
+            let at = probes[k];
             let (s, e) = ranges[k];
             let part = &bytes[s as usize..e as usize];
             if !cache.get_into::<W, u32>(at, part, ids, |x| x) {
@@ -596,17 +576,8 @@ struct Scratch {
     part: Vec<u32>,
     /// The piece's parts, when it is cut.
     parts: Parts,
-    /// Per byte-range part, where its ids come from.
-    probes: Vec<RangeIds>,
-}
-
-/// Where the ids of a byte-range part of a cut piece come from.
-#[derive(Clone, Copy)]
-enum RangeIds {
-    /// It is two characters that are this one token (`SafeCuts::pair_token`).
-    Token(u32),
-    /// The piece cache, at this slot, else BPE.
-    Cache(Probe),
+    /// Where its byte-range parts are in the cache.
+    probes: Vec<Probe>,
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
