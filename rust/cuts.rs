@@ -19,6 +19,8 @@
 //! the check is a table lookup and, for characters in some crossing token, a bit or two of the filter. The same table entry holds the token a character is on
 //! its own (what BPE of its bytes gives, from `sealed`), so a part that is one character needs no other lookup.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// Characters below this have an entry (every 2- and 3-byte character).
 const TABLE: usize = 0x1_0000;
 /// An entry's low 24 bits: the token a character is on its own (`SOLO_NONE`: none, or an id too big to fit).
@@ -54,6 +56,72 @@ pub struct SafeCuts {
     /// after it (a cheap test before looking up their keys).
     partial_before: [bool; 256],
     partial_after: [bool; 256],
+    /// BPE's ids of each 3-byte character that is a part on its own without a token of its own, learned as cut
+    /// pieces meet them (see `CharIds`).
+    pub char_ids: CharIds,
+}
+
+/// The ids of one-character parts, per 3-byte character, learned on first use: kana and Hangul in a vocabulary
+/// with few merges for them are mostly parts of one character with no token of their own (in the Japanese and
+/// Korean program messages, 350k and 150k of such parts a 2 MB), each of which was a probe and lookup of the piece
+/// cache. An entry is 0 until learned, then `KNOWN` with the count (1–3) at `COUNT_SHIFT` and 20 bits an id, or
+/// `KNOWN` alone where they do not fit (those parts keep using the cache). Atomic, as the encoder's threads share
+/// it; the 512 KiB are zero pages until a character's entry is written.
+pub struct CharIds(Box<[AtomicU64]>);
+
+const KNOWN: u64 = 1 << 63;
+const COUNT_SHIFT: u32 = 60;
+const ID_BITS: u32 = 20;
+
+impl CharIds {
+    fn new() -> Self {
+        let zeroed = vec![0u64; TABLE].into_boxed_slice();
+        // SAFETY: `AtomicU64` has the same size, alignment and bit validity as `u64`.
+        CharIds(unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [AtomicU64]) })
+    }
+
+    /// The code point of `part` if it is exactly one 3-byte character (else None).
+    #[inline(always)]
+    pub fn char_of(part: &[u8]) -> Option<u32> {
+        match part {
+            &[x, y, z] if x & 0xF0 == 0xE0 => {
+                Some(((x & 0x0F) as u32) << 12 | ((y & 0x3F) as u32) << 6 | (z & 0x3F) as u32)
+            }
+            _ => None,
+        }
+    }
+
+    /// The learned entry of character `c` (from `char_of`): 0 if not yet learned.
+    #[inline(always)]
+    pub fn get(&self, c: u32) -> u64 {
+        self.0[c as usize & (TABLE - 1)].load(Ordering::Relaxed)
+    }
+
+    /// Whether `entry` holds the ids (not 0, and they fitted).
+    #[inline(always)]
+    pub fn holds(entry: u64) -> bool {
+        entry >> COUNT_SHIFT & 3 != 0
+    }
+
+    /// Append the ids `entry` holds.
+    #[inline(always)]
+    pub fn push(entry: u64, out: &mut Vec<u32>) {
+        let mask = (1u64 << ID_BITS) - 1;
+        let n = (entry >> COUNT_SHIFT & 3) as u32;
+        out.extend((0..n).map(|k| (entry >> (k * ID_BITS) & mask) as u32));
+    }
+
+    /// Learn that BPE of character `c` gives `ids`.
+    pub fn learn(&self, c: u32, ids: &[u32]) {
+        let fits = (1..=3).contains(&ids.len()) && ids.iter().all(|&id| id < 1 << ID_BITS);
+        let entry = if fits {
+            let packed = ids.iter().enumerate().fold(0u64, |e, (k, &id)| e | (id as u64) << (k as u32 * ID_BITS));
+            KNOWN | (ids.len() as u64) << COUNT_SHIFT | packed
+        } else {
+            KNOWN
+        };
+        self.0[c as usize & (TABLE - 1)].store(entry, Ordering::Relaxed);
+    }
 }
 
 /// Where the pair (a, b) sits in the filter.
@@ -165,6 +233,7 @@ impl SafeCuts {
             pairs: vec![0u64; PAIR_WORDS].into_boxed_slice().try_into().expect("PAIR_WORDS words"),
             partial_before: [false; 256],
             partial_after: [false; 256],
+            char_ids: CharIds::new(),
         };
         for t in ranks {
             for q in 1..t.len() {
@@ -478,6 +547,29 @@ mod tests {
         // Bytes no valid text has at a character's edge (a lead byte then ASCII) cross nothing.
         let c = new(&vocab(&[b"\xe4\xba\xba\xe6a"]));
         assert_eq!(c.cuts("人民"), vec![3]);
+    }
+
+    #[test]
+    fn char_ids_hold_what_they_learned_when_it_fits() {
+        let ids = CharIds::new();
+        let c = CharIds::char_of("中".as_bytes()).unwrap();
+        assert_eq!(c, 0x4E2D);
+        assert_eq!(ids.get(c), 0, "unknown until learned");
+        ids.learn(c, &[7, (1 << ID_BITS) - 1, 0]);
+        let mut out = vec![5];
+        assert!(CharIds::holds(ids.get(c)));
+        CharIds::push(ids.get(c), &mut out);
+        assert_eq!(out, vec![5, 7, (1 << ID_BITS) - 1, 0]);
+        // Ids that do not fit: known, but not held (the part keeps using the cache).
+        for too_much in [&[1u32 << ID_BITS][..], &[1, 2, 3, 4], &[]] {
+            ids.learn(c, too_much);
+            assert_ne!(ids.get(c), 0);
+            assert!(!CharIds::holds(ids.get(c)), "{too_much:?}");
+        }
+        // Only exactly one 3-byte character has an entry.
+        for other in ["ab", "é", "abc", "aé", " 中", "中国", "😀"] {
+            assert_eq!(CharIds::char_of(other.as_bytes()), None, "{other}");
+        }
     }
 
     #[test]

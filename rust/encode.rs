@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use aho_corasick::{AhoCorasick, MatchKind};
 use foldhash::fast::FixedState;
 
-use crate::cuts::{Parts, SafeCuts, RANGE};
+use crate::cuts::{CharIds, Parts, SafeCuts, RANGE};
 use crate::error::Result;
 use crate::merge::TokenId;
 use crate::pairs::{self, PairTable};
@@ -283,10 +283,10 @@ impl Encoder {
         scratch: &mut Scratch,
     ) {
         let bytes = piece.as_bytes();
-        if self.cut(piece, &mut scratch.parts) {
+        if let Some(cuts) = self.cut(piece, &mut scratch.parts) {
             // A piece with a cut is not a token (the token would cross it). Most such pieces (long runs of Han
             // characters) occur once: cached first in their set, they would push out the parts, which recur.
-            self.cut_piece_ids::<W>(cache, piece, scratch);
+            self.cut_piece_ids::<W>(cache, cuts, piece, scratch);
             cache.insert_second::<W>(at, bytes, &scratch.ids);
         } else if let Some(&r) = (!self.tokens_are_own_bpe).then(|| self.by_bytes.get(bytes)).flatten() {
             out.push(T::from_u32(r));
@@ -299,9 +299,9 @@ impl Encoder {
         out.extend(scratch.ids.iter().map(|&r| T::from_u32(r)));
     }
 
-    /// Cut `piece` where no token crosses (into `parts`); whether it was cut.
+    /// Cut `piece` where no token crosses (into `parts`); the cuts if it was cut.
     #[inline]
-    fn cut(&self, piece: &str, parts: &mut Parts) -> bool {
+    fn cut(&self, piece: &str, parts: &mut Parts) -> Option<&SafeCuts> {
         // Only pieces with a character of U+3000..U+DFFF (lead byte e3..ed: kana, CJK, Hangul) are walked. In
         // alphabets, adjacent letters sit inside some token nearly everywhere, and other 3-byte characters are mostly
         // punctuation and U+FFFD (whose runs, in German man pages, cost walks that found nothing).
@@ -310,22 +310,28 @@ impl Encoder {
         let cjk = |b: u8| b.wrapping_sub(0xE3) <= 0xED - 0xE3;
         let b = piece.as_bytes();
         if b.len() < 5 || !(cjk(b[0]) || cjk(b[1]) || b.iter().fold(false, |any, &x| any | cjk(x))) {
-            return false;
+            return None;
         }
         let cuts = match self.cuts.get() {
             Some(cuts) => cuts.as_ref(),
             // Until then, a piece is encoded whole, as it would be anyway: same ids.
-            None if self.cut_candidates.fetch_add(1, Ordering::Relaxed) < CUTS_AFTER => return false,
+            None if self.cut_candidates.fetch_add(1, Ordering::Relaxed) < CUTS_AFTER => return None,
             None => self.safe_cuts(),
         };
-        cuts.is_some_and(|c| c.parts(piece, parts))
+        cuts.filter(|c| c.parts(piece, parts))
     }
 
     /// The ids of a cut piece, into `scratch.ids`: its parts' ids one after the other. A part that is one character
-    /// with a token of its own is that token; the others come from the cache, else from BPE. A part's cache entry
-    /// serves pieces of the same bytes too: `part_tokens_are_their_own_bpe` makes BPE and the whole-piece
-    /// lookup agree.
-    fn cut_piece_ids<const W: usize>(&self, cache: &mut PieceCache, piece: &str, scratch: &mut Scratch) {
+    /// with a token of its own is that token; a 3-byte character without one, what `CharIds` learned of it; the
+    /// others come from the cache, else from BPE. A part's cache entry serves pieces of the same bytes too:
+    /// `part_tokens_are_their_own_bpe` makes BPE and the whole-piece lookup agree.
+    fn cut_piece_ids<const W: usize>(
+        &self,
+        cache: &mut PieceCache,
+        cuts: &SafeCuts,
+        piece: &str,
+        scratch: &mut Scratch,
+    ) {
         let Scratch { ids, ranks, part: tmp, parts, probes } = scratch;
         let bytes = piece.as_bytes();
         ids.clear();
@@ -334,24 +340,48 @@ impl Encoder {
             ids.extend_from_slice(part_ids);
             return;
         }
-        // Start the byte ranges' cache slots on their way first: they are looked up right after.
+        // Start the byte ranges' cache slots on their way first (they are looked up right after), except for the
+        // characters whose ids are known.
+        let known = |part: &[u8]| CharIds::char_of(part).map(|c| cuts.char_ids.get(c)).filter(|&e| CharIds::holds(e));
         probes.clear();
-        probes.extend(ranges.iter().map(|&(s, e)| cache.probe_in(bytes, s as usize, (e - s) as usize)));
-        cache.count_lookups(probes.len());
+        let mut n_probes = 0;
+        for &(s, e) in ranges {
+            let (s, e) = (s as usize, e as usize);
+            match (e - s == 3).then(|| known(&bytes[s..e])).flatten() {
+                Some(entry) => probes.push(RangeIds::Char(entry)),
+                None => {
+                    probes.push(RangeIds::Cache(cache.probe_in(bytes, s, e - s)));
+                    n_probes += 1;
+                }
+            }
+        }
+        cache.count_lookups(n_probes);
         for &p in part_ids {
             if p & RANGE == 0 {
                 ids.push(p);
                 continue;
             }
             let k = (p & !RANGE) as usize;
-            let at = probes[k];
+            let at = match probes[k] {
+                RangeIds::Char(entry) => {
+                    CharIds::push(entry, ids);
+                    continue;
+                }
+                RangeIds::Cache(at) => at,
+            };
             let (s, e) = ranges[k];
             let part = &bytes[s as usize..e as usize];
+            let start = ids.len();
             if !cache.get_into::<W, u32>(at, part, ids, |x| x) {
                 // No whole-token lookup first: BPE of a part that is a token gives that token (checked at build).
                 self.bpe_bytes(part, tmp, ranks);
                 cache.insert::<W>(at, part, tmp);
                 ids.extend_from_slice(tmp);
+            }
+            if let Some(c) =
+                (e - s == 3).then(|| CharIds::char_of(part)).flatten().filter(|&c| cuts.char_ids.get(c) == 0)
+            {
+                cuts.char_ids.learn(c, &ids[start..]);
             }
         }
     }
@@ -576,8 +606,17 @@ struct Scratch {
     part: Vec<u32>,
     /// The piece's parts, when it is cut.
     parts: Parts,
-    /// Where its byte-range parts are in the cache.
-    probes: Vec<Probe>,
+    /// Where its byte-range parts' ids come from.
+    probes: Vec<RangeIds>,
+}
+
+/// Where the ids of a byte-range part of a cut piece come from.
+#[derive(Clone, Copy)]
+enum RangeIds {
+    /// It is one character, whose ids `CharIds` holds (this entry).
+    Char(u64),
+    /// The piece cache, at this slot, else BPE.
+    Cache(Probe),
 }
 
 fn build_matcher(specials: &[(String, u32)], ids: Vec<u32>) -> Result<SpecialMatcher> {
@@ -959,6 +998,25 @@ mod tests {
             let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
             assert_eq!(ids, reference(&ranks, "nanochat", text), "{text}");
         }
+    }
+
+    #[test]
+    fn one_character_parts_without_a_token_are_learned_and_reused() {
+        // 的 and 是 are in no token: between tokens' characters they are parts of one character, BPE'd to bytes.
+        let words: Vec<(Vec<u8>, u64)> = [("中国", 9), ("人民", 7)].map(|(w, c)| (w.as_bytes().to_vec(), c)).to_vec();
+        let ranks = vocab_of_merges(&crate::merge::reference_merges(&words, 20));
+        let v = Vocab::new("nanochat", ranks.clone(), &[], 0, None, serde_json::json!({})).unwrap();
+        let e = Encoder::new(&v).unwrap();
+        let cuts = e.safe_cuts().expect("a trained vocabulary gets cuts");
+        let de = CharIds::char_of("的".as_bytes()).unwrap();
+        assert_eq!(cuts.char_ids.get(de), 0);
+        // Distinct pieces, so that each is a cache miss and cut; the second and later meet 的 learned.
+        for text in ["中国的人民", "人民的中国是", "的中国的是人民的", "是的中国", "中国的人民"]
+        {
+            let ids: Vec<u32> = e.encode_ordinary(text).unwrap();
+            assert_eq!(ids, reference(&ranks, "nanochat", text), "{text}");
+        }
+        assert!(CharIds::holds(cuts.char_ids.get(de)), "的 was learned");
     }
 
     #[test]
