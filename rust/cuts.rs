@@ -84,9 +84,7 @@ impl CharIds {
     #[inline(always)]
     pub fn char_of(part: &[u8]) -> Option<u32> {
         match part {
-            &[x, y, z] if x & 0xF0 == 0xE0 => {
-                Some(((x & 0x0F) as u32) << 12 | ((y & 0x3F) as u32) << 6 | (z & 0x3F) as u32)
-            }
+            &[x, y, z] if x & 0xF0 == 0xE0 => Some(code_point3(&[x, y, z])),
             _ => None,
         }
     }
@@ -166,6 +164,12 @@ fn one_char(b: &[u8]) -> Option<u32> {
     let mut chars = s.chars();
     let c = chars.next()?;
     chars.next().is_none().then_some(c as u32)
+}
+
+/// The code point of the 3-byte character `x` (below 2^16 whatever the bytes, so it always indexes the tables).
+#[inline(always)]
+fn code_point3(x: &[u8; 3]) -> u32 {
+    ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32
 }
 
 /// The parts of a cut piece, in order: one entry a part in `ids()`, the token of a part that is one character with
@@ -390,7 +394,7 @@ impl SafeCuts {
     /// than whole-character pairs (rare) take `safe`.
     fn parts_of_run(&self, b: &[u8], lead: usize, out: &mut Parts) -> Option<bool> {
         // A 3-byte character's code point is below 2^16, so the table lookups below need no bounds checks.
-        let cp = |x: &[u8; 3]| ((x[0] & 0x0F) as u32) << 12 | ((x[1] & 0x3F) as u32) << 6 | (x[2] & 0x3F) as u32;
+        let cp = code_point3;
         let Some((first, chars)) = b[lead..].as_chunks::<3>().0.split_first() else {
             return Some(false);
         };
