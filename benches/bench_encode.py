@@ -24,8 +24,11 @@ warm within the pass, never from an earlier one); building it is not timed. Ever
 gets new str objects of the same text (`new_strs`): CPython keeps a str's UTF-8 once an extension has asked for it,
 so on the same objects each pass after the first would skip that conversion, which an encoder fed by a reader
 (nanochat's loader) never can. The stream and slice tables run `--rounds` rounds (default 3) of a pass of every
-encoder in turn and give medians, each round's ratio taken against tiktoken in the same round: this VM's speed
-drifts over seconds, and single passes timed one after the other moved by a third from run to run.
+encoder and give medians, each round's ratio taken against tiktoken in the same round: this VM's speed drifts over
+seconds, and single passes timed one after the other moved by a third from run to run. Within a round the
+one-thread passes take turns by `--turn-mb` MB of documents (default 4; see `passes`), so the encoders are timed
+over the same stretches of wall clock, and each keeps only one turn's output, as a pipeline that consumes its batches
+does (tiktoken's lists of Python ints for 60 MB, kept to the end of a whole pass, cost it a fifth of its speed).
 
 With `--peers`, the slice table adds the fastest encoders on PyPI (gigatoken, fastokens: `pip install ".[bench]"`;
 see _encoders.py for how each loads nanobpe's ranks file and why quicktok is not among them) and times every encoder
@@ -72,8 +75,9 @@ from _encoders import (
 )
 
 T = TypeVar("T")
-# Rounds of passes in the stream and slice tables (see `passes`).
+# Rounds of passes in the stream and slice tables, and the MB of one-thread passes' turns (see `passes`).
 ROUNDS = 3
+TURN_MB = 4.0
 
 
 def timed_on(fn: Callable[[list[str]], T], docs: list[str]) -> tuple[float, T]:
@@ -231,6 +235,14 @@ def main() -> None:
         help="rounds of passes in the stream and slice tables, each a fresh pass of every encoder in turn; the "
         "tables give medians (default: %(default)s)",
     )
+    ap.add_argument(
+        "--turn-mb",
+        type=float,
+        default=TURN_MB,
+        help="in the stream and slice tables, the one-thread passes of a round take turns by this many MB of "
+        "documents, so that they are timed over the same stretches of wall clock; 0: each pass whole, one after "
+        "the other (default: %(default)s)",
+    )
     ap.add_argument("--threads", default=None, help="only the thread-scaling table, at these counts (e.g. 1,2,4,8)")
     args = ap.parse_args()
     if args.rounds < 1:
@@ -342,16 +354,19 @@ def main() -> None:
     _ = np
 
 
-def slices(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
+def slices(args: argparse.Namespace, threads: int | None) -> list[dict[str, Any]]:
     """The per-language-slice table: tiktoken and nanobpe on one thread, or with --peers every encoder on one
     thread and on all cores."""
     if args.slice_mb <= 0:
         return []
     encoders = [tiktoken_encoder(args.tokenizer), nanobpe_encoder(args.tokenizer)]
     if args.peers is None:
-        return language_slices(encoders, args.data, args.slice_mb, min_mb=args.min_slice_mb, rounds=args.rounds)
-    encoders += peer_encoders(args.tokenizer, args.peers or PEERS)
-    return language_slices(encoders, args.data, args.slice_mb, threads, min_mb=args.min_slice_mb, rounds=args.rounds)
+        threads = None
+    else:
+        encoders += peer_encoders(args.tokenizer, args.peers or PEERS)
+    return language_slices(
+        encoders, args.data, args.slice_mb, threads, min_mb=args.min_slice_mb, rounds=args.rounds, turn_mb=args.turn_mb
+    )
 
 
 def corpus_files(data: str) -> list[str]:
@@ -389,7 +404,7 @@ def long_stream(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     ref: Flat | None = None
     runs: list[Run] = [(tik, None), (ours, None), (ours, threads)]
-    timed = passes(runs, docs, args.rounds)
+    timed = passes(runs, docs, args.rounds, args.turn_mb)
     for (e, n), t in zip(runs, timed, strict=True):
         ref = t.ids if ref is None else ref
         name = f"{e.name}, {n or 1} thread{'s' if n and n > 1 else ''}"
@@ -484,6 +499,7 @@ def language_slices(
     threads: int | None = None,
     min_mb: float = MIN_SLICE_MB,
     rounds: int = ROUNDS,
+    turn_mb: float = TURN_MB,
 ) -> list[dict[str, Any]]:
     """MB/s of each encoder on each language slice, one pass each, with a freshly built encoder for every pass.
 
@@ -504,7 +520,7 @@ def language_slices(
         mb = sum(len(d.encode()) for d in docs) / 1e6
         ref: Flat | None = None
         runs: list[Run] = [(e, threads if mode == "many" else None) for e in encoders for mode in modes]
-        timed = passes(runs, docs, rounds)
+        timed = passes(runs, docs, rounds, turn_mb)
         timed_runs = iter(timed)
         for e in encoders:
             row: dict[str, Any] = {"slice": SLICE_NAMES[lang], "mb": mb, "encoder": e.name}
@@ -564,18 +580,34 @@ class Timed:
     ids: Flat
 
 
-def passes(runs: list[Run], docs: list[str], rounds: int) -> list[Timed]:
+def passes(runs: list[Run], docs: list[str], rounds: int, turn_mb: float = TURN_MB) -> list[Timed]:
     """`rounds` rounds of one pass of each run (an encoder on one thread, or its batch API with that many threads)
-    over `docs`, the runs in turn within each round. Every pass gets a fresh instance and new str objects
-    (`new_strs`), and goes through the documents in order, once, so its caches warm within the pass only.
+    over `docs`. Every pass gets a fresh instance and new str objects (`new_strs`), and goes through the documents
+    in order, once, so its caches warm within the pass only.
 
-    This VM's speed drifts over seconds: the same pass ran at 5.9 and 9.4 × tiktoken in two runs of one round.
-    Callers report medians over the rounds, with each round's ratio taken against tiktoken in the same round."""
+    This VM's speed drifts over seconds: the same pass ran at 5.9 and 9.4 × tiktoken in two runs of one round,
+    timed one after the other (tiktoken's pass takes ~10 times as long as nanobpe's, so the two saw different
+    machines). So within a round the one-thread passes take turns (`take_turns`): each encodes the next ~`turn_mb`
+    MB of documents, then the next encoder the same documents, and so on to the end; each pass's time is the sum of
+    its turns, and the encoders are timed over the same stretches of wall clock. The batch runs (several threads)
+    then pass whole, one after the other: their turns would end on whichever thread got the turn's longest
+    document. `turn_mb` 0: every pass whole. Callers report medians over the rounds, each round's ratio taken
+    against tiktoken in the same round.
+
+    Turns have a cost of their own: each encoder's tables and cache lines leave the CPU's L2 while the others run.
+    On the 60 MB stream (2026-11-28) nanobpe's ratio was ~8.0 with 1 MB turns (three runs), 7.9 with 0.25 MB, 8.0
+    and 8.9 with 4 MB, 9.7 with 16 MB; 4 MB turns (about half a second of tiktoken, 50 ms of nanobpe) keep that cost
+    small and the pairing close."""
     import numpy as np
 
     out: list[Timed] = [Timed([], [], (np.zeros(0, np.int64), np.zeros(0, np.int64))) for _ in runs]
+    ones = [k for k, (_, n) in enumerate(runs) if n is None] if turn_mb > 0 else []
     for r in range(rounds):
-        for (e, n), timed in zip(runs, out, strict=True):
+        if ones:
+            take_turns([runs[k] for k in ones], [out[k] for k in ones], docs, turn_mb, first=r == 0)
+        for k, ((e, n), timed) in enumerate(zip(runs, out, strict=True)):
+            if k in ones:
+                continue
             texts = new_strs(docs)
             instance = fresh(e, n)
             cpu, t = time.process_time(), time.perf_counter()
@@ -586,6 +618,51 @@ def passes(runs: list[Run], docs: list[str], rounds: int) -> list[Timed]:
                 timed.ids = (e.flat if n is None else e.flat_many or e.flat)(got)
             del got, texts, instance
     return out
+
+
+def take_turns(runs: list[Run], out: list[Timed], docs: list[str], turn_mb: float, first: bool) -> None:
+    """One pass of each one-thread run over `docs`, in turns of consecutive documents of ~`turn_mb` MB (a longer
+    document is a turn of its own): every encoder encodes a turn before any moves on to the next, the order
+    rotating from turn to turn. Each run's instance lives through its whole pass, so its caches warm as in one call
+    over all the documents. Appends each run's summed seconds; `first`: also keep its ids (flattened between
+    turns, off the clock)."""
+    import numpy as np
+
+    bounds = turn_bounds(docs, turn_mb)
+    instances = [fresh(e) for e, _ in runs]
+    texts = [new_strs(docs) for _ in runs]
+    secs, cpus = [0.0] * len(runs), [0.0] * len(runs)
+    flats: list[list[Flat]] = [[] for _ in runs]
+    for turn, (a, b) in enumerate(bounds):
+        for j in range(len(runs)):
+            k = (j + turn) % len(runs)
+            e = runs[k][0]
+            batch = texts[k][a:b]
+            cpu, t = time.process_time(), time.perf_counter()
+            got = e.one(instances[k], batch)
+            secs[k] += time.perf_counter() - t
+            cpus[k] += time.process_time() - cpu
+            if first:
+                flats[k].append(e.flat(got))
+            del got, batch
+    for k, timed in enumerate(out):
+        timed.secs.append(secs[k])
+        timed.cpus.append(cpus[k])
+        if first and flats[k]:
+            timed.ids = (np.concatenate([f[0] for f in flats[k]]), np.concatenate([f[1] for f in flats[k]]))
+
+
+def turn_bounds(docs: list[str], turn_mb: float) -> list[tuple[int, int]]:
+    """Consecutive ranges of `docs`, each just reaching `turn_mb` MB of UTF-8 (the last may be shorter)."""
+    bounds, start, size = [], 0, 0
+    for i, d in enumerate(docs):
+        size += len(d.encode())
+        if size >= turn_mb * 1e6:
+            bounds.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(docs):
+        bounds.append((start, len(docs)))
+    return bounds
 
 
 def round_ratios(timed: Timed, ref: Timed) -> list[float]:
