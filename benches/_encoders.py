@@ -83,7 +83,11 @@ def flat_buffers(out: tuple[bytes, bytes]) -> Flat:
 
 
 def flat_buffer_list(out: Sequence[tuple[bytes, bytes]]) -> Flat:
-    parts = [flat_buffers(o) for o in out]
+    return concat_flats([flat_buffers(o) for o in out])
+
+
+def concat_flats(parts: Sequence[Flat]) -> Flat:
+    """The documents of `parts`, one after the other, as one Flat."""
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

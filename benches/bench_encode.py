@@ -65,6 +65,7 @@ from _encoders import (
     PEERS,
     Encoder,
     Flat,
+    concat_flats,
     differing_docs,
     fresh,
     nanobpe_encoder,
@@ -247,6 +248,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1 (got {args.rounds})")
+    if args.turn_mb < 0:
+        ap.error(f"--turn-mb must be 0 (whole passes) or more (got {args.turn_mb})")
 
     threads = os.cpu_count() or 1
     if args.tokenizer is None:
@@ -595,8 +598,8 @@ def passes(runs: list[Run], docs: list[str], rounds: int, turn_mb: float = TURN_
     against tiktoken in the same round.
 
     Turns have a cost of their own: each encoder's tables and cache lines leave the CPU's L2 while the others run.
-    On the 60 MB stream (2026-11-28) nanobpe's ratio was ~8.0 with 1 MB turns (three runs), 7.9 with 0.25 MB, 8.0
-    and 8.9 with 4 MB, 9.7 with 16 MB; 4 MB turns (about half a second of tiktoken, 50 ms of nanobpe) keep that cost
+    On the 60 MB stream (2026-11-28) nanobpe's ratio was 7.7–8.2 with 1 MB turns (three runs), 7.9 with 0.25 MB,
+    8.0–8.9 with 4 MB (three runs), 9.7 with 16 MB; 4 MB turns (about half a second of tiktoken, 50 ms of nanobpe) keep that cost
     small and the pairing close."""
     import numpy as np
 
@@ -626,8 +629,6 @@ def take_turns(runs: list[Run], out: list[Timed], docs: list[str], turn_mb: floa
     rotating from turn to turn. Each run's instance lives through its whole pass, so its caches warm as in one call
     over all the documents. Appends each run's summed seconds; `first`: also keep its ids (flattened between
     turns, off the clock)."""
-    import numpy as np
-
     bounds = turn_bounds(docs, turn_mb)
     instances = [fresh(e) for e, _ in runs]
     texts = [new_strs(docs) for _ in runs]
@@ -648,8 +649,8 @@ def take_turns(runs: list[Run], out: list[Timed], docs: list[str], turn_mb: floa
     for k, timed in enumerate(out):
         timed.secs.append(secs[k])
         timed.cpus.append(cpus[k])
-        if first and flats[k]:
-            timed.ids = (np.concatenate([f[0] for f in flats[k]]), np.concatenate([f[1] for f in flats[k]]))
+        if first:
+            timed.ids = concat_flats(flats[k])
 
 
 def turn_bounds(docs: list[str], turn_mb: float) -> list[tuple[int, int]]:
